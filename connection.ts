@@ -1,0 +1,1399 @@
+// Copyright 2026 the @rfc6455/websocket authors. MIT license.
+// This module is browser compatible: it uses the Web platform only, and does
+// I/O only through the byte streams it is given.
+
+/**
+ * One open WebSocket over any byte duplex: message assembly from fragments,
+ * fail-fast UTF-8 validation, automatic pongs, keepalive pings, the close
+ * handshake with a timeout, limits and backpressure. {@linkcode connect} and
+ * {@linkcode serve} build it on sockets; tests and custom transports build it
+ * on any pair of byte streams.
+ *
+ * @example Two connections over an in-memory pair
+ * ```ts
+ * import { WebSocketConnection } from "@rfc6455/websocket/connection";
+ * import assert from "node:assert/strict";
+ *
+ * const a = new TransformStream<Uint8Array, Uint8Array>();
+ * const b = new TransformStream<Uint8Array, Uint8Array>();
+ * const client = new WebSocketConnection(
+ *   { readable: a.readable, writable: b.writable },
+ *   { role: "client", pingInterval: 0 },
+ * );
+ * const server = new WebSocketConnection(
+ *   { readable: b.readable, writable: a.writable },
+ *   { role: "server", pingInterval: 0 },
+ * );
+ * await client.send("hello");
+ * for await (const message of server) {
+ *   assert.equal(message, "hello");
+ *   break;
+ * }
+ * await client.close(1000, "done");
+ * assert.deepEqual(await server.closed, { code: 1000, reason: "done", wasClean: true });
+ * ```
+ *
+ * @module
+ */
+
+import { ConnectionClosedError, ProtocolError } from "./errors.ts";
+import { encodeFrame, type Frame, FrameDecoder } from "./frame.ts";
+
+/**
+ * A bidirectional byte stream a WebSocket runs over. A `Deno.Conn` or
+ * `Deno.TlsConn` is one; so is any `{ readable, writable }` pair. When the
+ * optional `read`, `write` and `close` methods exist (as on `Deno.Conn`),
+ * the connection uses them directly, which is faster than the streams.
+ */
+export interface WebSocketTransport {
+  /** The bytes from the peer. */
+  readable: ReadableStream<Uint8Array>;
+  /** The bytes to the peer. */
+  writable: WritableStream<Uint8Array>;
+  /** Reads into `buffer`; resolves with the count, or `null` at the end. */
+  read?(buffer: Uint8Array): Promise<number | null>;
+  /** Writes some of `data`; resolves with the count written. */
+  write?(data: Uint8Array): Promise<number>;
+  /** Closes the transport in both directions. */
+  close?(): void;
+}
+
+/**
+ * The per-message compression a connection uses when an extension such as
+ * permessage-deflate was negotiated: `PerMessageDeflate` from
+ * `@rfc6455/websocket/deflate` is one. Calls are made in message order.
+ */
+export interface MessageCompression {
+  /** Whether a message of `size` bytes should be compressed. */
+  shouldCompress(size: number): boolean;
+  /** Compresses one whole message payload. */
+  compress(data: Uint8Array): Promise<Uint8Array>;
+  /**
+   * Decompresses one whole message payload; rejects with a `ProtocolError`
+   * (1009 too big, 1007 corrupt).
+   */
+  decompress(data: Uint8Array): Promise<Uint8Array<ArrayBuffer>>;
+  /** Frees the compression contexts. */
+  close(): void;
+}
+
+/** A received message: `string` for text, `Uint8Array` for binary. */
+export type WebSocketMessage = string | Uint8Array<ArrayBuffer>;
+
+/** Data that {@linkcode WebSocketConnection.send} takes. */
+export type WebSocketData = string | ArrayBufferView | ArrayBuffer;
+
+/** How a connection ended: `closed` resolves with it. */
+export interface CloseInfo {
+  /**
+   * The close code the peer sent; 1005 when its close frame had no code,
+   * 1006 when the connection ended without a close handshake.
+   */
+  code: number;
+  /** The close reason the peer sent ("" when none). */
+  reason: string;
+  /** Whether the closing handshake completed (both close frames exchanged). */
+  wasClean: boolean;
+}
+
+/** Options of one {@linkcode WebSocketConnection.send} call. */
+export interface SendOptions {
+  /**
+   * Send a string as a binary message (its UTF-8 bytes), or bytes as a text
+   * message (they must be UTF-8). By default strings are text and bytes are
+   * binary.
+   *
+   * @default {undefined}
+   */
+  binary?: boolean;
+  /**
+   * Compress this message when permessage-deflate was negotiated. `false`
+   * sends it uncompressed whatever its size.
+   *
+   * @default {true}
+   */
+  compress?: boolean;
+}
+
+/** Options of a {@linkcode WebSocketConnection}. Times are in milliseconds, sizes in bytes. */
+export interface ConnectionOptions {
+  /**
+   * The side of this endpoint: a `"client"` masks every frame it sends and
+   * rejects masked frames; a `"server"` the reverse (RFC 6455 §5.1).
+   */
+  role: "client" | "server";
+  /**
+   * The largest message accepted, in bytes, after decompression. A larger
+   * message closes the connection with 1009 without being buffered whole.
+   *
+   * @default {67108864} (64 MiB)
+   */
+  maxMessageSize?: number;
+  /**
+   * The largest frame payload accepted, in bytes. A larger frame closes the
+   * connection with 1009 from its header alone.
+   *
+   * @default {maxMessageSize}
+   */
+  maxFrameSize?: number;
+  /**
+   * The most frames one fragmented message may have. More closes the
+   * connection with 1009, so that a flood of tiny continuation frames cannot
+   * pin CPU and memory.
+   *
+   * @default {10000}
+   */
+  maxFragments?: number;
+  /**
+   * How often to send a keepalive ping, in milliseconds; 0 disables
+   * keepalive.
+   *
+   * @default {20000}
+   */
+  pingInterval?: number;
+  /**
+   * How long to wait for the pong of a keepalive ping, in milliseconds,
+   * before closing the connection with 1011; 0 waits forever.
+   *
+   * @default {20000}
+   */
+  pingTimeout?: number;
+  /**
+   * How long the close handshake may take, in milliseconds: after sending a
+   * close frame, the wait for the peer's; after that, the wait for the
+   * transport to end. Then the transport is closed regardless.
+   *
+   * @default {5000}
+   */
+  closeTimeout?: number;
+  /**
+   * `send()` resolves at once while at most this many bytes wait to be
+   * written, and otherwise when the queue drains below it: awaiting `send()`
+   * is the backpressure.
+   *
+   * @default {65536} (64 KiB)
+   */
+  writeHighWaterMark?: number;
+  /**
+   * The most bytes that may wait to be written. A `send()` beyond it (by a
+   * sender that does not await) rejects with a `RangeError` and sends
+   * nothing; a single message is always accepted by an empty queue.
+   *
+   * @default {16777216} (16 MiB)
+   */
+  maxBufferedAmount?: number;
+  /** The negotiated subprotocol ("" when none). @default {""} */
+  protocol?: string;
+  /** The negotiated extensions, as the `Sec-WebSocket-Extensions` value. @default {""} */
+  extensions?: string;
+  /** The URL of the connection (the client's target). @default {""} */
+  url?: string;
+  /**
+   * The permessage-deflate session negotiated in the handshake; absent, no
+   * compression.
+   *
+   * @default {undefined}
+   */
+  deflate?: MessageCompression;
+  /**
+   * Bytes that arrived after the handshake and belong to the WebSocket
+   * stream (a peer may send frames right behind its handshake).
+   *
+   * @default {undefined}
+   */
+  head?: Uint8Array;
+  /**
+   * Aborting it closes the connection with 1001 (going away).
+   *
+   * @default {undefined}
+   */
+  signal?: AbortSignal;
+  /**
+   * Makes the masking key of each frame a client sends. Only for tests: the
+   * default draws a fresh key for every frame from `crypto.getRandomValues`,
+   * as RFC 6455 §5.3 requires.
+   *
+   * @default {undefined}
+   */
+  maskGenerator?: () => Uint8Array;
+}
+
+/** The default of {@linkcode ConnectionOptions.maxMessageSize}: 64 MiB. */
+export const DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024;
+
+const OPEN = 0;
+const CLOSING = 1;
+const CLOSED = 2;
+
+// A message queue longer than this pauses reading from the transport.
+const READ_QUEUE_LIMIT = 16;
+// Frames smaller than this are coalesced into one write.
+const COALESCE_LIMIT = 16 * 1024;
+const READ_BUFFER_SIZE = 64 * 1024;
+
+const encoder = new TextEncoder();
+const RESOLVED: Promise<void> = Promise.resolve();
+
+// §5.3: a fresh, unpredictable key for every frame; drawn from the CSPRNG in
+// blocks to keep the cost per frame small.
+const maskPool = new Uint8Array(4096);
+let maskPoolOffset = maskPool.length;
+function randomMask(): Uint8Array {
+  if (maskPoolOffset === maskPool.length) {
+    crypto.getRandomValues(maskPool);
+    maskPoolOffset = 0;
+  }
+  const mask = maskPool.slice(maskPoolOffset, maskPoolOffset + 4);
+  maskPoolOffset += 4;
+  return mask;
+}
+
+function concat(parts: Uint8Array[], total: number): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(total);
+  let offset = 0;
+  for (const part of parts) {
+    out.set(part, offset);
+    offset += part.length;
+  }
+  return out;
+}
+
+// Keeps a received payload without pinning a larger read buffer it views.
+function own(bytes: Uint8Array): Uint8Array<ArrayBuffer> {
+  return bytes.byteLength === bytes.buffer.byteLength &&
+      bytes.buffer instanceof ArrayBuffer
+    ? bytes as Uint8Array<ArrayBuffer>
+    : bytes.slice();
+}
+
+function toBytes(data: WebSocketData): Uint8Array {
+  if (data instanceof Uint8Array) return data;
+  if (data instanceof ArrayBuffer) return new Uint8Array(data);
+  if (ArrayBuffer.isView(data)) {
+    return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  }
+  throw new TypeError(
+    `Cannot send message: data is ${typeof data}, expected string, ArrayBuffer or ArrayBufferView`,
+  );
+}
+
+/**
+ * Whether a close code may be sent in a close frame (RFC 6455 §7.4): 1000 to
+ * 1003, 1007 to 1014, and 3000 to 4999.
+ */
+function isSendableCode(code: number): boolean {
+  return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
+    (code >= 3000 && code <= 4999);
+}
+
+/**
+ * The one place that maps a failure to the close code sent for it (RFC 6455
+ * §7.4.1): a {@linkcode ProtocolError} carries its own; a timeout of the
+ * keepalive is 1011; anything else is an internal error, 1011, sent without
+ * details.
+ */
+function closeCodeFor(error: unknown): number {
+  if (error instanceof ProtocolError) return error.closeCode;
+  return 1011;
+}
+
+function closeReasonFor(error: unknown): string {
+  if (!(error instanceof ProtocolError)) return "";
+  // A close reason holds at most 123 bytes (§5.5); messages are ASCII.
+  return error.message.length > 123
+    ? error.message.slice(0, 123)
+    : error.message;
+}
+
+interface Waiter {
+  resolve(result: IteratorResult<WebSocketMessage>): void;
+  reject(error: unknown): void;
+}
+
+interface PendingPing {
+  resolve(rtt: number): void;
+  reject(error: unknown): void;
+  start: number;
+}
+
+/**
+ * One open WebSocket (RFC 6455) over a {@linkcode WebSocketTransport}.
+ *
+ * Messages arrive through async iteration (`for await (const message of
+ * ws)`) or the {@linkcode WebSocketConnection.readable} stream; `string` for
+ * text, `Uint8Array` for binary. Iteration ends when the close handshake
+ * completes, whatever the code, and throws when the connection failed: a
+ * {@linkcode ProtocolError} for a peer that broke the protocol or a limit, a
+ * {@linkcode ConnectionClosedError} (code 1006) for a transport that ended
+ * without a close handshake. Reading pauses while 16 received messages wait
+ * to be consumed, so a slow consumer slows the peer instead of filling
+ * memory.
+ *
+ * `send()` queues a message and resolves when it was written, or at once
+ * while the queue is under `writeHighWaterMark`: `await ws.send(...)` is the
+ * backpressure. Messages sent before `close()` are delivered before the
+ * close frame. `closed` always resolves (never rejects) with the close code,
+ * reason and whether the close was clean; after it settles no timer, read or
+ * write is left pending.
+ *
+ * @example An echo over an in-memory pair
+ * ```ts
+ * import { WebSocketConnection } from "@rfc6455/websocket/connection";
+ * import assert from "node:assert/strict";
+ *
+ * const a = new TransformStream<Uint8Array, Uint8Array>();
+ * const b = new TransformStream<Uint8Array, Uint8Array>();
+ * const client = new WebSocketConnection({ readable: a.readable, writable: b.writable }, { role: "client" });
+ * const server = new WebSocketConnection({ readable: b.readable, writable: a.writable }, { role: "server" });
+ * const echo = (async () => {
+ *   for await (const message of server) await server.send(message);
+ * })();
+ * await client.send(new Uint8Array([1, 2, 3]));
+ * await client.send("héllo");
+ * const received = [];
+ * for await (const message of client) {
+ *   received.push(message);
+ *   if (received.length === 2) break;
+ * }
+ * assert.deepEqual(received, [new Uint8Array([1, 2, 3]), "héllo"]);
+ * const rtt = await client.ping();
+ * assert.ok(rtt >= 0);
+ * await client.close();
+ * await echo;
+ * assert.equal((await server.closed).code, 1000);
+ * ```
+ */
+export class WebSocketConnection implements AsyncIterable<WebSocketMessage> {
+  readonly #transport: WebSocketTransport;
+  readonly #role: "client" | "server";
+  readonly #decoder: FrameDecoder;
+  readonly #deflate: MessageCompression | undefined;
+  readonly #maxMessageSize: number;
+  readonly #maxFragments: number;
+  readonly #pingInterval: number;
+  readonly #pingTimeout: number;
+  readonly #closeTimeout: number;
+  readonly #highWaterMark: number;
+  readonly #maxBufferedAmount: number;
+  readonly #maskGenerator: () => Uint8Array;
+  readonly #protocol: string;
+  readonly #extensions: string;
+  readonly #url: string;
+
+  #state = OPEN;
+  #closeSent = false;
+  #closeReceived = false;
+  #closeInfo: CloseInfo | undefined;
+  #error: unknown;
+  #discard = false;
+  readonly #closed: Promise<CloseInfo>;
+  #resolveClosed!: (info: CloseInfo) => void;
+
+  // Receiving.
+  #messages: WebSocketMessage[] = [];
+  #waiters: Waiter[] = [];
+  #resume: (() => void) | undefined;
+  #readLoop: Promise<void> | undefined;
+  #reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
+  #fragmentOpcode = 0;
+  #fragmentCompressed = false;
+  #fragments: Uint8Array[] = [];
+  #fragmentCount = 0;
+  #fragmentSize = 0;
+  #textParts: string[] = [];
+  readonly #utf8 = new TextDecoder("utf-8", { fatal: true });
+
+  // Sending.
+  #queue: Uint8Array[] = [];
+  #queuedBytes = 0;
+  #pong: Uint8Array | undefined;
+  #pumping: Promise<void> | undefined;
+  #writer: WritableStreamDefaultWriter<Uint8Array> | undefined;
+  #drainWaiters: Array<
+    { limit: number; resolve(): void; reject(e: unknown): void }
+  > = [];
+  #sendChain: Promise<void> = RESOLVED;
+  #compressing = 0;
+
+  // Pings.
+  #pings = new Map<number, PendingPing>();
+  #pingCounter = 0;
+  #keepaliveTimer: ReturnType<typeof setTimeout> | undefined;
+  #pongTimer: ReturnType<typeof setTimeout> | undefined;
+  #closeTimer: ReturnType<typeof setTimeout> | undefined;
+  #signal: AbortSignal | undefined;
+  #onAbort: (() => void) | undefined;
+
+  /**
+   * Starts a WebSocket session over an open transport, after the opening
+   * handshake.
+   *
+   * @param transport The byte duplex: a `Deno.Conn`, or any
+   * `{ readable, writable }`.
+   * @param options The role, limits, timeouts and negotiated parameters.
+   * @throws {RangeError} If a limit or timeout is negative.
+   */
+  constructor(transport: WebSocketTransport, options: ConnectionOptions) {
+    this.#transport = transport;
+    this.#role = options.role;
+    this.#maxMessageSize = nonNegative(
+      "maxMessageSize",
+      options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE,
+    );
+    this.#maxFragments = nonNegative(
+      "maxFragments",
+      options.maxFragments ?? 10_000,
+    );
+    this.#pingInterval = nonNegative(
+      "pingInterval",
+      options.pingInterval ?? 20_000,
+    );
+    this.#pingTimeout = nonNegative(
+      "pingTimeout",
+      options.pingTimeout ?? 20_000,
+    );
+    this.#closeTimeout = nonNegative(
+      "closeTimeout",
+      options.closeTimeout ?? 5_000,
+    );
+    this.#highWaterMark = nonNegative(
+      "writeHighWaterMark",
+      options.writeHighWaterMark ?? 64 * 1024,
+    );
+    this.#maxBufferedAmount = nonNegative(
+      "maxBufferedAmount",
+      options.maxBufferedAmount ?? 16 * 1024 * 1024,
+    );
+    this.#maskGenerator = options.maskGenerator ?? randomMask;
+    this.#protocol = options.protocol ?? "";
+    this.#extensions = options.extensions ?? "";
+    this.#url = options.url ?? "";
+    this.#deflate = options.deflate;
+    this.#decoder = new FrameDecoder({
+      role: this.#role,
+      maxPayloadSize: nonNegative(
+        "maxFrameSize",
+        options.maxFrameSize ?? this.#maxMessageSize,
+      ),
+      allowRsv1: this.#deflate !== undefined,
+    });
+    this.#closed = new Promise((resolve) => this.#resolveClosed = resolve);
+    if (options.signal !== undefined) {
+      const signal = options.signal;
+      this.#signal = signal;
+      this.#onAbort = () => this.#closeInternal(1001, "");
+      if (signal.aborted) queueMicrotask(this.#onAbort);
+      else signal.addEventListener("abort", this.#onAbort, { once: true });
+    }
+    this.#readLoop = this.#read(options.head);
+    this.#scheduleKeepalive();
+  }
+
+  /** The subprotocol selected in the handshake ("" when none). */
+  get protocol(): string {
+    return this.#protocol;
+  }
+
+  /** The extensions negotiated in the handshake, as the header value ("" when none). */
+  get extensions(): string {
+    return this.#extensions;
+  }
+
+  /** The URL of the connection ("" when not known). */
+  get url(): string {
+    return this.#url;
+  }
+
+  /** Whether the connection is open for sending: `close()` was not called and no close arrived. */
+  get isOpen(): boolean {
+    return this.#state === OPEN;
+  }
+
+  /** The number of bytes queued by `send()` and not yet handed to the transport. */
+  get bufferedAmount(): number {
+    return this.#queuedBytes;
+  }
+
+  /**
+   * Resolves with the close code, reason and cleanliness once the connection
+   * is closed and its transport released. It never rejects.
+   */
+  get closed(): Promise<CloseInfo> {
+    return this.#closed;
+  }
+
+  /**
+   * Sends one message: a string as text, bytes as binary (unless
+   * `options.binary` says otherwise). Resolves once the message is handed to
+   * the transport, or at once while fewer than `writeHighWaterMark` bytes
+   * wait: await it for backpressure. A rejected send that nobody awaits does
+   * not end the process.
+   *
+   * @param data The message.
+   * @param options Binary or text, and compression.
+   * @returns A promise that resolves when the sender may go on.
+   * @throws {ConnectionClosedError} (rejects) If the connection is closing or
+   * closed.
+   * @throws {RangeError} (rejects) If `maxBufferedAmount` bytes already wait.
+   * @throws {TypeError} If `data` is not a string or bytes.
+   */
+  send(data: WebSocketData, options: SendOptions = {}): Promise<void> {
+    if (this.#state !== OPEN) return this.#rejected(this.#closedError());
+    const text = options.binary === undefined
+      ? typeof data === "string"
+      : !options.binary;
+    const payload = typeof data === "string"
+      ? encoder.encode(data)
+      : toBytes(data);
+    if (
+      this.#queuedBytes > 0 &&
+      this.#queuedBytes + payload.length > this.#maxBufferedAmount
+    ) {
+      return this.#rejected(
+        new RangeError(
+          `Cannot send message: ${this.#queuedBytes} bytes already wait to be written, limit is ${this.#maxBufferedAmount}`,
+        ),
+      );
+    }
+    const opcode = text ? 0x1 : 0x2;
+    const deflate = this.#deflate;
+    if (
+      deflate !== undefined && options.compress !== false &&
+      deflate.shouldCompress(payload.length)
+    ) {
+      // Compression is asynchronous: later sends queue behind it in order.
+      this.#compressing++;
+      const done = this.#sendChain.then(async () => {
+        try {
+          const compressed = await deflate.compress(payload);
+          if (this.#state === OPEN) this.#enqueueData(opcode, compressed, true);
+        } finally {
+          this.#compressing--;
+        }
+      });
+      this.#sendChain = done.catch((error) => this.#fail(error));
+      return this.#handled(done.then(() => this.#drained()));
+    }
+    if (this.#compressing > 0) {
+      const done = this.#sendChain.then(() => {
+        if (this.#state !== OPEN) throw this.#closedError();
+        this.#enqueueData(opcode, payload, false);
+      });
+      this.#sendChain = done.catch(() => {});
+      return this.#handled(done.then(() => this.#drained()));
+    }
+    this.#enqueueData(opcode, payload, false);
+    return this.#drained();
+  }
+
+  /**
+   * Sends a ping and resolves with the round-trip time in milliseconds when
+   * its pong arrives (RFC 6455 §5.5.2). A pong also answers every ping sent
+   * before it.
+   *
+   * @param data At most 125 bytes of payload; by default a 4-byte counter.
+   * @returns The round-trip time in milliseconds.
+   * @throws {ConnectionClosedError} (rejects) If the connection closes before
+   * the pong arrives.
+   * @throws {RangeError} (rejects) If `data` is over 125 bytes.
+   */
+  ping(data?: WebSocketData): Promise<number> {
+    if (this.#state !== OPEN) return this.#rejected(this.#closedError());
+    const id = ++this.#pingCounter;
+    let payload: Uint8Array;
+    if (data === undefined) {
+      payload = new Uint8Array(4);
+      new DataView(payload.buffer).setUint32(0, id);
+    } else {
+      payload = typeof data === "string" ? encoder.encode(data) : toBytes(data);
+      if (payload.length > 125) {
+        return this.#rejected(
+          new RangeError(
+            `Cannot send ping: payload is ${payload.length} bytes, limit is 125`,
+          ),
+        );
+      }
+    }
+    const { promise, resolve, reject } = Promise.withResolvers<number>();
+    this.#pings.set(id, { resolve, reject, start: performance.now() });
+    this.#pingKeys.set(pingKey(payload), id);
+    this.#enqueueFrame(0x9, payload.slice());
+    return this.#handled(promise);
+  }
+
+  #pingKeys = new Map<string, number>();
+
+  /**
+   * Starts the close handshake (RFC 6455 §7.1.2): sends a close frame after
+   * every message already sent, waits up to `closeTimeout` for the peer's,
+   * then closes the transport. Calling it again, or after the peer closed,
+   * just waits.
+   *
+   * @param code A close code that may be sent: 1000 to 1003, 1007 to 1014, or
+   * 3000 to 4999.
+   * @param reason At most 123 bytes of UTF-8.
+   * @returns The connection's {@linkcode CloseInfo}, once closed.
+   * @throws {RangeError} If the code may not be sent or the reason is too
+   * long.
+   */
+  close(code = 1000, reason = ""): Promise<CloseInfo> {
+    if (!Number.isInteger(code) || !isSendableCode(code)) {
+      throw new RangeError(
+        `Cannot close WebSocket: code ${code} is not 1000-1003, 1007-1014 or 3000-4999`,
+      );
+    }
+    const size = encoder.encode(reason).length;
+    if (size > 123) {
+      throw new RangeError(
+        `Cannot close WebSocket: reason is ${size} bytes, limit is 123`,
+      );
+    }
+    this.#closeInternal(code, reason);
+    return this.#closed;
+  }
+
+  /**
+   * The received messages as a `ReadableStream` (the shape of WHATWG
+   * `WebSocketStream`). Cancelling it closes the connection with 1000.
+   * Reading it and iterating the connection share one queue.
+   */
+  get readable(): ReadableStream<WebSocketMessage> {
+    this.#readable ??= new ReadableStream<WebSocketMessage>({
+      pull: async (controller) => {
+        const result = await this.#next();
+        if (result.done) controller.close();
+        else controller.enqueue(result.value);
+      },
+      cancel: () => {
+        this.#closeInternal(1000, "");
+      },
+    }, { highWaterMark: 0 });
+    return this.#readable;
+  }
+  #readable: ReadableStream<WebSocketMessage> | undefined;
+
+  /**
+   * A `WritableStream` that sends each chunk as a message (strings as text,
+   * bytes as binary), with backpressure. Closing it closes the connection
+   * with 1000.
+   */
+  get writable(): WritableStream<WebSocketData> {
+    this.#writable ??= new WritableStream<WebSocketData>({
+      write: (chunk) => this.send(chunk),
+      close: async () => {
+        this.#closeInternal(1000, "");
+        await this.#closed;
+      },
+      abort: () => {
+        this.#closeInternal(1000, "");
+      },
+    });
+    return this.#writable;
+  }
+  #writable: WritableStream<WebSocketData> | undefined;
+
+  /**
+   * Iterates the received messages until the connection closes.
+   *
+   * @returns An async iterator of messages.
+   */
+  [Symbol.asyncIterator](): AsyncIterableIterator<WebSocketMessage> {
+    const iterator: AsyncIterableIterator<WebSocketMessage> = {
+      next: () => this.#next(),
+      return: () =>
+        Promise.resolve({ value: undefined, done: true } as IteratorResult<
+          WebSocketMessage
+        >),
+      [Symbol.asyncIterator]: () => iterator,
+    };
+    return iterator;
+  }
+
+  // ---- receiving ----
+
+  #next(): Promise<IteratorResult<WebSocketMessage>> {
+    if (this.#messages.length > 0) {
+      const value = this.#messages.shift()!;
+      if (
+        this.#resume !== undefined && this.#messages.length < READ_QUEUE_LIMIT
+      ) {
+        const resume = this.#resume;
+        this.#resume = undefined;
+        resume();
+      }
+      return Promise.resolve({ value, done: false });
+    }
+    if (this.#closeInfo !== undefined || this.#readDone) {
+      return this.#endOfMessages();
+    }
+    return new Promise((resolve, reject) =>
+      this.#waiters.push({ resolve, reject })
+    );
+  }
+
+  #readDone = false;
+
+  #endOfMessages(): Promise<IteratorResult<WebSocketMessage>> {
+    if (this.#error !== undefined) return Promise.reject(this.#error);
+    return Promise.resolve({ value: undefined, done: true });
+  }
+
+  #deliver(message: WebSocketMessage): void {
+    const waiter = this.#waiters.shift();
+    if (waiter !== undefined) waiter.resolve({ value: message, done: false });
+    else this.#messages.push(message);
+  }
+
+  async #read(head: Uint8Array | undefined): Promise<void> {
+    const transport = this.#transport;
+    try {
+      if (head !== undefined && head.length > 0) {
+        await this.#receive(head.slice());
+      }
+      if (transport.read !== undefined) {
+        // A server decodes masked frames into new buffers, so it can reuse
+        // one read buffer; a client's frames may view the bytes read, so
+        // each read gets bytes of its own.
+        const reuse = this.#role === "server";
+        const buffer = new Uint8Array(READ_BUFFER_SIZE);
+        while (!this.#readDone) {
+          if (this.#messages.length >= READ_QUEUE_LIMIT) await this.#paused();
+          const count = await transport.read(buffer);
+          if (count === null) break;
+          const chunk = reuse
+            ? buffer.subarray(0, count)
+            : buffer.slice(0, count);
+          const pending = this.#receive(chunk);
+          if (pending !== undefined) await pending;
+        }
+      } else {
+        const reader = transport.readable.getReader();
+        this.#reader = reader;
+        while (!this.#readDone) {
+          if (this.#messages.length >= READ_QUEUE_LIMIT) await this.#paused();
+          const { value, done } = await reader.read();
+          if (done) break;
+          const pending = this.#receive(value);
+          if (pending !== undefined) await pending;
+        }
+      }
+      if (!this.#readDone) this.#onEnd(undefined);
+    } catch (error) {
+      if (!this.#readDone) this.#onEnd(error);
+    } finally {
+      this.#readDone = true;
+      if (this.#reader !== undefined) {
+        try {
+          this.#reader.releaseLock();
+        } catch {
+          // A pending read keeps the lock; the transport is closed anyway.
+        }
+      }
+    }
+  }
+
+  #paused(): Promise<void> {
+    return new Promise((resolve) => this.#resume = resolve);
+  }
+
+  // The transport ended (or failed) on the peer's side.
+  #onEnd(error: unknown): void {
+    this.#readDone = true;
+    if (this.#state === CLOSED) return;
+    if (!this.#closeReceived && this.#error === undefined) {
+      this.#error = new ConnectionClosedError(1006, "", { cause: error });
+    }
+    this.#terminate();
+  }
+
+  // Decodes a chunk; returns a promise only when a frame needs async work.
+  #receive(chunk: Uint8Array): Promise<void> | undefined {
+    if (this.#discard) return undefined;
+    let frames: Frame[];
+    try {
+      frames = this.#decoder.push(chunk);
+    } catch (error) {
+      this.#discard = true;
+      this.#fail(error);
+      return undefined;
+    }
+    for (let i = 0; i < frames.length; i++) {
+      if (this.#discard) return undefined;
+      const pending = this.#onFrame(frames[i]!);
+      if (pending !== undefined) {
+        return this.#receiveRest(pending, frames, i + 1);
+      }
+    }
+    return undefined;
+  }
+
+  async #receiveRest(
+    pending: Promise<void>,
+    frames: Frame[],
+    from: number,
+  ): Promise<void> {
+    await pending;
+    for (let i = from; i < frames.length; i++) {
+      if (this.#discard) return;
+      const next = this.#onFrame(frames[i]!);
+      if (next !== undefined) await next;
+    }
+  }
+
+  #onFrame(frame: Frame): Promise<void> | undefined {
+    const opcode = frame.opcode;
+    try {
+      switch (opcode) {
+        case 0x1:
+        case 0x2:
+          return this.#onDataStart(frame);
+        case 0x0:
+          return this.#onContinuation(frame);
+        case 0x8:
+          this.#onClose(frame.payload);
+          return undefined;
+        case 0x9:
+          this.#onPing(frame.payload);
+          return undefined;
+        default:
+          this.#onPong(frame.payload);
+          return undefined;
+      }
+    } catch (error) {
+      this.#discard = true;
+      this.#fail(error);
+      return undefined;
+    }
+  }
+
+  #onDataStart(frame: Frame): Promise<void> | undefined {
+    const payload = frame.payload;
+    if (frame.fin && !frame.rsv1) {
+      // The common case: a whole message in one frame.
+      if (frame.opcode === 0x1) this.#deliver(this.#decodeText(payload, false));
+      else this.#deliver(payload as Uint8Array<ArrayBuffer>);
+      return undefined;
+    }
+    this.#fragmentOpcode = frame.opcode;
+    this.#fragmentCompressed = frame.rsv1;
+    this.#fragmentCount = 0;
+    this.#fragmentSize = 0;
+    return this.#onFragment(frame);
+  }
+
+  #onContinuation(frame: Frame): Promise<void> | undefined {
+    return this.#onFragment(frame);
+  }
+
+  #onFragment(frame: Frame): Promise<void> | undefined {
+    const payload = frame.payload;
+    this.#fragmentCount++;
+    this.#fragmentSize += payload.length;
+    if (this.#fragmentCount > this.#maxFragments) {
+      throw new ProtocolError(
+        `Cannot read message: it has over ${this.#maxFragments} fragments, limit is ${this.#maxFragments}`,
+        1009,
+      );
+    }
+    if (this.#fragmentSize > this.#maxMessageSize) {
+      throw new ProtocolError(
+        `Cannot read message: it is over ${this.#maxMessageSize} bytes, limit is ${this.#maxMessageSize}`,
+        1009,
+      );
+    }
+    if (this.#fragmentOpcode === 0x1 && !this.#fragmentCompressed) {
+      // §8.1: fail fast, at the fragment where the UTF-8 goes wrong.
+      if (payload.length > 0 || frame.fin) {
+        this.#textParts.push(this.#decodeText(payload, !frame.fin));
+      }
+      if (frame.fin) {
+        const text = this.#textParts.length === 1
+          ? this.#textParts[0]!
+          : this.#textParts.join("");
+        this.#textParts = [];
+        this.#deliver(text);
+      }
+      return undefined;
+    }
+    if (payload.length > 0) this.#fragments.push(own(payload));
+    if (!frame.fin) return undefined;
+    const parts = this.#fragments;
+    this.#fragments = [];
+    const data = parts.length === 1
+      ? parts[0]!
+      : concat(parts, this.#fragmentSize);
+    if (!this.#fragmentCompressed) {
+      this.#deliver(data as Uint8Array<ArrayBuffer>);
+      return undefined;
+    }
+    return this.#inflate(this.#fragmentOpcode, data);
+  }
+
+  async #inflate(opcode: number, data: Uint8Array): Promise<void> {
+    try {
+      const inflated = await this.#deflate!.decompress(data);
+      if (this.#discard) return;
+      this.#deliver(
+        opcode === 0x1 ? this.#decodeText(inflated, false) : inflated,
+      );
+    } catch (error) {
+      this.#discard = true;
+      this.#fail(error);
+    }
+  }
+
+  #decodeText(bytes: Uint8Array, stream: boolean): string {
+    try {
+      return this.#utf8.decode(bytes, { stream });
+    } catch (error) {
+      throw new ProtocolError(
+        "Cannot read message: text is not valid UTF-8",
+        1007,
+        { cause: error },
+      );
+    }
+  }
+
+  #onPing(payload: Uint8Array): void {
+    if (this.#state !== OPEN) return;
+    // One pong owed at most: a newer ping replaces the pong not yet written
+    // (RFC 6455 §5.5.3 allows answering only the most recent ping).
+    this.#pong = own(payload);
+    this.#startPump();
+  }
+
+  #onPong(payload: Uint8Array): void {
+    const id = this.#pingKeys.get(pingKey(payload));
+    if (id === undefined) return; // §5.5.3: an unsolicited pong needs nothing.
+    const now = performance.now();
+    // A pong answers its ping and every ping sent before it.
+    for (const [pending, ping] of this.#pings) {
+      if (pending > id) break;
+      this.#pings.delete(pending);
+      ping.resolve(now - ping.start);
+    }
+    for (const [key, pending] of this.#pingKeys) {
+      if (pending <= id) this.#pingKeys.delete(key);
+    }
+  }
+
+  #onClose(payload: Uint8Array): void {
+    let code = 1005;
+    let reason = "";
+    // §5.5.1: a close body is empty, or a 2-byte code and a UTF-8 reason.
+    if (payload.length === 1) {
+      throw new ProtocolError("Cannot read close frame: body is 1 byte", 1002);
+    }
+    if (payload.length >= 2) {
+      code = (payload[0]! << 8) | payload[1]!;
+      if (!isSendableCode(code)) {
+        throw new ProtocolError(
+          `Cannot read close frame: code ${code} is not allowed on the wire`,
+          1002,
+        );
+      }
+      try {
+        reason = new TextDecoder("utf-8", { fatal: true }).decode(
+          payload.subarray(2),
+        );
+      } catch (error) {
+        throw new ProtocolError(
+          "Cannot read close frame: reason is not valid UTF-8",
+          1002,
+          { cause: error },
+        );
+      }
+    }
+    this.#closeReceived = true;
+    this.#discard = true;
+    this.#closeInfo ??= { code, reason, wasClean: true };
+    if (!this.#closeSent) {
+      // §5.5.1: answer with the same code; an empty body gets 1000.
+      this.#sendClose(code === 1005 ? 1000 : code, "");
+    }
+    this.#state = CLOSING;
+    this.#endMessages();
+    if (this.#role === "server") {
+      // §7.1.1: the server closes the TCP connection first.
+      this.#flushThenTerminate();
+    } else {
+      this.#armCloseTimer();
+      this.#flushThenWaitForEnd();
+    }
+  }
+
+  // ---- sending ----
+
+  #enqueueData(opcode: number, payload: Uint8Array, compressed: boolean): void {
+    const frame: Frame = {
+      fin: true,
+      rsv1: compressed,
+      rsv2: false,
+      rsv3: false,
+      opcode,
+      payload,
+    };
+    if (this.#role === "client") frame.mask = this.#maskGenerator();
+    this.#push(encodeFrame(frame));
+  }
+
+  #enqueueFrame(opcode: number, payload: Uint8Array): void {
+    const frame: Frame = {
+      fin: true,
+      rsv1: false,
+      rsv2: false,
+      rsv3: false,
+      opcode,
+      payload,
+    };
+    if (this.#role === "client") frame.mask = this.#maskGenerator();
+    this.#push(encodeFrame(frame));
+  }
+
+  #push(bytes: Uint8Array): void {
+    this.#queue.push(bytes);
+    this.#queuedBytes += bytes.length;
+    this.#startPump();
+  }
+
+  #drained(): Promise<void> {
+    if (this.#queuedBytes <= this.#highWaterMark) return RESOLVED;
+    if (this.#state === CLOSED) return this.#rejected(this.#closedError());
+    const { promise, resolve, reject } = Promise.withResolvers<void>();
+    this.#drainWaiters.push({ limit: this.#highWaterMark, resolve, reject });
+    return this.#handled(promise);
+  }
+
+  #startPump(): void {
+    if (this.#pumping === undefined && this.#state !== CLOSED) {
+      this.#pumping = this.#pump();
+    }
+  }
+
+  async #pump(): Promise<void> {
+    try {
+      while (this.#state !== CLOSED) {
+        let batch: Uint8Array[];
+        if (this.#pong !== undefined) {
+          const pong = this.#pong;
+          this.#pong = undefined;
+          const frame: Frame = {
+            fin: true,
+            rsv1: false,
+            rsv2: false,
+            rsv3: false,
+            opcode: 0xa,
+            payload: pong,
+          };
+          if (this.#role === "client") frame.mask = this.#maskGenerator();
+          const bytes = encodeFrame(frame);
+          this.#queuedBytes += bytes.length;
+          batch = [bytes];
+          for (const bytes of this.#queue) batch.push(bytes);
+        } else {
+          if (this.#queue.length === 0) break;
+          batch = this.#queue;
+        }
+        this.#queue = [];
+        await this.#writeBatch(batch);
+      }
+    } catch (error) {
+      this.#pumping = undefined;
+      this.#onWriteError(error);
+      return;
+    }
+    this.#pumping = undefined;
+  }
+
+  async #writeBatch(batch: Uint8Array[]): Promise<void> {
+    let i = 0;
+    while (i < batch.length) {
+      let bytes = batch[i]!;
+      let count = 1;
+      if (bytes.length < COALESCE_LIMIT && i + 1 < batch.length) {
+        // Coalesce consecutive small frames into one write.
+        let total = bytes.length;
+        let j = i + 1;
+        while (
+          j < batch.length && total + batch[j]!.length <= COALESCE_LIMIT * 4
+        ) {
+          total += batch[j]!.length;
+          j++;
+        }
+        if (j > i + 1) {
+          bytes = concat(batch.slice(i, j), total);
+          count = j - i;
+        }
+      }
+      await this.#writeAll(bytes);
+      this.#wrote(bytes.length);
+      i += count;
+    }
+  }
+
+  #wrote(bytes: number): void {
+    this.#queuedBytes -= bytes;
+    if (
+      this.#drainWaiters.length > 0 && this.#queuedBytes <= this.#highWaterMark
+    ) {
+      const waiters = this.#drainWaiters;
+      this.#drainWaiters = [];
+      for (const waiter of waiters) waiter.resolve();
+    }
+  }
+
+  async #writeAll(bytes: Uint8Array): Promise<void> {
+    const transport = this.#transport;
+    if (transport.write !== undefined) {
+      let offset = 0;
+      while (offset < bytes.length) {
+        offset += await transport.write(
+          offset === 0 ? bytes : bytes.subarray(offset),
+        );
+      }
+      return;
+    }
+    this.#writer ??= transport.writable.getWriter();
+    await this.#writer.write(bytes);
+  }
+
+  #onWriteError(error: unknown): void {
+    if (this.#state === CLOSED) return;
+    if (this.#error === undefined && !this.#closeReceived) {
+      this.#error = new ConnectionClosedError(1006, "", { cause: error });
+    }
+    this.#terminate();
+  }
+
+  // Resolves when everything queued so far was written (or the pump died).
+  async #flush(): Promise<void> {
+    while (this.#pumping !== undefined) await this.#pumping;
+  }
+
+  // ---- closing ----
+
+  #sendClose(code: number, reason: string): void {
+    this.#closeSent = true;
+    const reasonBytes = encoder.encode(reason);
+    const payload = new Uint8Array(2 + reasonBytes.length);
+    payload[0] = code >>> 8;
+    payload[1] = code & 0xff;
+    payload.set(reasonBytes, 2);
+    this.#enqueueFrame(0x8, payload);
+  }
+
+  #closeInternal(code: number, reason: string): void {
+    if (this.#state !== OPEN) return;
+    this.#state = CLOSING;
+    this.#stopKeepalive();
+    const send = () => {
+      if (this.#state === CLOSED || this.#closeSent) return;
+      this.#sendClose(code, reason);
+      this.#armCloseTimer();
+    };
+    // Messages still being compressed go out before the close frame.
+    if (this.#compressing > 0) {
+      this.#sendChain = this.#sendChain.then(send, send);
+      this.#armCloseTimer();
+    } else {
+      send();
+    }
+  }
+
+  // §7.1.7: fail the connection: send the close code for the failure (when
+  // still allowed), then wait for the peer's close up to closeTimeout.
+  #fail(error: unknown): void {
+    if (this.#state === CLOSED) return;
+    this.#error ??= error;
+    this.#endMessages();
+    if (!this.#closeSent) {
+      this.#sendClose(closeCodeFor(error), closeReasonFor(error));
+    }
+    this.#state = CLOSING;
+    this.#stopKeepalive();
+    this.#armCloseTimer();
+    if (this.#discard) this.#flushThenTerminate();
+  }
+
+  #armCloseTimer(): void {
+    if (this.#closeTimer !== undefined || this.#state === CLOSED) return;
+    this.#closeTimer = setTimeout(() => {
+      this.#closeTimer = undefined;
+      this.#terminate();
+    }, this.#closeTimeout);
+  }
+
+  async #flushThenTerminate(): Promise<void> {
+    this.#armCloseTimer();
+    await this.#flush();
+    this.#terminate();
+  }
+
+  async #flushThenWaitForEnd(): Promise<void> {
+    await this.#flush();
+    // The client waits for the server to close the TCP connection; the read
+    // loop sees the end (or the close timer fires).
+  }
+
+  #endMessages(): void {
+    const waiters = this.#waiters;
+    if (waiters.length === 0) return;
+    // Queued messages stay readable; waiters mean the queue is empty.
+    this.#waiters = [];
+    for (const waiter of waiters) {
+      if (this.#error !== undefined) waiter.reject(this.#error);
+      else waiter.resolve({ value: undefined, done: true });
+    }
+  }
+
+  // Closes the transport and settles everything. Idempotent.
+  #terminate(): void {
+    if (this.#state === CLOSED) return;
+    this.#state = CLOSED;
+    this.#readDone = true;
+    this.#stopKeepalive();
+    if (this.#closeTimer !== undefined) {
+      clearTimeout(this.#closeTimer);
+      this.#closeTimer = undefined;
+    }
+    if (this.#signal !== undefined && this.#onAbort !== undefined) {
+      this.#signal.removeEventListener("abort", this.#onAbort);
+    }
+    const info = this.#closeInfo ?? { code: 1006, reason: "", wasClean: false };
+    if (!this.#closeSent || !this.#closeReceived) info.wasClean = false;
+    this.#closeInfo = info;
+    if (this.#error === undefined && !this.#closeReceived) {
+      this.#error = new ConnectionClosedError(info.code, info.reason);
+    }
+    const closedError = this.#closedError();
+    for (const ping of this.#pings.values()) ping.reject(closedError);
+    this.#pings.clear();
+    this.#pingKeys.clear();
+    for (const waiter of this.#drainWaiters) waiter.reject(closedError);
+    this.#drainWaiters = [];
+    if (this.#resume !== undefined) {
+      this.#resume();
+      this.#resume = undefined;
+    }
+    this.#endMessages();
+    this.#closeTransport();
+    this.#deflate?.close();
+    void this.#settle(info);
+  }
+
+  #closeTransport(): void {
+    const transport = this.#transport;
+    if (transport.close !== undefined) {
+      try {
+        transport.close();
+      } catch {
+        // Already closed by the peer or the runtime.
+      }
+      return;
+    }
+    const writer = this.#writer ?? tryGetWriter(transport.writable);
+    writer?.close().catch(() => {});
+    if (this.#reader !== undefined) this.#reader.cancel().catch(() => {});
+    else transport.readable.cancel().catch(() => {});
+  }
+
+  async #settle(info: CloseInfo): Promise<void> {
+    // Wait until no read or write is pending, then report the close.
+    try {
+      await this.#readLoop;
+    } catch {
+      // The read loop reports through #onEnd.
+    }
+    try {
+      await this.#pumping;
+    } catch {
+      // The pump reports through #onWriteError.
+    }
+    if (this.#writer !== undefined) {
+      try {
+        this.#writer.releaseLock();
+      } catch {
+        // Released already.
+      }
+    }
+    this.#resolveClosed(info);
+  }
+
+  #closedError(): ConnectionClosedError {
+    const info = this.#closeInfo;
+    return new ConnectionClosedError(
+      info?.code ?? 1006,
+      info?.reason ?? "",
+    );
+  }
+
+  // ---- keepalive ----
+
+  #scheduleKeepalive(): void {
+    if (this.#pingInterval === 0 || this.#state !== OPEN) return;
+    this.#keepaliveTimer = setTimeout(() => {
+      this.#keepaliveTimer = undefined;
+      if (this.#state !== OPEN) return;
+      if (this.#pingTimeout > 0) {
+        this.#pongTimer = setTimeout(() => {
+          this.#pongTimer = undefined;
+          this.#fail(
+            new DOMException(
+              `Cannot keep connection alive: no pong within ${this.#pingTimeout} ms`,
+              "TimeoutError",
+            ),
+          );
+        }, this.#pingTimeout);
+      }
+      this.ping().then(() => {
+        if (this.#pongTimer !== undefined) clearTimeout(this.#pongTimer);
+        this.#pongTimer = undefined;
+        this.#scheduleKeepalive();
+      }, () => {});
+    }, this.#pingInterval);
+  }
+
+  #stopKeepalive(): void {
+    if (this.#keepaliveTimer !== undefined) clearTimeout(this.#keepaliveTimer);
+    if (this.#pongTimer !== undefined) clearTimeout(this.#pongTimer);
+    this.#keepaliveTimer = undefined;
+    this.#pongTimer = undefined;
+  }
+
+  // ---- helpers ----
+
+  #rejected<T>(error: unknown): Promise<T> {
+    return this.#handled(Promise.reject(error));
+  }
+
+  // Marks a promise handled so that a caller who does not await it does not
+  // crash the process with an unhandled rejection; awaiting still throws.
+  #handled<T>(promise: Promise<T>): Promise<T> {
+    promise.catch(() => {});
+    return promise;
+  }
+}
+
+function pingKey(payload: Uint8Array): string {
+  let key = "";
+  for (let i = 0; i < payload.length; i++) {
+    key += String.fromCharCode(payload[i]!);
+  }
+  return key;
+}
+
+function tryGetWriter(
+  writable: WritableStream<Uint8Array>,
+): WritableStreamDefaultWriter<Uint8Array> | undefined {
+  if (writable.locked) return undefined;
+  return writable.getWriter();
+}
+
+function nonNegative(name: string, value: number): number {
+  if (!Number.isFinite(value) || value < 0) {
+    throw new RangeError(
+      `Cannot create WebSocket connection: ${name} is ${value}, expected a non-negative number`,
+    );
+  }
+  return value;
+}
