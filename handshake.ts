@@ -1,0 +1,1806 @@
+// Copyright 2026 the @rfc6455/websocket authors. MIT license.
+// This module is browser compatible: it uses only the Web platform.
+
+/**
+ * The RFC 6455 §4 opening handshake, sans-I/O: key generation and
+ * `Sec-WebSocket-Accept`, reading an HTTP/1.1 head from a stream with a size
+ * limit, strict parsing of request and response heads, building and
+ * validating the upgrade request (client) and response (server), error
+ * answers, and the §9.1 grammar of `Sec-WebSocket-Protocol` and
+ * `Sec-WebSocket-Extensions`.
+ *
+ * Limits, with their defaults:
+ *
+ * | limit | default | failure |
+ * | --- | --- | --- |
+ * | {@linkcode ReadHeadOptions.maxHeadSize} | 16384 bytes | `HandshakeError`, status 431 |
+ * | {@linkcode ParseHeadOptions.maxHeaders} | 100 header lines | `HandshakeError`, status 431 |
+ *
+ * Error messages never contain header values: they may be secrets
+ * (`Authorization`, `Cookie`, keys).
+ *
+ * @example A full handshake in memory
+ * ```ts
+ * import {
+ *   buildUpgradeRequest,
+ *   buildUpgradeResponse,
+ *   createKey,
+ *   parseRequestHead,
+ *   parseResponseHead,
+ *   validateUpgradeRequest,
+ *   validateUpgradeResponse,
+ * } from "@rfc6455/websocket/handshake";
+ * import assert from "node:assert/strict";
+ *
+ * const key = createKey();
+ * const request = buildUpgradeRequest({
+ *   url: new URL("ws://example.com/chat"),
+ *   key,
+ *   protocols: ["chat.v2"],
+ * });
+ *
+ * // Server side.
+ * const info = validateUpgradeRequest(parseRequestHead(request));
+ * const response = await buildUpgradeResponse({ key: info.key, protocol: "chat.v2" });
+ *
+ * // Client side.
+ * const result = await validateUpgradeResponse(parseResponseHead(response), {
+ *   key,
+ *   protocols: ["chat.v2"],
+ * });
+ * assert.equal(result.protocol, "chat.v2");
+ * ```
+ *
+ * @module
+ */
+
+import { HandshakeError } from "./errors.ts";
+
+// Re-exported because the functions below throw it and take it
+// (errorResponseFor), so users of this entry point can name it.
+export { HandshakeError } from "./errors.ts";
+
+/**
+ * The GUID that RFC 6455 §1.3 appends to `Sec-WebSocket-Key` before hashing
+ * it into `Sec-WebSocket-Accept`.
+ *
+ * @example Using the GUID
+ * ```ts
+ * import { WEBSOCKET_GUID } from "@rfc6455/websocket/handshake";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(WEBSOCKET_GUID.length, 36);
+ * ```
+ */
+export const WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+const DEFAULT_MAX_HEAD_SIZE = 16384;
+const DEFAULT_MAX_HEADERS = 100;
+const CR = 0x0d;
+const LF = 0x0a;
+
+// RFC 9110 §5.6.2: token = 1*tchar.
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const ABOVE_LATIN1 = /[\u0100-\uffff]/;
+// RFC 9112 §3: request-line = method SP request-target SP HTTP-version.
+const REQUEST_LINE =
+  /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+) ([\x21-\x7e]+) (HTTP\/[0-9]\.[0-9])$/;
+// RFC 9112 §4: status-line = HTTP-version SP status-code SP [ reason-phrase ].
+// The SP before an empty reason phrase is optional here: many servers omit it.
+const STATUS_LINE =
+  /^(HTTP\/[0-9]\.[0-9]) ([1-5][0-9]{2})(?: ([\t\x20-\x7e\x80-\xff]*))?$/;
+// RFC 6455 §4.1: the key is 16 bytes in base64, so 22 characters and "==".
+const KEY = /^[A-Za-z0-9+/]{22}==$/;
+
+const STATUS_TEXT: Readonly<Record<number, string>> = {
+  101: "Switching Protocols",
+  400: "Bad Request",
+  401: "Unauthorized",
+  402: "Payment Required",
+  403: "Forbidden",
+  404: "Not Found",
+  405: "Method Not Allowed",
+  406: "Not Acceptable",
+  407: "Proxy Authentication Required",
+  408: "Request Timeout",
+  409: "Conflict",
+  410: "Gone",
+  411: "Length Required",
+  412: "Precondition Failed",
+  413: "Content Too Large",
+  414: "URI Too Long",
+  415: "Unsupported Media Type",
+  416: "Range Not Satisfiable",
+  417: "Expectation Failed",
+  421: "Misdirected Request",
+  422: "Unprocessable Content",
+  426: "Upgrade Required",
+  428: "Precondition Required",
+  429: "Too Many Requests",
+  431: "Request Header Fields Too Large",
+  451: "Unavailable For Legal Reasons",
+  500: "Internal Server Error",
+  501: "Not Implemented",
+  502: "Bad Gateway",
+  503: "Service Unavailable",
+  504: "Gateway Timeout",
+  505: "HTTP Version Not Supported",
+};
+
+/**
+ * Creates a `Sec-WebSocket-Key`: 16 random bytes from
+ * `crypto.getRandomValues`, in base64 (RFC 6455 §4.1).
+ *
+ * @returns A fresh key of 24 base64 characters.
+ *
+ * @example Creating a key
+ * ```ts
+ * import { createKey } from "@rfc6455/websocket/handshake";
+ * import assert from "node:assert/strict";
+ *
+ * const key = createKey();
+ * assert.equal(Uint8Array.fromBase64(key).length, 16);
+ * assert.notEqual(key, createKey());
+ * ```
+ */
+export function createKey(): string {
+  return crypto.getRandomValues(new Uint8Array(16)).toBase64();
+}
+
+/**
+ * Computes the `Sec-WebSocket-Accept` value for a key: the base64 of the
+ * SHA-1 of the key followed by {@linkcode WEBSOCKET_GUID} (RFC 6455 §4.2.2).
+ *
+ * @param key The `Sec-WebSocket-Key` the client sent.
+ * @returns The value the server must answer in `Sec-WebSocket-Accept`.
+ *
+ * @example The RFC 6455 §1.3 vector
+ * ```ts
+ * import { createAcceptKey } from "@rfc6455/websocket/handshake";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(
+ *   await createAcceptKey("dGhlIHNhbXBsZSBub25jZQ=="),
+ *   "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=",
+ * );
+ * ```
+ */
+export async function createAcceptKey(key: string): Promise<string> {
+  const data = new TextEncoder().encode(key + WEBSOCKET_GUID);
+  const digest = await crypto.subtle.digest("SHA-1", data);
+  return new Uint8Array(digest).toBase64();
+}
+
+// ---------------------------------------------------------------------------
+// Reading an HTTP/1.1 head
+// ---------------------------------------------------------------------------
+
+/**
+ * Options of {@linkcode readHead}.
+ *
+ * @example Reading with a smaller limit and a deadline
+ * ```ts
+ * import type { ReadHeadOptions } from "@rfc6455/websocket/handshake";
+ * import assert from "node:assert/strict";
+ *
+ * const options: ReadHeadOptions = {
+ *   maxHeadSize: 8192,
+ *   signal: AbortSignal.timeout(10_000),
+ * };
+ * assert.equal(options.maxHeadSize, 8192);
+ * ```
+ */
+export interface ReadHeadOptions {
+  /**
+   * The largest head accepted, in bytes, counting the request or status
+   * line, the header lines and the final empty line. A longer head fails
+   * with a `HandshakeError` of status 431 as soon as the limit is passed.
+   *
+   * @default {16384}
+   */
+  maxHeadSize?: number;
+  /**
+   * Aborts the wait for the head: `readHead` then rejects with
+   * `signal.reason`. The reader is left as it is.
+   *
+   * @default {undefined}
+   */
+  signal?: AbortSignal;
+}
+
+/**
+ * The result of {@linkcode readHead}.
+ *
+ * @example Splitting a head from what follows it
+ * ```ts
+ * import { readHead, type HeadResult } from "@rfc6455/websocket/handshake";
+ * import assert from "node:assert/strict";
+ *
+ * const bytes = new TextEncoder().encode("HTTP/1.1 101 Switching Protocols\r\n\r\nxyz");
+ * const result: HeadResult = await readHead(ReadableStream.from([bytes]).getReader());
+ * assert.equal(new TextDecoder().decode(result.rest), "xyz");
+ * ```
+ */
+export interface HeadResult {
+  /** The bytes of the head, up to and including its final CRLFCRLF. */
+  head: Uint8Array<ArrayBuffer>;
+  /**
+   * The bytes that arrived after the head in the same chunk: the first
+   * bytes of the body or of the WebSocket frames. Empty when there were
+   * none.
+   */
+  rest: Uint8Array<ArrayBuffer>;
+}
+
+/**
+ * Reads an HTTP/1.1 head (a request or a status line, then header lines,
+ * then an empty line) from a stream reader, chunk by chunk, until the first
+ * CRLFCRLF.
+ *
+ * It looks at each byte once, fails fast on a bare CR or LF (RFC 9112 §2.2,
+ * which this module applies strictly), and never holds more than
+ * `maxHeadSize` bytes of head plus one chunk. It neither releases nor cancels
+ * the reader: the caller keeps reading the frames from it, after `rest`.
+ *
+ * @param reader The reader of the connection's bytes.
+ * @param options The size limit and the abort signal.
+ * @returns The head and the bytes that followed it.
+ * @throws {HandshakeError} With status 431 if the head is longer than
+ * `maxHeadSize`, with status 400 on a bare CR or LF or if the stream ends
+ * before the head does.
+ * @throws {RangeError} If `maxHeadSize` is not an integer of at least 4.
+ * @throws {unknown} `signal.reason` if the signal aborts the wait, and any
+ * error of the reader.
+ *
+ * @example Reading a request head
+ * ```ts
+ * import { parseRequestHead, readHead } from "@rfc6455/websocket/handshake";
+ * import assert from "node:assert/strict";
+ *
+ * const text = "GET /chat HTTP/1.1\r\nHost: example.com\r\n\r\n";
+ * const stream = ReadableStream.from([new TextEncoder().encode(text)]);
+ * const { head, rest } = await readHead(stream.getReader(), { maxHeadSize: 4096 });
+ * assert.equal(parseRequestHead(head).target, "/chat");
+ * assert.equal(rest.length, 0);
+ * ```
+ */
+export async function readHead(
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  options: ReadHeadOptions = {},
+): Promise<HeadResult> {
+  const maxHeadSize = options.maxHeadSize ?? DEFAULT_MAX_HEAD_SIZE;
+  if (!Number.isSafeInteger(maxHeadSize) || maxHeadSize < 4) {
+    throw new RangeError(
+      `Cannot read HTTP head: maxHeadSize must be an integer of at least 4, got ${maxHeadSize}`,
+    );
+  }
+  const parts: Uint8Array[] = [];
+  let size = 0;
+  // How much of CR LF CR LF the last bytes matched: 0, 1 (CR), 2 (CR LF) or
+  // 3 (CR LF CR). It carries the overlap from chunk to chunk, so each byte is
+  // looked at once.
+  let state = 0;
+  while (true) {
+    const { done, value } = await readChunk(reader, options.signal);
+    if (done) {
+      throw new HandshakeError(
+        `Cannot read HTTP head: connection closed after ${size} bytes`,
+        { status: 400 },
+      );
+    }
+    const limit = Math.min(value.length, maxHeadSize - size);
+    for (let i = 0; i < limit; i++) {
+      const byte = value[i];
+      if (byte === CR) {
+        if (state === 1 || state === 3) throw bareByte("CR", size + i - 1);
+        state = state === 2 ? 3 : 1;
+      } else if (byte === LF) {
+        if (state === 1) {
+          state = 2;
+        } else if (state === 3) {
+          const end = i + 1;
+          const head = new Uint8Array(size + end);
+          let offset = 0;
+          for (const part of parts) {
+            head.set(part, offset);
+            offset += part.length;
+          }
+          head.set(value.subarray(0, end), offset);
+          return { head, rest: value.slice(end) };
+        } else {
+          throw bareByte("LF", size + i);
+        }
+      } else {
+        if (state === 1 || state === 3) throw bareByte("CR", size + i - 1);
+        state = 0;
+      }
+    }
+    if (value.length > limit) {
+      throw new HandshakeError(
+        `Cannot read HTTP head: head is larger than ${maxHeadSize} bytes`,
+        { status: 431 },
+      );
+    }
+    parts.push(value);
+    size += value.length;
+  }
+}
+
+function bareByte(name: string, position: number): HandshakeError {
+  return new HandshakeError(
+    `Cannot read HTTP head: bare ${name} at byte ${position}, lines must end with CRLF`,
+    { status: 400 },
+  );
+}
+
+function readChunk(
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  signal: AbortSignal | undefined,
+): Promise<ReadableStreamReadResult<Uint8Array>> {
+  if (signal === undefined) return reader.read();
+  signal.throwIfAborted();
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    reader.read()
+      .then(resolve, reject)
+      .finally(() => signal.removeEventListener("abort", onAbort));
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Parsing an HTTP/1.1 head
+// ---------------------------------------------------------------------------
+
+/**
+ * Options of {@linkcode parseRequestHead} and {@linkcode parseResponseHead}.
+ *
+ * @example Allowing fewer header lines
+ * ```ts
+ * import { parseRequestHead, type ParseHeadOptions } from "@rfc6455/websocket/handshake";
+ * import assert from "node:assert/strict";
+ *
+ * const options: ParseHeadOptions = { maxHeaders: 1 };
+ * const head = new TextEncoder().encode("GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\n\r\n");
+ * assert.throws(() => parseRequestHead(head, options), { status: 431 });
+ * ```
+ */
+export interface ParseHeadOptions {
+  /**
+   * The largest number of header lines accepted. More fail with a
+   * `HandshakeError` of status 431.
+   *
+   * @default {100}
+   */
+  maxHeaders?: number;
+}
+
+/**
+ * A parsed HTTP/1.1 request head.
+ *
+ * @example Reading the parts of a request
+ * ```ts
+ * import { parseRequestHead, type RequestHead } from "@rfc6455/websocket/handshake";
+ * import assert from "node:assert/strict";
+ *
+ * const head = new TextEncoder().encode("GET /a?b HTTP/1.1\r\nHost: x\r\n\r\n");
+ * const request: RequestHead = parseRequestHead(head);
+ * assert.deepEqual(request.rawHeaders, [["Host", "x"]]);
+ * ```
+ */
+export interface RequestHead {
+  /** The method, case-sensitive, e.g. `"GET"`. */
+  method: string;
+  /** The request target as sent, e.g. `"/chat?room=1"`. */
+  target: string;
+  /** The HTTP version, e.g. `"HTTP/1.1"`. */
+  version: string;
+  /** The header fields; repeated fields are joined by `Headers`. */
+  headers: Headers;
+  /** The header fields in their order and case, values trimmed. */
+  rawHeaders: [string, string][];
+}
+
+/**
+ * A parsed HTTP/1.1 response head.
+ *
+ * @example Reading the parts of a response
+ * ```ts
+ * import { parseResponseHead, type ResponseHead } from "@rfc6455/websocket/handshake";
+ * import assert from "node:assert/strict";
+ *
+ * const head = new TextEncoder().encode("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+ * const response: ResponseHead = parseResponseHead(head);
+ * assert.equal(response.statusText, "Not Found");
+ * ```
+ */
+export interface ResponseHead {
+  /** The status code, e.g. `101`. */
+  status: number;
+  /** The reason phrase, possibly empty, e.g. `"Switching Protocols"`. */
+  statusText: string;
+  /** The HTTP version, e.g. `"HTTP/1.1"`. */
+  version: string;
+  /** The header fields; repeated fields are joined by `Headers`. */
+  headers: Headers;
+  /** The header fields in their order and case, values trimmed. */
+  rawHeaders: [string, string][];
+}
+
+/**
+ * Parses an HTTP/1.1 request head, as {@linkcode readHead} returns it,
+ * strictly (RFC 9112 §2-§5): every line ends in CRLF and the head ends in
+ * an empty line; the request line is `method SP target SP HTTP/x.y`; header
+ * names are tokens followed directly by a colon; values have no control
+ * characters other than HTAB. Bytes are read as Latin-1 and values are
+ * trimmed of spaces and tabs.
+ *
+ * @param head The bytes of the head, including the final CRLFCRLF.
+ * @param options The limit on header lines.
+ * @returns The method, target, version and headers.
+ * @throws {HandshakeError} With status 400 naming the problem (never a
+ * header value), or status 431 if there are more than `maxHeaders` header
+ * lines.
+ * @throws {RangeError} If `maxHeaders` is not a non-negative integer.
+ *
+ * @example Parsing a request
+ * ```ts
+ * import { parseRequestHead } from "@rfc6455/websocket/handshake";
+ * import assert from "node:assert/strict";
+ *
+ * const head = new TextEncoder().encode(
+ *   "GET /chat HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\n\r\n",
+ * );
+ * const request = parseRequestHead(head);
+ * assert.equal(request.method, "GET");
+ * assert.equal(request.headers.get("upgrade"), "websocket");
+ * ```
+ *
+ * @example Refusing obsolete line folding
+ * ```ts
+ * import { parseRequestHead } from "@rfc6455/websocket/handshake";
+ * import assert from "node:assert/strict";
+ *
+ * const head = new TextEncoder().encode("GET / HTTP/1.1\r\nA: 1\r\n 2\r\n\r\n");
+ * assert.throws(() => parseRequestHead(head), { status: 400 });
+ * ```
+ */
+export function parseRequestHead(
+  head: Uint8Array,
+  options: ParseHeadOptions = {},
+): RequestHead {
+  const { start, headers, rawHeaders } = parseHead(
+    head,
+    options,
+    true,
+    (line) => REQUEST_LINE.exec(line),
+  );
+  const [, method = "", target = "", version = ""] = start;
+  return { method, target, version, headers, rawHeaders };
+}
+
+/**
+ * Parses an HTTP/1.1 response head, as {@linkcode readHead} returns it,
+ * with the same strict rules as {@linkcode parseRequestHead}. The status
+ * line is `HTTP/x.y SP code SP reason`, where the reason may be empty.
+ *
+ * Its errors carry no `status`: there was no valid answer to take one from.
+ *
+ * @param head The bytes of the head, including the final CRLFCRLF.
+ * @param options The limit on header lines.
+ * @returns The status, reason phrase, version and headers.
+ * @throws {HandshakeError} Naming the problem (never a header value).
+ * @throws {RangeError} If `maxHeaders` is not a non-negative integer.
+ *
+ * @example Parsing a response
+ * ```ts
+ * import { parseResponseHead } from "@rfc6455/websocket/handshake";
+ * import assert from "node:assert/strict";
+ *
+ * const head = new TextEncoder().encode(
+ *   "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n",
+ * );
+ * const response = parseResponseHead(head);
+ * assert.equal(response.status, 101);
+ * assert.equal(response.statusText, "Switching Protocols");
+ * ```
+ */
+export function parseResponseHead(
+  head: Uint8Array,
+  options: ParseHeadOptions = {},
+): ResponseHead {
+  const { start, headers, rawHeaders } = parseHead(
+    head,
+    options,
+    false,
+    (line) => STATUS_LINE.exec(line),
+  );
+  const [, version = "", status = "", statusText = ""] = start;
+  return { status: Number(status), statusText, version, headers, rawHeaders };
+}
+
+interface ParsedHead {
+  start: RegExpExecArray;
+  headers: Headers;
+  rawHeaders: [string, string][];
+}
+
+function parseHead(
+  head: Uint8Array,
+  options: ParseHeadOptions,
+  isRequest: boolean,
+  parseStart: (line: string) => RegExpExecArray | null,
+): ParsedHead {
+  const kind = isRequest ? "request" : "response";
+  const maxHeaders = options.maxHeaders ?? DEFAULT_MAX_HEADERS;
+  if (!Number.isSafeInteger(maxHeaders) || maxHeaders < 0) {
+    throw new RangeError(
+      `Cannot parse HTTP ${kind}: maxHeaders must be a non-negative integer, got ${maxHeaders}`,
+    );
+  }
+  const fail = (detail: string, status = 400) =>
+    new HandshakeError(
+      `Cannot parse HTTP ${kind}: ${detail}`,
+      isRequest ? { status } : {},
+    );
+  const text = decodeLatin1(head);
+  // RFC 9112 §2.1: the head ends with an empty line.
+  if (!text.endsWith("\r\n\r\n")) {
+    throw fail("head does not end with an empty line");
+  }
+  // RFC 9112 §2.2: lines end in CRLF; a bare CR or LF is refused, not
+  // guessed at, since guessing differently from a proxy enables smuggling.
+  const bare = /\r(?!\n)|(?<!\r)\n/.exec(text);
+  if (bare !== null) {
+    throw fail(
+      `bare ${
+        bare[0] === "\r" ? "CR" : "LF"
+      } at byte ${bare.index}, lines must end with CRLF`,
+    );
+  }
+  const lines = text.slice(0, -4).split("\r\n");
+  if (lines.length - 1 > maxHeaders) {
+    throw fail(`head has more than ${maxHeaders} header lines`, 431);
+  }
+  const start = parseStart(lines[0] ?? "");
+  if (start === null) {
+    throw fail(`invalid ${isRequest ? "request" : "status"} line`);
+  }
+  const headers = new Headers();
+  const rawHeaders: [string, string][] = [];
+  for (let index = 1; index < lines.length; index++) {
+    const line = lines[index] ?? "";
+    if (line === "") throw fail(`header line ${index} is empty`);
+    // RFC 9112 §5.2: obs-fold is refused with 400.
+    if (line[0] === " " || line[0] === "\t") {
+      throw fail(`header line ${index} uses obsolete line folding`);
+    }
+    const colon = line.indexOf(":");
+    if (colon === -1) throw fail(`header line ${index} has no colon`);
+    const name = line.slice(0, colon);
+    // RFC 9112 §5.1: no whitespace between the field name and the colon.
+    if (/[ \t]$/.test(name)) {
+      throw fail(`header line ${index} has whitespace before the colon`);
+    }
+    if (!TOKEN.test(name)) {
+      throw fail(`header line ${index} has a name that is not a token`);
+    }
+    const value = trimOws(line.slice(colon + 1));
+    if (hasControl(value)) {
+      throw fail(
+        `header "${name}" has a control character in its value`,
+      );
+    }
+    headers.append(name, value);
+    rawHeaders.push([name, value]);
+  }
+  return { start, headers, rawHeaders };
+}
+
+// ---------------------------------------------------------------------------
+// RFC 6455 §9.1 header grammar
+// ---------------------------------------------------------------------------
+
+/**
+ * One extension of a `Sec-WebSocket-Extensions` header (RFC 6455 §9.1): its
+ * name and its parameters, in order, duplicates kept. A parameter without a
+ * value has the value `true`.
+ *
+ * @example An offer of permessage-deflate
+ * ```ts
+ * import { formatExtensions, type ExtensionOffer } from "@rfc6455/websocket/handshake";
+ * import assert from "node:assert/strict";
+ *
+ * const offer: ExtensionOffer = {
+ *   name: "permessage-deflate",
+ *   params: [["client_max_window_bits", true]],
+ * };
+ * assert.equal(formatExtensions([offer]), "permessage-deflate; client_max_window_bits");
+ * ```
+ */
+export interface ExtensionOffer {
+  /** The extension token, e.g. `"permessage-deflate"`. */
+  name: string;
+  /** The parameters in order; `true` for a parameter without a value. */
+  params: [string, string | true][];
+}
+
+/**
+ * Parses a `Sec-WebSocket-Extensions` value (RFC 6455 §9.1): a comma
+ * separated list of extensions, each a token followed by `;`-separated
+ * parameters, each a token with an optional `=` and a token or
+ * quoted-string value. Quoted values are unquoted and, as §9.1 requires,
+ * must then be tokens. Spaces and tabs are allowed around `,`, `;` and `=`;
+ * empty list elements are ignored (RFC 9110 §5.6.1), so `""` gives `[]`.
+ * Order and duplicates are kept: negotiating them is the extension's job.
+ *
+ * @param value The header value; join repeated headers with `", "` first.
+ * @returns The extensions, in order.
+ * @throws {SyntaxError} If the value does not follow the grammar; the
+ * message gives the position, not the value.
+ *
+ * @example Parsing two offers
+ * ```ts
+ * import { parseExtensions } from "@rfc6455/websocket/handshake";
+ * import assert from "node:assert/strict";
+ *
+ * assert.deepEqual(
+ *   parseExtensions('permessage-deflate; client_max_window_bits="10", permessage-deflate'),
+ *   [
+ *     { name: "permessage-deflate", params: [["client_max_window_bits", "10"]] },
+ *     { name: "permessage-deflate", params: [] },
+ *   ],
+ * );
+ * ```
+ */
+export function parseExtensions(value: string): ExtensionOffer[] {
+  const offers: ExtensionOffer[] = [];
+  let position = 0;
+  const fail = (detail: string) =>
+    new SyntaxError(
+      `Cannot parse Sec-WebSocket-Extensions: ${detail} at position ${position}`,
+    );
+  const skipOws = () => {
+    while (value[position] === " " || value[position] === "\t") position++;
+  };
+  const readToken = (what: string) => {
+    const start = position;
+    while (position < value.length && TOKEN.test(value[position] ?? "")) {
+      position++;
+    }
+    if (start === position) throw fail(`expected ${what}`);
+    return value.slice(start, position);
+  };
+  const readQuoted = () => {
+    // RFC 9110 §5.6.4: quoted-string with quoted-pair escapes.
+    position++;
+    let text = "";
+    while (true) {
+      const char = value[position];
+      if (char === undefined) throw fail("unterminated quoted string");
+      if (char === '"') {
+        position++;
+        break;
+      }
+      if (char === "\\") {
+        const escaped = value[position + 1];
+        if (escaped === undefined || hasControl(escaped)) {
+          throw fail("invalid escape in quoted string");
+        }
+        text += escaped;
+        position += 2;
+        continue;
+      }
+      if (hasControl(char)) throw fail("control character in quoted string");
+      text += char;
+      position++;
+    }
+    // RFC 6455 §9.1: the unquoted value must be a token.
+    if (!TOKEN.test(text)) throw fail("quoted value is not a token");
+    return text;
+  };
+
+  while (true) {
+    skipOws();
+    if (position >= value.length) break;
+    if (value[position] === ",") {
+      position++;
+      continue;
+    }
+    const offer: ExtensionOffer = {
+      name: readToken("an extension name"),
+      params: [],
+    };
+    skipOws();
+    while (value[position] === ";") {
+      position++;
+      skipOws();
+      const name = readToken("a parameter name");
+      skipOws();
+      let param: string | true = true;
+      if (value[position] === "=") {
+        position++;
+        skipOws();
+        param = value[position] === '"'
+          ? readQuoted()
+          : readToken("a parameter value");
+        skipOws();
+      }
+      offer.params.push([name, param]);
+    }
+    offers.push(offer);
+    if (position < value.length) {
+      if (value[position] !== ",") throw fail('expected "," or ";"');
+      position++;
+    }
+  }
+  return offers;
+}
+
+/**
+ * Formats extensions as a `Sec-WebSocket-Extensions` value, the inverse of
+ * {@linkcode parseExtensions}: `", "` between extensions, `"; "` before each
+ * parameter, values as tokens.
+ *
+ * @param offers The extensions, in order.
+ * @returns The header value; `""` for no extensions.
+ * @throws {TypeError} If a name or a value is not a token (RFC 6455 §9.1).
+ *
+ * @example Formatting two offers
+ * ```ts
+ * import { formatExtensions } from "@rfc6455/websocket/handshake";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(
+ *   formatExtensions([
+ *     { name: "permessage-deflate", params: [["client_max_window_bits", true]] },
+ *     { name: "permessage-deflate", params: [] },
+ *   ]),
+ *   "permessage-deflate; client_max_window_bits, permessage-deflate",
+ * );
+ * ```
+ */
+export function formatExtensions(offers: ExtensionOffer[]): string {
+  return offers.map((offer, index) => {
+    if (!TOKEN.test(offer.name)) {
+      throw new TypeError(
+        `Cannot format Sec-WebSocket-Extensions: name of extension ${index} is not a token`,
+      );
+    }
+    let text = offer.name;
+    for (const [name, value] of offer.params) {
+      if (!TOKEN.test(name)) {
+        throw new TypeError(
+          `Cannot format Sec-WebSocket-Extensions: a parameter name of "${offer.name}" is not a token`,
+        );
+      }
+      if (value === true) {
+        text += `; ${name}`;
+      } else if (TOKEN.test(value)) {
+        text += `; ${name}=${value}`;
+      } else {
+        throw new TypeError(
+          `Cannot format Sec-WebSocket-Extensions: value of parameter "${name}" of "${offer.name}" is not a token`,
+        );
+      }
+    }
+    return text;
+  }).join(", ");
+}
+
+/**
+ * Parses a `Sec-WebSocket-Protocol` value: a comma separated list of
+ * subprotocol tokens, which RFC 6455 §4.1 requires to be unique. Empty list
+ * elements are ignored (RFC 9110 §5.6.1), so `""` gives `[]`.
+ *
+ * @param value The header value; join repeated headers with `", "` first.
+ * @returns The subprotocols, in the order given.
+ * @throws {SyntaxError} If an element is not a token or is repeated; the
+ * message gives the element's index, not its text.
+ *
+ * @example Parsing offered subprotocols
+ * ```ts
+ * import { parseProtocols } from "@rfc6455/websocket/handshake";
+ * import assert from "node:assert/strict";
+ *
+ * assert.deepEqual(parseProtocols("chat.v2, chat.v1"), ["chat.v2", "chat.v1"]);
+ * assert.throws(() => parseProtocols("chat v2"), SyntaxError);
+ * ```
+ */
+export function parseProtocols(value: string): string[] {
+  const protocols: string[] = [];
+  value.split(",").forEach((element, index) => {
+    const protocol = trimOws(element);
+    if (protocol === "") return;
+    if (!TOKEN.test(protocol)) {
+      throw new SyntaxError(
+        `Cannot parse Sec-WebSocket-Protocol: element ${index} is not a token`,
+      );
+    }
+    if (protocols.includes(protocol)) {
+      throw new SyntaxError(
+        `Cannot parse Sec-WebSocket-Protocol: element ${index} is a duplicate`,
+      );
+    }
+    protocols.push(protocol);
+  });
+  return protocols;
+}
+
+/**
+ * Formats subprotocols as a `Sec-WebSocket-Protocol` value, the inverse of
+ * {@linkcode parseProtocols}.
+ *
+ * @param protocols The subprotocols, in order of preference.
+ * @returns The header value; `""` for no subprotocols.
+ * @throws {TypeError} If a subprotocol is not a token or is repeated.
+ *
+ * @example Formatting subprotocols
+ * ```ts
+ * import { formatProtocols } from "@rfc6455/websocket/handshake";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(formatProtocols(["chat.v2", "chat.v1"]), "chat.v2, chat.v1");
+ * assert.throws(() => formatProtocols(["a", "a"]), TypeError);
+ * ```
+ */
+export function formatProtocols(protocols: string[]): string {
+  protocols.forEach((protocol, index) => {
+    if (!TOKEN.test(protocol)) {
+      throw new TypeError(
+        `Cannot format Sec-WebSocket-Protocol: subprotocol ${index} is not a token`,
+      );
+    }
+    if (protocols.indexOf(protocol) !== index) {
+      throw new TypeError(
+        `Cannot format Sec-WebSocket-Protocol: subprotocol "${protocol}" is repeated`,
+      );
+    }
+  });
+  return protocols.join(", ");
+}
+
+/**
+ * Chooses the subprotocol of a connection, on the server: the first of the
+ * client's offers that the server supports. The client's order wins because
+ * RFC 6455 §4.1 says the client lists its subprotocols "ordered by
+ * preference", and a server that prefers its own order can pass the lists
+ * the other way round. Matching is exact (subprotocols are case-sensitive).
+ *
+ * @param offered The subprotocols the client offered, in its order.
+ * @param supported The subprotocols the server supports.
+ * @returns The chosen subprotocol, or `undefined` if none matches.
+ *
+ * @example Choosing a subprotocol
+ * ```ts
+ * import { selectProtocol } from "@rfc6455/websocket/handshake";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(selectProtocol(["chat.v2", "chat.v1"], ["chat.v1", "chat.v2"]), "chat.v2");
+ * assert.equal(selectProtocol(["mqtt"], ["chat.v1"]), undefined);
+ * ```
+ */
+export function selectProtocol(
+  offered: string[],
+  supported: string[],
+): string | undefined {
+  return offered.find((protocol) => supported.includes(protocol));
+}
+
+// ---------------------------------------------------------------------------
+// Client side
+// ---------------------------------------------------------------------------
+
+/**
+ * Options of {@linkcode buildUpgradeRequest}.
+ *
+ * @example Options with extra headers
+ * ```ts
+ * import { createKey, type UpgradeRequestOptions } from "@rfc6455/websocket/handshake";
+ * import assert from "node:assert/strict";
+ *
+ * const options: UpgradeRequestOptions = {
+ *   url: new URL("wss://example.com/feed"),
+ *   key: createKey(),
+ *   headers: [["Origin", "https://example.com"], ["User-Agent", "crawler/1.0"]],
+ * };
+ * assert.equal(options.headers?.length, 2);
+ * ```
+ */
+export interface UpgradeRequestOptions {
+  /**
+   * The URL to open: `ws:` or `wss:` (`http:` and `https:` are accepted
+   * too). The request target is its path and query; its fragment is not
+   * sent; `Host` is its host, without a default port.
+   */
+  url: URL;
+  /** The `Sec-WebSocket-Key`, from {@linkcode createKey}. */
+  key: string;
+  /**
+   * Extra header fields, sent after the handshake's own, in this order and
+   * case. A `Host` field replaces the one taken from the URL, in its place.
+   * The fields of the handshake itself (`Upgrade`, `Connection`,
+   * `Sec-WebSocket-*`) and of a body (`Content-Length`,
+   * `Transfer-Encoding`) are refused.
+   *
+   * @default {[]}
+   */
+  headers?: [string, string][];
+  /**
+   * The subprotocols to offer, in order of preference. None are offered if
+   * empty.
+   *
+   * @default {[]}
+   */
+  protocols?: string[];
+  /**
+   * The extensions to offer, in order of preference. None are offered if
+   * empty.
+   *
+   * @default {[]}
+   */
+  extensions?: ExtensionOffer[];
+}
+
+const REQUEST_OWNED = new Set([
+  "upgrade",
+  "connection",
+  "sec-websocket-key",
+  "sec-websocket-version",
+  "sec-websocket-protocol",
+  "sec-websocket-extensions",
+  "sec-websocket-accept",
+  "content-length",
+  "transfer-encoding",
+]);
+
+/**
+ * Builds the bytes of a client's upgrade request (RFC 6455 §4.1):
+ *
+ * ```text
+ * GET /path?query HTTP/1.1
+ * Host: example.com
+ * Upgrade: websocket
+ * Connection: Upgrade
+ * Sec-WebSocket-Key: ...
+ * Sec-WebSocket-Version: 13
+ * Sec-WebSocket-Protocol: ...     (if protocols are offered)
+ * Sec-WebSocket-Extensions: ...   (if extensions are offered)
+ * (extra headers, in the caller's order and case)
+ * ```
+ *
+ * @param options The URL, key, extra headers, subprotocols and extensions.
+ * @returns The request head, ending in CRLFCRLF.
+ * @throws {TypeError} If the URL scheme is not `ws:`, `wss:`, `http:` or
+ * `https:`; if the key is not 16 bytes in base64; if an extra header is one
+ * the handshake owns, appears twice as `Host`, has a name that is not a
+ * token or a value with a control character or a character above U+00FF
+ * (messages name the header, never its value); or if a subprotocol or
+ * extension is invalid.
+ *
+ * @example Building a request
+ * ```ts
+ * import { buildUpgradeRequest } from "@rfc6455/websocket/handshake";
+ * import assert from "node:assert/strict";
+ *
+ * const bytes = buildUpgradeRequest({
+ *   url: new URL("ws://example.com/chat?room=1"),
+ *   key: "dGhlIHNhbXBsZSBub25jZQ==",
+ *   headers: [["Origin", "http://example.com"]],
+ * });
+ * assert.equal(
+ *   new TextDecoder().decode(bytes),
+ *   "GET /chat?room=1 HTTP/1.1\r\n" +
+ *     "Host: example.com\r\n" +
+ *     "Upgrade: websocket\r\n" +
+ *     "Connection: Upgrade\r\n" +
+ *     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n" +
+ *     "Sec-WebSocket-Version: 13\r\n" +
+ *     "Origin: http://example.com\r\n" +
+ *     "\r\n",
+ * );
+ * ```
+ *
+ * @example Refusing header injection
+ * ```ts
+ * import { buildUpgradeRequest, createKey } from "@rfc6455/websocket/handshake";
+ * import assert from "node:assert/strict";
+ *
+ * assert.throws(
+ *   () =>
+ *     buildUpgradeRequest({
+ *       url: new URL("ws://example.com/"),
+ *       key: createKey(),
+ *       headers: [["Cookie", "a=1\r\nX-Evil: 1"]],
+ *     }),
+ *   TypeError,
+ * );
+ * ```
+ */
+export function buildUpgradeRequest(
+  options: UpgradeRequestOptions,
+): Uint8Array<ArrayBuffer> {
+  const action = "Cannot build upgrade request";
+  const { url } = options;
+  if (!["ws:", "wss:", "http:", "https:"].includes(url.protocol)) {
+    throw new TypeError(
+      `${action}: URL scheme must be ws:, wss:, http: or https:, got ${
+        JSON.stringify(url.protocol)
+      }`,
+    );
+  }
+  checkKey(options.key, action);
+  let host: [string, string] = ["Host", url.host];
+  let hostSeen = false;
+  const extra: [string, string][] = [];
+  for (const [name, value] of options.headers ?? []) {
+    const clean = checkHeader(name, value, action);
+    const lower = name.toLowerCase();
+    if (REQUEST_OWNED.has(lower)) {
+      throw new TypeError(
+        `${action}: header "${name}" is set automatically and cannot be given`,
+      );
+    }
+    if (lower === "host") {
+      if (hostSeen) {
+        throw new TypeError(`${action}: header "Host" is given twice`);
+      }
+      hostSeen = true;
+      host = [name, clean];
+    } else {
+      extra.push([name, clean]);
+    }
+  }
+  const lines = [
+    `GET ${url.pathname || "/"}${url.search} HTTP/1.1`,
+    `${host[0]}: ${host[1]}`,
+    "Upgrade: websocket",
+    "Connection: Upgrade",
+    `Sec-WebSocket-Key: ${options.key}`,
+    "Sec-WebSocket-Version: 13",
+  ];
+  const protocols = formatProtocols(options.protocols ?? []);
+  if (protocols !== "") lines.push(`Sec-WebSocket-Protocol: ${protocols}`);
+  const extensions = formatExtensions(options.extensions ?? []);
+  if (extensions !== "") lines.push(`Sec-WebSocket-Extensions: ${extensions}`);
+  for (const [name, value] of extra) lines.push(`${name}: ${value}`);
+  return encodeLatin1(lines.join("\r\n") + "\r\n\r\n");
+}
+
+/**
+ * Options of {@linkcode validateUpgradeResponse}: what the client offered.
+ *
+ * @example Options for a client that offered a subprotocol
+ * ```ts
+ * import type { UpgradeResponseOptions } from "@rfc6455/websocket/handshake";
+ * import assert from "node:assert/strict";
+ *
+ * const options: UpgradeResponseOptions = {
+ *   key: "dGhlIHNhbXBsZSBub25jZQ==",
+ *   protocols: ["chat.v2"],
+ * };
+ * assert.deepEqual(options.protocols, ["chat.v2"]);
+ * ```
+ */
+export interface UpgradeResponseOptions {
+  /** The `Sec-WebSocket-Key` the client sent. */
+  key: string;
+  /**
+   * The subprotocols the client offered.
+   *
+   * @default {[]}
+   */
+  protocols?: string[];
+  /**
+   * The extensions the client offered.
+   *
+   * @default {[]}
+   */
+  extensions?: ExtensionOffer[];
+  /**
+   * The first bytes after the head (the start of the body, bounded by the
+   * caller), attached to the `HandshakeError` so a user sees why a server
+   * refused.
+   *
+   * @default {undefined}
+   */
+  body?: Uint8Array<ArrayBuffer>;
+}
+
+/**
+ * What the server agreed to, from {@linkcode validateUpgradeResponse}.
+ *
+ * @example Reading the agreement
+ * ```ts
+ * import type { UpgradeResult } from "@rfc6455/websocket/handshake";
+ * import assert from "node:assert/strict";
+ *
+ * const result: UpgradeResult = { protocol: "", extensions: [] };
+ * assert.equal(result.protocol, "");
+ * ```
+ */
+export interface UpgradeResult {
+  /** The subprotocol the server chose, or `""` if none. */
+  protocol: string;
+  /** The extensions the server accepted, in its order, with its parameters. */
+  extensions: ExtensionOffer[];
+}
+
+/**
+ * Validates a server's answer to the upgrade request (RFC 6455 §4.1, the
+ * client's checks): status 101 over HTTP/1.1, `Upgrade: websocket`
+ * (case-insensitive), `Connection` listing `upgrade` (case-insensitive),
+ * `Sec-WebSocket-Accept` matching the key, a `Sec-WebSocket-Protocol` that
+ * was offered (absent means `""`), and `Sec-WebSocket-Extensions` naming
+ * only offered extensions (absent means `[]`). Checking the extensions'
+ * parameters is left to the extensions.
+ *
+ * @param response The parsed response head.
+ * @param options What the client offered, and the first body bytes.
+ * @returns The subprotocol and the extensions the server agreed to.
+ * @throws {HandshakeError} Carrying the response's `status`, `headers` and
+ * `body`, and the lower-case name of the wrong header in `header`. A status
+ * other than 101 gives a message like `Cannot open WebSocket: server
+ * answered 403 Forbidden`.
+ *
+ * @example Validating an answer
+ * ```ts
+ * import { parseResponseHead, validateUpgradeResponse } from "@rfc6455/websocket/handshake";
+ * import assert from "node:assert/strict";
+ *
+ * const head = new TextEncoder().encode(
+ *   "HTTP/1.1 101 Switching Protocols\r\n" +
+ *     "Upgrade: websocket\r\n" +
+ *     "Connection: Upgrade\r\n" +
+ *     "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n",
+ * );
+ * const result = await validateUpgradeResponse(parseResponseHead(head), {
+ *   key: "dGhlIHNhbXBsZSBub25jZQ==",
+ * });
+ * assert.deepEqual(result, { protocol: "", extensions: [] });
+ * ```
+ *
+ * @example A refusal
+ * ```ts
+ * import { parseResponseHead, validateUpgradeResponse } from "@rfc6455/websocket/handshake";
+ * import assert from "node:assert/strict";
+ *
+ * const head = new TextEncoder().encode("HTTP/1.1 403 Forbidden\r\nContent-Length: 7\r\n\r\n");
+ * await assert.rejects(
+ *   validateUpgradeResponse(parseResponseHead(head), {
+ *     key: "dGhlIHNhbXBsZSBub25jZQ==",
+ *     body: new TextEncoder().encode("go away"),
+ *   }),
+ *   { status: 403, message: "Cannot open WebSocket: server answered 403 Forbidden" },
+ * );
+ * ```
+ */
+export async function validateUpgradeResponse(
+  response: ResponseHead,
+  options: UpgradeResponseOptions,
+): Promise<UpgradeResult> {
+  const { headers, status } = response;
+  const fail = (detail: string, header?: string, cause?: unknown) =>
+    new HandshakeError(`Cannot open WebSocket: ${detail}`, {
+      status,
+      headers,
+      ...(options.body === undefined ? {} : { body: options.body }),
+      ...(header === undefined ? {} : { header }),
+      ...(cause === undefined ? {} : { cause }),
+    });
+  if (status !== 101) {
+    throw fail(
+      `server answered ${status}${
+        response.statusText === "" ? "" : ` ${response.statusText}`
+      }`,
+    );
+  }
+  if (!isHttp11(response.version)) {
+    throw fail("server answered with a version other than HTTP/1.1");
+  }
+  // §4.1 (client) point 2: Upgrade is "websocket", case-insensitive.
+  const upgrade = headers.get("upgrade");
+  if (upgrade === null) throw fail("missing Upgrade header", "upgrade");
+  if (upgrade.toLowerCase() !== "websocket") {
+    throw fail('Upgrade header is not "websocket"', "upgrade");
+  }
+  // §4.1 (client) point 3: Connection holds the "Upgrade" token.
+  const connection = headers.get("connection");
+  if (connection === null) {
+    throw fail("missing Connection header", "connection");
+  }
+  if (!hasToken(connection, "upgrade")) {
+    throw fail('Connection header does not contain "upgrade"', "connection");
+  }
+  // §4.1 (client) point 4: the accept key proves the server read our key.
+  const accept = headers.get("sec-websocket-accept");
+  if (accept === null) {
+    throw fail("missing Sec-WebSocket-Accept header", "sec-websocket-accept");
+  }
+  if (accept !== await createAcceptKey(options.key)) {
+    throw fail(
+      "Sec-WebSocket-Accept header does not match the key",
+      "sec-websocket-accept",
+    );
+  }
+  // §4.1 (client) point 6: a subprotocol the client did not offer fails.
+  const offeredProtocols = options.protocols ?? [];
+  const protocol = headers.get("sec-websocket-protocol");
+  if (protocol !== null) {
+    if (offeredProtocols.length === 0) {
+      throw fail(
+        "server chose a subprotocol but none was offered",
+        "sec-websocket-protocol",
+      );
+    }
+    if (!offeredProtocols.includes(protocol)) {
+      throw fail(
+        "server chose a subprotocol that was not offered",
+        "sec-websocket-protocol",
+      );
+    }
+  }
+  // §4.1 (client) point 5: an extension the client did not offer fails.
+  let extensions: ExtensionOffer[] = [];
+  const extensionsValue = headers.get("sec-websocket-extensions");
+  if (extensionsValue !== null) {
+    try {
+      extensions = parseExtensions(extensionsValue);
+    } catch (error) {
+      throw fail(
+        "Sec-WebSocket-Extensions header is malformed",
+        "sec-websocket-extensions",
+        error,
+      );
+    }
+    const offered = new Set((options.extensions ?? []).map((e) => e.name));
+    for (const extension of extensions) {
+      if (!offered.has(extension.name)) {
+        throw fail(
+          `server accepted extension "${extension.name}" that was not offered`,
+          "sec-websocket-extensions",
+        );
+      }
+    }
+  }
+  return { protocol: protocol ?? "", extensions };
+}
+
+// ---------------------------------------------------------------------------
+// Server side
+// ---------------------------------------------------------------------------
+
+/**
+ * What a valid upgrade request asks for, from
+ * {@linkcode validateUpgradeRequest}.
+ *
+ * @example Reading a request's offers
+ * ```ts
+ * import type { UpgradeRequestInfo } from "@rfc6455/websocket/handshake";
+ * import assert from "node:assert/strict";
+ *
+ * const info: UpgradeRequestInfo = {
+ *   key: "dGhlIHNhbXBsZSBub25jZQ==",
+ *   version: "13",
+ *   protocols: ["chat.v2"],
+ *   extensions: [],
+ * };
+ * assert.equal(info.version, "13");
+ * ```
+ */
+export interface UpgradeRequestInfo {
+  /** The `Sec-WebSocket-Key`, checked to be 16 bytes in base64. */
+  key: string;
+  /** The `Sec-WebSocket-Version`: always `"13"`. */
+  version: string;
+  /** The subprotocols offered, in the client's order; `[]` if none. */
+  protocols: string[];
+  /** The extensions offered, in the client's order; `[]` if none. */
+  extensions: ExtensionOffer[];
+}
+
+/**
+ * Validates a client's upgrade request (RFC 6455 §4.2.1). Only the
+ * `headers` of the request are read, so a head built from a `Request` works
+ * too; repeated fields arrive joined by `", "`.
+ *
+ * | check | status |
+ * | --- | --- |
+ * | method is `GET` | 405 (answer with `Allow: GET`) |
+ * | version is HTTP/1.1 or a later 1.x | 400, or 505 for a major version other than 1 |
+ * | `Host` present exactly once | 400 |
+ * | `Upgrade` present | 426 (answer with `Upgrade: websocket`) |
+ * | `Upgrade` lists `websocket` (case-insensitive) | 400 |
+ * | `Connection` lists `upgrade` (case-insensitive) | 400 |
+ * | `Sec-WebSocket-Version` is `13` | 426 (answer with `Sec-WebSocket-Version: 13`) |
+ * | exactly one `Sec-WebSocket-Key` of 16 bytes in base64 | 400 |
+ * | `Sec-WebSocket-Protocol` follows §4.1 | 400 |
+ * | `Sec-WebSocket-Extensions` follows §9.1 | 400 |
+ *
+ * A `405` is used for other methods, rather than 400, because RFC 9110
+ * §15.5.6 gives it that meaning; {@linkcode errorResponseFor} adds the
+ * `Allow` header.
+ *
+ * @param request The parsed request head.
+ * @returns The key, version, subprotocols and extensions the client offers.
+ * @throws {HandshakeError} With the status above, the request's `headers`,
+ * and the lower-case name of the wrong header in `header`. Answer it with
+ * {@linkcode errorResponseFor}.
+ *
+ * @example Validating a request
+ * ```ts
+ * import { parseRequestHead, validateUpgradeRequest } from "@rfc6455/websocket/handshake";
+ * import assert from "node:assert/strict";
+ *
+ * const head = new TextEncoder().encode(
+ *   "GET /chat HTTP/1.1\r\n" +
+ *     "Host: example.com\r\n" +
+ *     "Upgrade: websocket\r\n" +
+ *     "Connection: keep-alive, Upgrade\r\n" +
+ *     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n" +
+ *     "Sec-WebSocket-Version: 13\r\n" +
+ *     "Sec-WebSocket-Protocol: chat.v2, chat.v1\r\n\r\n",
+ * );
+ * const info = validateUpgradeRequest(parseRequestHead(head));
+ * assert.deepEqual(info.protocols, ["chat.v2", "chat.v1"]);
+ * ```
+ *
+ * @example An old client
+ * ```ts
+ * import { parseRequestHead, validateUpgradeRequest } from "@rfc6455/websocket/handshake";
+ * import assert from "node:assert/strict";
+ *
+ * const head = new TextEncoder().encode(
+ *   "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+ *     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n",
+ * );
+ * assert.throws(() => validateUpgradeRequest(parseRequestHead(head)), {
+ *   status: 426,
+ *   header: "sec-websocket-version",
+ * });
+ * ```
+ */
+export function validateUpgradeRequest(
+  request: RequestHead,
+): UpgradeRequestInfo {
+  const { headers } = request;
+  const fail = (detail: string, status: number, header?: string) =>
+    new HandshakeError(`Cannot upgrade to WebSocket: ${detail}`, {
+      status,
+      headers,
+      ...(header === undefined ? {} : { header }),
+    });
+  // §4.2.1 point 1: an HTTP/1.1 or higher GET request.
+  if (request.method !== "GET") {
+    throw fail(
+      `method ${JSON.stringify(request.method)} is not allowed, use GET`,
+      405,
+    );
+  }
+  const version = /^HTTP\/([0-9])\.([0-9])$/.exec(request.version);
+  if (version === null || version[1] !== "1") {
+    throw fail("HTTP version is not supported, use HTTP/1.1", 505);
+  }
+  if (version[2] === "0") {
+    throw fail("HTTP/1.0 cannot upgrade, use HTTP/1.1", 400);
+  }
+  // §4.2.1 point 2: a Host header field (RFC 9112 §3.2: exactly one).
+  const host = headers.get("host");
+  if (host === null) throw fail("missing Host header", 400, "host");
+  if (host.includes(",")) {
+    throw fail("Host header appears more than once", 400, "host");
+  }
+  // §4.2.1 point 3: Upgrade lists "websocket". A plain GET without it is
+  // told which upgrade is required.
+  const upgrade = headers.get("upgrade");
+  if (upgrade === null) throw fail("missing Upgrade header", 426, "upgrade");
+  if (!hasToken(upgrade, "websocket")) {
+    throw fail('Upgrade header does not contain "websocket"', 400, "upgrade");
+  }
+  // §4.2.1 point 4: Connection lists "Upgrade".
+  const connection = headers.get("connection");
+  if (connection === null) {
+    throw fail("missing Connection header", 400, "connection");
+  }
+  if (!hasToken(connection, "upgrade")) {
+    throw fail(
+      'Connection header does not contain "upgrade"',
+      400,
+      "connection",
+    );
+  }
+  // §4.2.1 point 6 and §4.4: any version but 13 gets 426 with the version
+  // we speak. Checked before the key so that old clients learn it.
+  const wsVersion = headers.get("sec-websocket-version");
+  if (wsVersion === null) {
+    throw fail(
+      "missing Sec-WebSocket-Version header",
+      426,
+      "sec-websocket-version",
+    );
+  }
+  if (wsVersion !== "13") {
+    throw fail("Sec-WebSocket-Version is not 13", 426, "sec-websocket-version");
+  }
+  // §4.2.1 point 5: one key, 16 bytes in base64. Base64 has no comma, so a
+  // comma means the field was repeated.
+  const key = headers.get("sec-websocket-key");
+  if (key === null) {
+    throw fail("missing Sec-WebSocket-Key header", 400, "sec-websocket-key");
+  }
+  if (key.includes(",")) {
+    throw fail(
+      "Sec-WebSocket-Key header appears more than once",
+      400,
+      "sec-websocket-key",
+    );
+  }
+  if (!isKey(key)) {
+    throw fail(
+      "Sec-WebSocket-Key header is not 16 bytes in base64",
+      400,
+      "sec-websocket-key",
+    );
+  }
+  // §4.2.1 points 8 and 9: optional subprotocols and extensions.
+  let protocols: string[];
+  try {
+    protocols = parseProtocols(headers.get("sec-websocket-protocol") ?? "");
+  } catch {
+    throw fail(
+      "Sec-WebSocket-Protocol header is malformed",
+      400,
+      "sec-websocket-protocol",
+    );
+  }
+  let extensions: ExtensionOffer[];
+  try {
+    extensions = parseExtensions(headers.get("sec-websocket-extensions") ?? "");
+  } catch {
+    throw fail(
+      "Sec-WebSocket-Extensions header is malformed",
+      400,
+      "sec-websocket-extensions",
+    );
+  }
+  return { key, version: "13", protocols, extensions };
+}
+
+/**
+ * What the server agrees to, for {@linkcode buildUpgradeResponse}.
+ *
+ * @example Accepting a subprotocol
+ * ```ts
+ * import type { UpgradeResponseInit } from "@rfc6455/websocket/handshake";
+ * import assert from "node:assert/strict";
+ *
+ * const init: UpgradeResponseInit = {
+ *   key: "dGhlIHNhbXBsZSBub25jZQ==",
+ *   protocol: "chat.v2",
+ *   headers: [["Set-Cookie", "session=1"]],
+ * };
+ * assert.equal(init.protocol, "chat.v2");
+ * ```
+ */
+export interface UpgradeResponseInit {
+  /** The client's `Sec-WebSocket-Key`, from {@linkcode validateUpgradeRequest}. */
+  key: string;
+  /**
+   * The chosen subprotocol, one the client offered. `""` means none, like
+   * leaving it out.
+   *
+   * @default {""}
+   */
+  protocol?: string;
+  /**
+   * The accepted extensions with their parameters, in the order they apply.
+   *
+   * @default {[]}
+   */
+  extensions?: ExtensionOffer[];
+  /**
+   * Extra header fields, sent last in this order and case. The fields of
+   * the handshake (`Upgrade`, `Connection`, `Sec-WebSocket-*`) and of a
+   * body (`Content-Length`, `Transfer-Encoding`) are refused.
+   *
+   * @default {[]}
+   */
+  headers?: [string, string][];
+}
+
+const RESPONSE_OWNED = new Set([
+  "upgrade",
+  "connection",
+  "sec-websocket-accept",
+  "sec-websocket-protocol",
+  "sec-websocket-extensions",
+  "sec-websocket-version",
+  "sec-websocket-key",
+  "content-length",
+  "transfer-encoding",
+]);
+
+/**
+ * Builds the bytes of a server's `101 Switching Protocols` answer
+ * (RFC 6455 §4.2.2):
+ *
+ * ```text
+ * HTTP/1.1 101 Switching Protocols
+ * Upgrade: websocket
+ * Connection: Upgrade
+ * Sec-WebSocket-Accept: ...
+ * Sec-WebSocket-Protocol: ...     (if a subprotocol was chosen)
+ * Sec-WebSocket-Extensions: ...   (if extensions were accepted)
+ * (extra headers, in the caller's order and case)
+ * ```
+ *
+ * @param init The key, subprotocol, extensions and extra headers.
+ * @returns The response head, ending in CRLFCRLF.
+ * @throws {TypeError} If the key is not 16 bytes in base64, the
+ * subprotocol is not a token, an extension is invalid, or an extra header
+ * is refused or invalid (as in {@linkcode buildUpgradeRequest}).
+ *
+ * @example Building an answer
+ * ```ts
+ * import { buildUpgradeResponse } from "@rfc6455/websocket/handshake";
+ * import assert from "node:assert/strict";
+ *
+ * const bytes = await buildUpgradeResponse({ key: "dGhlIHNhbXBsZSBub25jZQ==" });
+ * assert.equal(
+ *   new TextDecoder().decode(bytes),
+ *   "HTTP/1.1 101 Switching Protocols\r\n" +
+ *     "Upgrade: websocket\r\n" +
+ *     "Connection: Upgrade\r\n" +
+ *     "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n",
+ * );
+ * ```
+ */
+export async function buildUpgradeResponse(
+  init: UpgradeResponseInit,
+): Promise<Uint8Array<ArrayBuffer>> {
+  const action = "Cannot build upgrade response";
+  checkKey(init.key, action);
+  const protocol = init.protocol ?? "";
+  if (protocol !== "" && !TOKEN.test(protocol)) {
+    throw new TypeError(`${action}: subprotocol is not a token`);
+  }
+  const extra = checkHeaders(init.headers ?? [], RESPONSE_OWNED, action);
+  const lines = [
+    "HTTP/1.1 101 Switching Protocols",
+    "Upgrade: websocket",
+    "Connection: Upgrade",
+    `Sec-WebSocket-Accept: ${await createAcceptKey(init.key)}`,
+  ];
+  if (protocol !== "") lines.push(`Sec-WebSocket-Protocol: ${protocol}`);
+  const extensions = formatExtensions(init.extensions ?? []);
+  if (extensions !== "") lines.push(`Sec-WebSocket-Extensions: ${extensions}`);
+  for (const [name, value] of extra) lines.push(`${name}: ${value}`);
+  return encodeLatin1(lines.join("\r\n") + "\r\n\r\n");
+}
+
+const ERROR_OWNED = new Set([
+  "content-length",
+  "connection",
+  "transfer-encoding",
+]);
+
+/**
+ * Builds the bytes of an error answer to a request that cannot be
+ * upgraded, closing the connection:
+ *
+ * ```text
+ * HTTP/1.1 426 Upgrade Required
+ * Content-Type: text/plain; charset=utf-8
+ * Content-Length: 37
+ * Connection: close
+ * Sec-WebSocket-Version: 13     (426 only, RFC 6455 §4.4)
+ * Upgrade: websocket            (426 only, RFC 9110 §15.5.22)
+ * Allow: GET                    (405 only, RFC 9110 §15.5.6)
+ * (extra headers, in the caller's order and case)
+ *
+ * (body)
+ * ```
+ *
+ * An extra header named like one of the defaults (`Content-Type`,
+ * `Sec-WebSocket-Version`, `Upgrade`, `Allow`) replaces it.
+ *
+ * @param status The status code, an integer from 400 to 599.
+ * @param body The body text, sent in UTF-8. Defaults to the reason phrase.
+ * @param headers Extra header fields; `Content-Length`, `Connection` and
+ * `Transfer-Encoding` are refused.
+ * @returns The whole answer, head and body.
+ * @throws {RangeError} If the status is not an integer from 400 to 599.
+ * @throws {TypeError} If an extra header is refused or invalid (as in
+ * {@linkcode buildUpgradeRequest}).
+ *
+ * @example A 426 answer
+ * ```ts
+ * import { buildErrorResponse, parseResponseHead } from "@rfc6455/websocket/handshake";
+ * import assert from "node:assert/strict";
+ *
+ * const bytes = buildErrorResponse(426, "Use WebSocket version 13");
+ * const text = new TextDecoder().decode(bytes);
+ * const end = text.indexOf("\r\n\r\n") + 4;
+ * const response = parseResponseHead(bytes.subarray(0, end));
+ * assert.equal(response.statusText, "Upgrade Required");
+ * assert.equal(response.headers.get("sec-websocket-version"), "13");
+ * assert.equal(text.slice(end), "Use WebSocket version 13");
+ * ```
+ */
+export function buildErrorResponse(
+  status: number,
+  body?: string,
+  headers: [string, string][] = [],
+): Uint8Array<ArrayBuffer> {
+  const action = "Cannot build error response";
+  if (!Number.isInteger(status) || status < 400 || status > 599) {
+    throw new RangeError(
+      `${action}: status must be an integer from 400 to 599, got ${status}`,
+    );
+  }
+  const extra = checkHeaders(headers, ERROR_OWNED, action);
+  const reason = STATUS_TEXT[status] ?? "";
+  const content = new TextEncoder().encode(body ?? reason);
+  const defaults: [string, string][] = [
+    ["Content-Type", "text/plain; charset=utf-8"],
+  ];
+  if (status === 426) {
+    defaults.push(["Sec-WebSocket-Version", "13"], ["Upgrade", "websocket"]);
+  }
+  if (status === 405) defaults.push(["Allow", "GET"]);
+  const given = new Set(extra.map(([name]) => name.toLowerCase()));
+  const lines = [`HTTP/1.1 ${status} ${reason}`];
+  for (const [name, value] of defaults) {
+    if (!given.has(name.toLowerCase())) lines.push(`${name}: ${value}`);
+    if (name === "Content-Type") {
+      lines.push(`Content-Length: ${content.length}`, "Connection: close");
+    }
+  }
+  for (const [name, value] of extra) lines.push(`${name}: ${value}`);
+  const head = encodeLatin1(lines.join("\r\n") + "\r\n\r\n");
+  const bytes = new Uint8Array(head.length + content.length);
+  bytes.set(head);
+  bytes.set(content, head.length);
+  return bytes;
+}
+
+/**
+ * Builds the answer to a failed upgrade, from the `HandshakeError` that
+ * {@linkcode readHead}, {@linkcode parseRequestHead} or
+ * {@linkcode validateUpgradeRequest} threw: its status (400 when it has
+ * none, or one outside 400-599), with the error message as the body. The
+ * messages of these functions never hold header values, so this leaks no
+ * secrets. A 426 carries `Sec-WebSocket-Version: 13`, a 405 `Allow: GET`.
+ *
+ * @param error The error to answer.
+ * @returns The whole answer, head and body.
+ *
+ * @example Answering a bad request
+ * ```ts
+ * import {
+ *   errorResponseFor,
+ *   parseRequestHead,
+ *   validateUpgradeRequest,
+ * } from "@rfc6455/websocket/handshake";
+ * import { HandshakeError } from "@rfc6455/websocket/errors";
+ * import assert from "node:assert/strict";
+ *
+ * const head = new TextEncoder().encode("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+ * try {
+ *   validateUpgradeRequest(parseRequestHead(head));
+ *   assert.fail("expected a HandshakeError");
+ * } catch (error) {
+ *   assert.ok(error instanceof HandshakeError);
+ *   const answer = new TextDecoder().decode(errorResponseFor(error));
+ *   assert.ok(answer.startsWith("HTTP/1.1 426 Upgrade Required\r\n"));
+ *   assert.ok(answer.endsWith("Cannot upgrade to WebSocket: missing Upgrade header"));
+ * }
+ * ```
+ */
+export function errorResponseFor(
+  error: HandshakeError,
+): Uint8Array<ArrayBuffer> {
+  const status = error.status;
+  const valid = status !== undefined && Number.isInteger(status) &&
+    status >= 400 && status <= 599;
+  return buildErrorResponse(valid ? status : 400, error.message);
+}
+
+// ---------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------
+
+// RFC 9110 §5.5: field values are HTAB, SP, VCHAR and obs-text, so every
+// other character below U+0020, and DEL, is refused.
+function hasControl(text: string): boolean {
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if ((code < 0x20 && code !== 0x09) || code === 0x7f) return true;
+  }
+  return false;
+}
+
+function trimOws(text: string): string {
+  return text.replace(/^[ \t]+|[ \t]+$/g, "");
+}
+
+// Whether a comma separated list (RFC 9110 §5.6.1) holds a token,
+// case-insensitively. Elements like "websocket/13" do not match.
+function hasToken(list: string, token: string): boolean {
+  return list.split(",").some((element) =>
+    trimOws(element).toLowerCase() === token
+  );
+}
+
+function isHttp11(version: string): boolean {
+  return /^HTTP\/1\.[1-9]$/.test(version);
+}
+
+function isKey(key: string): boolean {
+  if (!KEY.test(key)) return false;
+  try {
+    return Uint8Array.fromBase64(key, { lastChunkHandling: "strict" })
+      .length === 16;
+  } catch {
+    return false;
+  }
+}
+
+function checkKey(key: string, action: string): void {
+  if (!isKey(key)) {
+    throw new TypeError(
+      `${action}: Sec-WebSocket-Key is not 16 bytes in base64`,
+    );
+  }
+}
+
+// Checks an extra header field against injection (RFC 9110 §5.1, §5.5) and
+// returns its value trimmed. Messages name the header, never the value.
+function checkHeader(name: string, value: string, action: string): string {
+  if (!TOKEN.test(name)) {
+    throw new TypeError(
+      `${action}: header name ${JSON.stringify(name)} is not a token`,
+    );
+  }
+  if (hasControl(value)) {
+    throw new TypeError(
+      `${action}: value of header "${name}" contains a control character`,
+    );
+  }
+  if (ABOVE_LATIN1.test(value)) {
+    throw new TypeError(
+      `${action}: value of header "${name}" contains a character above U+00FF`,
+    );
+  }
+  return trimOws(value);
+}
+
+function checkHeaders(
+  headers: [string, string][],
+  owned: Set<string>,
+  action: string,
+): [string, string][] {
+  return headers.map(([name, value]) => {
+    const clean = checkHeader(name, value, action);
+    if (owned.has(name.toLowerCase())) {
+      throw new TypeError(
+        `${action}: header "${name}" is set automatically and cannot be given`,
+      );
+    }
+    return [name, clean];
+  });
+}
+
+function decodeLatin1(bytes: Uint8Array): string {
+  let text = "";
+  for (let i = 0; i < bytes.length; i += 8192) {
+    text += String.fromCharCode(...bytes.subarray(i, i + 8192));
+  }
+  return text;
+}
+
+function encodeLatin1(text: string): Uint8Array<ArrayBuffer> {
+  const bytes = new Uint8Array(text.length);
+  for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
+  return bytes;
+}
