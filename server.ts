@@ -1,0 +1,906 @@
+// Copyright 2026 the @rfc6455/websocket authors. MIT license.
+
+/**
+ * The WebSocket server: {@linkcode serve} on `Deno.listen` /
+ * `Deno.listenTls`, with origin and auth checks at upgrade time, limits,
+ * timeouts and graceful shutdown; and {@linkcode createFetchHandler}, the same
+ * handler API on top of `Deno.serve` + `Deno.upgradeWebSocket` for edge
+ * platforms without raw sockets.
+ *
+ * @example An echo server
+ * ```ts
+ * import { serve } from "@rfc6455/websocket/server";
+ * import assert from "node:assert/strict";
+ *
+ * await using server = serve({ hostname: "127.0.0.1", port: 0 }, async (ws) => {
+ *   for await (const message of ws) await ws.send(message);
+ * });
+ * const client = new WebSocket(`ws://127.0.0.1:${server.addr.port}/`);
+ * const { promise, resolve } = Promise.withResolvers<string>();
+ * client.onopen = () => client.send("hello");
+ * client.onmessage = (event) => resolve(event.data);
+ * assert.equal(await promise, "hello");
+ * const closed = new Promise((done) => client.onclose = done);
+ * client.close();
+ * await closed;
+ * ```
+ *
+ * @module
+ */
+
+import {
+  type CloseInfo,
+  type ConnectionOptions,
+  type SendOptions,
+  WebSocketConnection,
+  type WebSocketData,
+  type WebSocketMessage,
+  type WebSocketSession,
+} from "./connection.ts";
+import { ConnectionClosedError, HandshakeError } from "./errors.ts";
+import {
+  buildUpgradeResponse,
+  errorResponseFor,
+  type ExtensionOffer,
+  parseProtocols,
+  parseRequestHead,
+  readHead,
+  type RequestHead,
+  selectProtocol,
+  validateUpgradeRequest,
+} from "./handshake.ts";
+
+/** What the upgrade hook of {@linkcode ServeOptions.upgrade} returns to accept a client. */
+export interface UpgradeAccept<T> {
+  /** Extra headers for the `101` answer, such as `Set-Cookie`. @default {[]} */
+  headers?: [string, string][];
+  /** Data for this connection, handed to the handler as its third argument. */
+  data?: T;
+  /**
+   * The subprotocol to select, one the client offered; overrides
+   * {@linkcode ServeOptions.protocols}.
+   */
+  protocol?: string;
+}
+
+/** What an upgrade request looks like to the upgrade hook. */
+export interface UpgradeInfo {
+  /** The subprotocols the client offered, in its order. */
+  protocols: string[];
+  /** The extensions the client offered. */
+  extensions: ExtensionOffer[];
+  /** The address of the client (`undefined` on edge platforms that hide it). */
+  remoteAddr: Deno.NetAddr | undefined;
+}
+
+/**
+ * The handler of a WebSocket connection: it runs once the handshake is done
+ * and the connection is open. When it returns, the connection is closed with
+ * 1000 (if still open); when it throws, with 1011, and the error goes to
+ * `onError`.
+ *
+ * @typeParam T The per-connection data the upgrade hook returns.
+ */
+export type WebSocketHandler<T = undefined> = (
+  ws: WebSocketSession,
+  request: Request,
+  data: T,
+) => void | Promise<void>;
+
+/**
+ * Options of {@linkcode serve} (and, where they apply, of
+ * {@linkcode createFetchHandler}). Times are in milliseconds, sizes in bytes.
+ * The connection limits (`maxMessageSize`, `pingInterval`, ...) are those of
+ * `ConnectionOptions`.
+ *
+ * @typeParam T The per-connection data the upgrade hook returns.
+ */
+export interface ServeOptions<T = undefined> extends
+  Pick<
+    ConnectionOptions,
+    | "maxMessageSize"
+    | "maxFrameSize"
+    | "maxFragments"
+    | "pingInterval"
+    | "pingTimeout"
+    | "closeTimeout"
+    | "writeHighWaterMark"
+    | "maxBufferedAmount"
+  > {
+  /** The port to listen on; 0 picks a free one. @default {8080} */
+  port?: number;
+  /** The address to listen on. @default {"0.0.0.0"} */
+  hostname?: string;
+  /** The TLS certificate chain, PEM; with `key`, the server speaks wss. */
+  cert?: string;
+  /** The TLS private key, PEM. */
+  key?: string;
+  /** Aborting it shuts the server down, as {@linkcode WebSocketServer.shutdown} does. */
+  signal?: AbortSignal;
+  /**
+   * How long a client has to send its whole upgrade request, in
+   * milliseconds (TLS handshake included). Slow or silent clients are
+   * disconnected after it.
+   *
+   * @default {5000}
+   */
+  handshakeTimeout?: number;
+  /** The largest request head, in bytes; larger gets 431. @default {16384} */
+  maxHeadSize?: number;
+  /** The most header lines in a request head; more gets 431. @default {100} */
+  maxHeaders?: number;
+  /**
+   * The subprotocols the server speaks, in any order: the first the client
+   * offers that is in the list is selected. Or a function that picks one of
+   * the offered ones (or `undefined` for none).
+   *
+   * @default {[]}
+   */
+  protocols?:
+    | string[]
+    | ((offered: string[], request: Request) => string | undefined);
+  /**
+   * The origins allowed to connect, besides the server's own: exact
+   * `Origin` values (`"https://example.com"`) or patterns. Requests without
+   * an `Origin` header (non-browser clients) are always allowed; a browser
+   * request from another origin gets 403. See `insecureSkipOriginCheck`.
+   *
+   * @default {[]}
+   */
+  origins?: (string | RegExp)[];
+  /**
+   * Accept browser requests from every origin. This lets any web page
+   * open a connection with its visitors' cookies (cross-site WebSocket
+   * hijacking): use it only for public services that do not rely on
+   * cookies, like an echo.
+   *
+   * @default {false}
+   */
+  insecureSkipOriginCheck?: boolean;
+  /**
+   * Decides on each upgrade request after the protocol and origin checks:
+   * return a `Response` to refuse it (for example 401 for a missing token),
+   * or an {@linkcode UpgradeAccept} (or nothing) to accept it.
+   *
+   * @default {undefined}
+   */
+  upgrade?: (
+    request: Request,
+    info: UpgradeInfo,
+  ) =>
+    | Response
+    | UpgradeAccept<T>
+    | void
+    | Promise<Response | UpgradeAccept<T> | void>;
+  /**
+   * Answers requests that are not WebSocket upgrades. Without it they get
+   * `426 Upgrade Required`.
+   *
+   * @default {undefined}
+   */
+  onRequest?: (request: Request) => Response | Promise<Response>;
+  /**
+   * Hears of every failure: refused upgrades (a `HandshakeError`), handlers
+   * that threw, and upgrade hooks that threw. The server goes on. By
+   * default handler errors are printed with `console.error` and refused
+   * upgrades are not reported.
+   *
+   * @default {undefined}
+   */
+  onError?: (error: unknown, request?: Request) => void;
+  /** Called once the server listens. @default {undefined} */
+  onListen?: (addr: Deno.NetAddr) => void;
+  /**
+   * How long `shutdown()` waits for connections to finish their close
+   * handshake and handlers to return, in milliseconds, before closing the
+   * rest.
+   *
+   * @default {5000}
+   */
+  shutdownTimeout?: number;
+}
+
+/** A running server, from {@linkcode serve}. */
+export interface WebSocketServer extends AsyncDisposable {
+  /** The address the server listens on. */
+  readonly addr: Deno.NetAddr;
+  /** The open connections (for broadcast). */
+  readonly connections: ReadonlySet<WebSocketSession>;
+  /** Resolves once the server has shut down. */
+  readonly finished: Promise<void>;
+  /**
+   * Shuts down gracefully: stops accepting, sends 1001 to every open
+   * connection, waits for their close handshakes and handlers up to
+   * `shutdownTimeout`, then closes what is left.
+   */
+  shutdown(): Promise<void>;
+}
+
+/**
+ * Starts a WebSocket server on `Deno.listen` (or `Deno.listenTls` with
+ * `cert` and `key`). Each connection runs the RFC 6455 opening handshake
+ * with a deadline and a size limit, the origin check, subprotocol selection
+ * and the upgrade hook, then calls `handler` with the open connection. A
+ * request that is not an upgrade gets `onRequest`'s answer or 426; a bad
+ * upgrade gets 400, 403, 405, 426 or 431 and the server goes on.
+ *
+ * @typeParam T The per-connection data the upgrade hook returns.
+ * @param options Address, TLS, checks, limits and timeouts.
+ * @param handler Runs for every open connection.
+ * @returns The running server.
+ *
+ * @example Auth at upgrade time, and per-connection data
+ * ```ts
+ * import { serve } from "@rfc6455/websocket/server";
+ * import assert from "node:assert/strict";
+ *
+ * await using server = serve<{ user: string }>({
+ *   hostname: "127.0.0.1",
+ *   port: 0,
+ *   upgrade: (request) => {
+ *     const token = new URL(request.url).searchParams.get("token");
+ *     if (token !== "secret") return new Response("no", { status: 401 });
+ *     return { data: { user: "ada" } };
+ *   },
+ * }, async (ws, _request, data) => {
+ *   await ws.send(`hello ${data.user}`);
+ * });
+ * const client = new WebSocket(`ws://127.0.0.1:${server.addr.port}/?token=secret`);
+ * const message = await new Promise((resolve) => client.onmessage = (e) => resolve(e.data));
+ * assert.equal(message, "hello ada");
+ * await new Promise((resolve) => client.onclose = resolve);
+ * ```
+ */
+export function serve<T = undefined>(
+  options: ServeOptions<T>,
+  handler: WebSocketHandler<T>,
+): WebSocketServer {
+  const hostname = options.hostname ?? "0.0.0.0";
+  const port = options.port ?? 8080;
+  const tls = options.cert !== undefined && options.key !== undefined;
+  const listener: Deno.Listener = tls
+    ? Deno.listenTls({ hostname, port, cert: options.cert!, key: options.key! })
+    : Deno.listen({ hostname, port, transport: "tcp" });
+  const addr = listener.addr as Deno.NetAddr;
+  const scheme = tls ? "https" : "http";
+  const handshakeTimeout = options.handshakeTimeout ?? 5_000;
+  const shutdownTimeout = options.shutdownTimeout ?? 5_000;
+  const onError = options.onError ?? defaultOnError;
+  const connectionOptions = pickConnectionOptions(options);
+
+  const pending = new Set<Deno.Conn>();
+  const sessions = new Map<WebSocketConnection, Deno.Conn>();
+  const tasks = new Set<Promise<void>>();
+  let stopping = false;
+  const finished = Promise.withResolvers<void>();
+
+  // Runs the opening handshake; resolves with the open connection, or
+  // undefined when the request was answered some other way.
+  async function handshake(
+    conn: Deno.Conn,
+    signal: AbortSignal,
+  ): Promise<
+    { ws: WebSocketConnection; request: Request; data: T } | undefined
+  > {
+    let request: Request | undefined;
+    try {
+      const reader = conn.readable.getReader();
+      let head: Uint8Array;
+      let rest: Uint8Array;
+      try {
+        ({ head, rest } = await readHead(reader, {
+          ...(options.maxHeadSize === undefined
+            ? {}
+            : { maxHeadSize: options.maxHeadSize }),
+          signal,
+        }));
+      } finally {
+        reader.releaseLock();
+      }
+      const parsed = parseRequestHead(head, {
+        ...(options.maxHeaders === undefined
+          ? {}
+          : { maxHeaders: options.maxHeaders }),
+      });
+      request = toRequest(parsed, scheme, addr);
+      if (!isUpgrade(parsed.headers)) {
+        const response = options.onRequest === undefined
+          ? upgradeRequired()
+          : await options.onRequest(request);
+        await writeAll(conn, await serializeResponse(response));
+        return undefined;
+      }
+      const info = validateUpgradeRequest(parsed);
+      const decision = await decide(options, request, {
+        protocols: info.protocols,
+        extensions: info.extensions,
+        remoteAddr: conn.remoteAddr as Deno.NetAddr,
+      });
+      if (decision instanceof Response) {
+        await writeAll(conn, await serializeResponse(decision));
+        return undefined;
+      }
+      if (stopping || signal.aborted) return undefined;
+      const answer = await buildUpgradeResponse({
+        key: info.key,
+        ...(decision.protocol ? { protocol: decision.protocol } : {}),
+        ...(decision.headers ? { headers: decision.headers } : {}),
+      });
+      await writeAll(conn, answer);
+      const ws = new WebSocketConnection(conn, {
+        ...connectionOptions,
+        role: "server",
+        protocol: decision.protocol ?? "",
+        extensions: "",
+        url: request.url,
+        head: rest,
+      });
+      return { ws, request, data: decision.data as T };
+    } catch (error) {
+      if (error instanceof HandshakeError) {
+        await writeAll(conn, errorResponseFor(error)).catch(() => {});
+        onError(error, request);
+      } else if (!signal.aborted && !stopping) {
+        onError(error, request);
+      }
+      return undefined;
+    }
+  }
+
+  async function handle(conn: Deno.Conn): Promise<void> {
+    pending.add(conn);
+    const deadline = new AbortController();
+    const timer = setTimeout(
+      () =>
+        deadline.abort(
+          new DOMException(
+            `Cannot read upgrade request: no complete request within ${handshakeTimeout} ms`,
+            "TimeoutError",
+          ),
+        ),
+      handshakeTimeout,
+    );
+    let opened;
+    try {
+      opened = await handshake(conn, deadline.signal);
+    } finally {
+      clearTimeout(timer);
+      pending.delete(conn);
+    }
+    if (opened === undefined) {
+      safeClose(conn);
+      return;
+    }
+    const { ws, request, data } = opened;
+    sessions.set(ws, conn);
+    try {
+      await handler(ws, request, data);
+      if (ws.isOpen) ws.close(1000, "");
+    } catch (error) {
+      if (!(error instanceof ConnectionClosedError)) onError(error, request);
+      if (ws.isOpen) ws.close(1011, "");
+    }
+    await ws.closed;
+    sessions.delete(ws);
+  }
+
+  function track(task: Promise<void>): void {
+    tasks.add(task);
+    task.finally(() => tasks.delete(task));
+  }
+
+  const acceptLoop = (async () => {
+    try {
+      for await (const conn of listener) {
+        if (stopping) {
+          safeClose(conn);
+          continue;
+        }
+        track(handle(conn));
+      }
+    } catch (error) {
+      if (!stopping) onError(error);
+    }
+  })();
+
+  let shutdownPromise: Promise<void> | undefined;
+  async function shutdown(): Promise<void> {
+    stopping = true;
+    try {
+      listener.close();
+    } catch {
+      // Closed already.
+    }
+    await acceptLoop;
+    // Clients still in the handshake are cut off.
+    for (const conn of pending) safeClose(conn);
+    for (const ws of sessions.keys()) {
+      if (ws.isOpen) ws.close(1001, "server shutting down");
+    }
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const expired = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, shutdownTimeout);
+    });
+    await Promise.race([Promise.allSettled([...tasks]), expired]);
+    clearTimeout(timer);
+    // Whatever did not finish in time is closed now.
+    for (const conn of sessions.values()) safeClose(conn);
+    await Promise.allSettled([...tasks]);
+    options.signal?.removeEventListener("abort", onAbort);
+    finished.resolve();
+  }
+  function onAbort(): void {
+    void server.shutdown();
+  }
+
+  const server: WebSocketServer = {
+    addr,
+    get connections(): ReadonlySet<WebSocketSession> {
+      return new Set(sessions.keys());
+    },
+    finished: finished.promise,
+    shutdown(): Promise<void> {
+      shutdownPromise ??= shutdown();
+      return shutdownPromise;
+    },
+    [Symbol.asyncDispose](): Promise<void> {
+      return server.shutdown();
+    },
+  };
+  if (options.signal !== undefined) {
+    if (options.signal.aborted) queueMicrotask(onAbort);
+    else options.signal.addEventListener("abort", onAbort, { once: true });
+  }
+  options.onListen?.(addr);
+  return server;
+}
+
+function upgradeRequired(): Response {
+  return new Response("Upgrade Required: this is a WebSocket server", {
+    status: 426,
+    headers: { "sec-websocket-version": "13", upgrade: "websocket" },
+  });
+}
+
+function defaultOnError(error: unknown): void {
+  if (error instanceof HandshakeError) return;
+  // deno-lint-ignore no-console
+  console.error("WebSocket server error:", error);
+}
+
+function pickConnectionOptions(
+  options: ServeOptions<unknown>,
+): Omit<ConnectionOptions, "role"> {
+  const picked: Omit<ConnectionOptions, "role"> = {};
+  const keys = [
+    "maxMessageSize",
+    "maxFrameSize",
+    "maxFragments",
+    "pingInterval",
+    "pingTimeout",
+    "closeTimeout",
+    "writeHighWaterMark",
+    "maxBufferedAmount",
+  ] as const;
+  for (const key of keys) {
+    const value = options[key];
+    if (value !== undefined) picked[key] = value;
+  }
+  return picked;
+}
+
+function isUpgrade(headers: Headers): boolean {
+  const upgrade = headers.get("upgrade");
+  return upgrade !== null && /(^|,)\s*websocket\s*(,|$)/i.test(upgrade);
+}
+
+function toRequest(
+  head: RequestHead,
+  scheme: string,
+  addr: Deno.NetAddr,
+): Request {
+  const host = head.headers.get("host") ?? `${addr.hostname}:${addr.port}`;
+  let url: URL;
+  try {
+    url = head.target.startsWith("/")
+      ? new URL(`${scheme}://${host}${head.target}`)
+      : new URL(head.target);
+  } catch (error) {
+    throw new HandshakeError(
+      "Cannot read upgrade request: request target or Host header is not a valid URL",
+      { status: 400, header: "host", cause: error },
+    );
+  }
+  const headers = new Headers();
+  for (const [name, value] of head.rawHeaders) headers.append(name, value);
+  return new Request(url, { method: head.method, headers });
+}
+
+function originAllowed(
+  options: ServeOptions<unknown>,
+  request: Request,
+): boolean {
+  if (options.insecureSkipOriginCheck) return true;
+  const origin = request.headers.get("origin");
+  if (origin === null) return true;
+  // Same origin: the Origin's host is the Host the client connected to.
+  try {
+    if (new URL(origin).host === new URL(request.url).host) return true;
+  } catch {
+    return false;
+  }
+  for (const allowed of options.origins ?? []) {
+    if (
+      typeof allowed === "string" ? allowed === origin : allowed.test(origin)
+    ) {
+      return true;
+    }
+  }
+  return false;
+}
+
+interface Decision<T> {
+  protocol: string | undefined;
+  headers: [string, string][] | undefined;
+  data: T | undefined;
+}
+
+// The checks both serve() and createFetchHandler() run on an upgrade request:
+// origin (403), the upgrade hook, and the subprotocol.
+async function decide<T>(
+  options: ServeOptions<T>,
+  request: Request,
+  info: UpgradeInfo,
+): Promise<Response | Decision<T>> {
+  if (!originAllowed(options as ServeOptions<unknown>, request)) {
+    throw new HandshakeError(
+      "Cannot upgrade to WebSocket: origin is not allowed",
+      { status: 403, header: "origin", headers: request.headers },
+    );
+  }
+  const accepted = await options.upgrade?.(request, info);
+  if (accepted instanceof Response) return accepted;
+  let protocol = accepted?.protocol;
+  if (protocol !== undefined && !info.protocols.includes(protocol)) {
+    throw new TypeError(
+      `Cannot upgrade to WebSocket: upgrade hook selected subprotocol "${protocol}", which the client did not offer`,
+    );
+  }
+  if (protocol === undefined) {
+    const protocols = options.protocols;
+    protocol = typeof protocols === "function"
+      ? protocols(info.protocols, request)
+      : selectProtocol(info.protocols, protocols ?? []);
+    if (protocol !== undefined && !info.protocols.includes(protocol)) {
+      throw new TypeError(
+        `Cannot upgrade to WebSocket: protocols option selected "${protocol}", which the client did not offer`,
+      );
+    }
+  }
+  return {
+    protocol,
+    headers: accepted?.headers,
+    data: accepted?.data,
+  };
+}
+
+const textEncoder = new TextEncoder();
+// The largest body of an answer to a refused or plain HTTP request.
+const MAX_RESPONSE_BODY = 1024 * 1024;
+
+async function serializeResponse(response: Response): Promise<Uint8Array> {
+  const body = new Uint8Array(await response.arrayBuffer());
+  if (body.length > MAX_RESPONSE_BODY) {
+    throw new RangeError(
+      `Cannot send HTTP response: body is ${body.length} bytes, limit is ${MAX_RESPONSE_BODY}`,
+    );
+  }
+  const status = response.status;
+  const lines = [`HTTP/1.1 ${status} ${response.statusText || "Unknown"}`];
+  for (const [name, value] of response.headers) {
+    const lower = name.toLowerCase();
+    if (
+      lower === "content-length" || lower === "connection" ||
+      lower === "transfer-encoding"
+    ) {
+      continue;
+    }
+    if (/[\r\n\0]/.test(value)) continue;
+    lines.push(`${name}: ${value}`);
+  }
+  lines.push(`Content-Length: ${body.length}`, "Connection: close");
+  const head = textEncoder.encode(lines.join("\r\n") + "\r\n\r\n");
+  const out = new Uint8Array(head.length + body.length);
+  out.set(head);
+  out.set(body, head.length);
+  return out;
+}
+
+async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+  let offset = 0;
+  while (offset < bytes.length) {
+    offset += await conn.write(bytes.subarray(offset));
+  }
+}
+
+function safeClose(conn: Deno.Conn): void {
+  try {
+    conn.close();
+  } catch {
+    // Closed already.
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Edge platforms: the same handler API over Deno.serve + Deno.upgradeWebSocket
+// ---------------------------------------------------------------------------
+
+/**
+ * Options of {@linkcode createFetchHandler}: the upgrade checks of
+ * {@linkcode ServeOptions}. `pingInterval` becomes the runtime's
+ * `idleTimeout` (rounded up to seconds); the other limits are the runtime's.
+ *
+ * @typeParam T The per-connection data the upgrade hook returns.
+ */
+export type FetchHandlerOptions<T = undefined> = Pick<
+  ServeOptions<T>,
+  | "protocols"
+  | "origins"
+  | "insecureSkipOriginCheck"
+  | "upgrade"
+  | "onRequest"
+  | "onError"
+  | "pingInterval"
+>;
+
+/**
+ * Makes a fetch handler (`(request) => Response`) that runs a
+ * {@linkcode WebSocketHandler} on `Deno.serve` + `Deno.upgradeWebSocket`,
+ * for edge platforms (Deno Deploy) that have no raw sockets. The handler API,
+ * origin check, subprotocol selection and upgrade hook are the same as
+ * {@linkcode serve}'s.
+ *
+ * What the runtime's WebSocket cannot do, this adapter cannot either: no
+ * permessage-deflate, no raw frames, no `ping()` (it rejects with
+ * `NotSupportedError`; keepalive is the runtime's `idleTimeout`), no limits
+ * of ours (the runtime caps messages at 64 MiB), and `send()` resolves at
+ * once (the runtime gives no write backpressure).
+ *
+ * @typeParam T The per-connection data the upgrade hook returns.
+ * @param options The upgrade checks.
+ * @param handler Runs for every open connection.
+ * @returns A handler for `Deno.serve`.
+ *
+ * @example Serving on Deno.serve
+ * ```ts
+ * import { createFetchHandler } from "@rfc6455/websocket/server";
+ * import assert from "node:assert/strict";
+ *
+ * const handler = createFetchHandler({}, async (ws) => {
+ *   for await (const message of ws) await ws.send(message);
+ * });
+ * await using server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
+ * const client = new WebSocket(`ws://127.0.0.1:${server.addr.port}/`);
+ * client.onopen = () => client.send("edge");
+ * const echo = await new Promise((resolve) => client.onmessage = (e) => resolve(e.data));
+ * assert.equal(echo, "edge");
+ * const closed = new Promise((resolve) => client.onclose = resolve);
+ * client.close();
+ * await closed;
+ * ```
+ */
+export function createFetchHandler<T = undefined>(
+  options: FetchHandlerOptions<T>,
+  handler: WebSocketHandler<T>,
+): (request: Request, info?: Deno.ServeHandlerInfo) => Promise<Response> {
+  const onError = options.onError ?? defaultOnError;
+  return async (request, serveInfo) => {
+    if (!isUpgrade(request.headers)) {
+      if (options.onRequest !== undefined) {
+        return await options.onRequest(request);
+      }
+      return upgradeRequired();
+    }
+    let decision: Response | Decision<T>;
+    try {
+      let protocols: string[];
+      try {
+        protocols = parseProtocols(
+          request.headers.get("sec-websocket-protocol") ?? "",
+        );
+      } catch (error) {
+        throw new HandshakeError(
+          "Cannot upgrade to WebSocket: Sec-WebSocket-Protocol header is malformed",
+          { status: 400, header: "sec-websocket-protocol", cause: error },
+        );
+      }
+      decision = await decide(options, request, {
+        protocols,
+        extensions: [],
+        remoteAddr: serveInfo?.remoteAddr as Deno.NetAddr | undefined,
+      });
+    } catch (error) {
+      onError(error, request);
+      if (error instanceof HandshakeError) {
+        return new Response(error.message, { status: error.status ?? 400 });
+      }
+      return new Response("Internal Server Error", { status: 500 });
+    }
+    if (decision instanceof Response) return decision;
+    const idle = options.pingInterval ?? 20_000;
+    const { socket, response } = Deno.upgradeWebSocket(request, {
+      ...(decision.protocol === undefined
+        ? {}
+        : { protocol: decision.protocol }),
+      idleTimeout: idle === 0 ? 0 : Math.max(1, Math.ceil(idle / 1000)),
+    });
+    for (const [name, value] of decision.headers ?? []) {
+      response.headers.append(name, value);
+    }
+    const ws = new EdgeWebSocket(socket, request.url);
+    const data = decision.data as T;
+    socket.addEventListener("open", async () => {
+      try {
+        await handler(ws, request, data);
+        if (ws.isOpen) ws.close(1000, "");
+      } catch (error) {
+        if (!(error instanceof ConnectionClosedError)) onError(error, request);
+        if (ws.isOpen) ws.close(1011, "");
+      }
+    }, { once: true });
+    return response;
+  };
+}
+
+// A WebSocketSession over the runtime's WebSocket object.
+class EdgeWebSocket implements WebSocketSession {
+  readonly #socket: WebSocket;
+  readonly #url: string;
+  #messages: WebSocketMessage[] = [];
+  #waiters: Array<{
+    resolve(result: IteratorResult<WebSocketMessage>): void;
+    reject(error: unknown): void;
+  }> = [];
+  #info: CloseInfo | undefined;
+  #failed = false;
+  readonly #closed = Promise.withResolvers<CloseInfo>();
+  #readable: ReadableStream<WebSocketMessage> | undefined;
+  #writable: WritableStream<WebSocketData> | undefined;
+
+  constructor(socket: WebSocket, url: string) {
+    this.#socket = socket;
+    this.#url = url;
+    socket.binaryType = "arraybuffer";
+    socket.addEventListener("message", (event) => {
+      const data = event.data;
+      const message = typeof data === "string"
+        ? data
+        : new Uint8Array(data as ArrayBuffer);
+      const waiter = this.#waiters.shift();
+      if (waiter !== undefined) waiter.resolve({ value: message, done: false });
+      else this.#messages.push(message);
+    });
+    socket.addEventListener("error", () => {
+      this.#failed = true;
+    });
+    socket.addEventListener("close", (event) => {
+      this.#info = {
+        code: event.code,
+        reason: event.reason,
+        wasClean: event.wasClean,
+      };
+      const waiters = this.#waiters;
+      this.#waiters = [];
+      for (const waiter of waiters) {
+        if (this.#failed) waiter.reject(this.#closedError());
+        else waiter.resolve({ value: undefined, done: true });
+      }
+      this.#closed.resolve(this.#info);
+    });
+  }
+
+  get protocol(): string {
+    return this.#socket.protocol;
+  }
+  get extensions(): string {
+    return this.#socket.extensions;
+  }
+  get url(): string {
+    return this.#url;
+  }
+  get isOpen(): boolean {
+    return this.#socket.readyState === WebSocket.OPEN;
+  }
+  get bufferedAmount(): number {
+    return this.#socket.bufferedAmount;
+  }
+  get closed(): Promise<CloseInfo> {
+    return this.#closed.promise;
+  }
+
+  send(data: WebSocketData, options: SendOptions = {}): Promise<void> {
+    if (!this.isOpen) return handled(Promise.reject(this.#closedError()));
+    if (typeof data === "string") {
+      this.#socket.send(options.binary ? textEncoder.encode(data) : data);
+    } else {
+      const bytes = data instanceof ArrayBuffer
+        ? new Uint8Array(data)
+        : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+      if (options.binary === false) {
+        this.#socket.send(new TextDecoder().decode(bytes));
+      } else this.#socket.send(bytes);
+    }
+    return Promise.resolve();
+  }
+
+  ping(): Promise<number> {
+    return handled(Promise.reject(
+      new DOMException(
+        "Cannot send ping: the runtime's WebSocket has no ping API",
+        "NotSupportedError",
+      ),
+    ));
+  }
+
+  close(code = 1000, reason = ""): Promise<CloseInfo> {
+    if (this.#socket.readyState <= WebSocket.OPEN) {
+      this.#socket.close(code, reason);
+    }
+    return this.#closed.promise;
+  }
+
+  get readable(): ReadableStream<WebSocketMessage> {
+    this.#readable ??= new ReadableStream<WebSocketMessage>({
+      pull: async (controller) => {
+        const result = await this.#next();
+        if (result.done) controller.close();
+        else controller.enqueue(result.value);
+      },
+      cancel: () => {
+        this.close();
+      },
+    }, { highWaterMark: 0 });
+    return this.#readable;
+  }
+
+  get writable(): WritableStream<WebSocketData> {
+    this.#writable ??= new WritableStream<WebSocketData>({
+      write: (chunk) => this.send(chunk),
+      close: async () => {
+        await this.close();
+      },
+    });
+    return this.#writable;
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<WebSocketMessage> {
+    return { next: () => this.#next() };
+  }
+
+  #next(): Promise<IteratorResult<WebSocketMessage>> {
+    const message = this.#messages.shift();
+    if (message !== undefined) {
+      return Promise.resolve({ value: message, done: false });
+    }
+    if (this.#info !== undefined) {
+      return this.#failed
+        ? Promise.reject(this.#closedError())
+        : Promise.resolve({ value: undefined, done: true });
+    }
+    return new Promise((resolve, reject) =>
+      this.#waiters.push({ resolve, reject })
+    );
+  }
+
+  #closedError(): ConnectionClosedError {
+    return new ConnectionClosedError(
+      this.#info?.code ?? 1006,
+      this.#info?.reason ?? "",
+    );
+  }
+}
+
+function handled<T>(promise: Promise<T>): Promise<T> {
+  promise.catch(() => {});
+  return promise;
+}
