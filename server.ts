@@ -37,11 +37,17 @@ import {
   type WebSocketMessage,
   type WebSocketSession,
 } from "./connection.ts";
+import {
+  acceptDeflateOffer,
+  PerMessageDeflate,
+  type PerMessageDeflateOptions,
+} from "./deflate.ts";
 import { ConnectionClosedError, HandshakeError } from "./errors.ts";
 import {
   buildUpgradeResponse,
   errorResponseFor,
   type ExtensionOffer,
+  formatExtensions,
   parseProtocols,
   parseRequestHead,
   readHead,
@@ -107,6 +113,15 @@ export interface ServeOptions<T = undefined> extends
     | "writeHighWaterMark"
     | "maxBufferedAmount"
   > {
+  /**
+   * Accept permessage-deflate (RFC 7692) when a client offers it: `true`
+   * with the defaults, an object to set what the server allows (window
+   * bits, context takeover), its level and threshold; `false` to decline
+   * every offer.
+   *
+   * @default {true}
+   */
+  deflate?: boolean | PerMessageDeflateOptions;
   /** The port to listen on; 0 picks a free one. @default {8080} */
   port?: number;
   /** The address to listen on. @default {"0.0.0.0"} */
@@ -321,8 +336,18 @@ export function serve<T = undefined>(
         return undefined;
       }
       if (stopping || signal.aborted) return undefined;
+      const deflateOptions = options.deflate === false
+        ? undefined
+        : options.deflate === true || options.deflate === undefined
+        ? {}
+        : options.deflate;
+      const accepted = deflateOptions === undefined
+        ? undefined
+        : acceptDeflateOffer(info.extensions, deflateOptions);
+      const extensions = accepted === undefined ? [] : [accepted.response];
       const answer = await buildUpgradeResponse({
         key: info.key,
+        extensions,
         ...(decision.protocol ? { protocol: decision.protocol } : {}),
         ...(decision.headers ? { headers: decision.headers } : {}),
       });
@@ -331,7 +356,15 @@ export function serve<T = undefined>(
         ...connectionOptions,
         role: "server",
         protocol: decision.protocol ?? "",
-        extensions: "",
+        extensions: formatExtensions(extensions),
+        ...(accepted === undefined ? {} : {
+          deflate: new PerMessageDeflate(accepted.params, "server", {
+            ...deflateOptions,
+            ...(options.maxMessageSize === undefined
+              ? {}
+              : { maxMessageSize: options.maxMessageSize }),
+          }),
+        }),
         url: request.url,
         head: rest,
       });
@@ -728,16 +761,20 @@ export function createFetchHandler<T = undefined>(
     }
     if (decision instanceof Response) return decision;
     const idle = options.pingInterval ?? 20_000;
+    // The subprotocol is not handed to Deno.upgradeWebSocket: it splits the
+    // offer on ", " only, so it throws for a valid "b,a" (RFC 9110 §5.6.1
+    // allows any OWS), and it leaves the server socket's `protocol` empty.
     const { socket, response } = Deno.upgradeWebSocket(request, {
-      ...(decision.protocol === undefined
-        ? {}
-        : { protocol: decision.protocol }),
       idleTimeout: idle === 0 ? 0 : Math.max(1, Math.ceil(idle / 1000)),
     });
+    const protocol = decision.protocol ?? "";
+    if (protocol !== "") {
+      response.headers.set("sec-websocket-protocol", protocol);
+    }
     for (const [name, value] of decision.headers ?? []) {
       response.headers.append(name, value);
     }
-    const ws = new EdgeWebSocket(socket, request.url);
+    const ws = new EdgeWebSocket(socket, request.url, protocol);
     const data = decision.data as T;
     socket.addEventListener("open", async () => {
       try {
@@ -756,6 +793,7 @@ export function createFetchHandler<T = undefined>(
 class EdgeWebSocket implements WebSocketSession {
   readonly #socket: WebSocket;
   readonly #url: string;
+  readonly #protocol: string;
   #messages: WebSocketMessage[] = [];
   #waiters: Array<{
     resolve(result: IteratorResult<WebSocketMessage>): void;
@@ -767,9 +805,10 @@ class EdgeWebSocket implements WebSocketSession {
   #readable: ReadableStream<WebSocketMessage> | undefined;
   #writable: WritableStream<WebSocketData> | undefined;
 
-  constructor(socket: WebSocket, url: string) {
+  constructor(socket: WebSocket, url: string, protocol: string) {
     this.#socket = socket;
     this.#url = url;
+    this.#protocol = protocol;
     socket.binaryType = "arraybuffer";
     socket.addEventListener("message", (event) => {
       const data = event.data;
@@ -800,7 +839,7 @@ class EdgeWebSocket implements WebSocketSession {
   }
 
   get protocol(): string {
-    return this.#socket.protocol;
+    return this.#protocol;
   }
   get extensions(): string {
     return this.#socket.extensions;

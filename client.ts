@@ -1,0 +1,727 @@
+// Copyright 2026 the @rfc6455/websocket authors. MIT license.
+
+/**
+ * The WebSocket client: {@linkcode connect} over `Deno.connect` /
+ * `Deno.connectTls`, with full control of the handshake headers, HTTP
+ * proxies (CONNECT), redirects, pings, limits and clear errors.
+ *
+ * @example Talking to a server
+ * ```ts
+ * import { connect } from "@rfc6455/websocket/client";
+ * import { serve } from "@rfc6455/websocket/server";
+ * import assert from "node:assert/strict";
+ *
+ * await using server = serve({ hostname: "127.0.0.1", port: 0 }, async (ws) => {
+ *   for await (const message of ws) await ws.send(message);
+ * });
+ * const ws = await connect(`ws://127.0.0.1:${server.addr.port}/`, {
+ *   headers: { "User-Agent": "my-crawler/1.0" },
+ * });
+ * await ws.send("hello");
+ * for await (const message of ws) {
+ *   assert.equal(message, "hello");
+ *   break;
+ * }
+ * await ws.close();
+ * ```
+ *
+ * @module
+ */
+
+import { type ConnectionOptions, WebSocketConnection } from "./connection.ts";
+import {
+  acceptDeflateResponse,
+  createDeflateOffer,
+  PerMessageDeflate,
+  type PerMessageDeflateOptions,
+} from "./deflate.ts";
+import { HandshakeError } from "./errors.ts";
+import {
+  buildUpgradeRequest,
+  createKey,
+  formatExtensions,
+  parseResponseHead,
+  readHead,
+  type ResponseHead,
+  validateUpgradeResponse,
+} from "./handshake.ts";
+
+/** Options of {@linkcode connect}. Times are in milliseconds, sizes in bytes. */
+export interface ConnectOptions extends
+  Pick<
+    ConnectionOptions,
+    | "maxMessageSize"
+    | "maxFrameSize"
+    | "maxFragments"
+    | "pingInterval"
+    | "pingTimeout"
+    | "closeTimeout"
+    | "writeHighWaterMark"
+    | "maxBufferedAmount"
+  > {
+  /**
+   * Extra handshake headers, sent in this order and case: `Origin`,
+   * `User-Agent`, `Cookie`, `Authorization`, a `Host` override, anything
+   * else. Only the headers the protocol itself needs (`Upgrade`,
+   * `Connection`, `Sec-WebSocket-*`) are refused, with a `TypeError`.
+   *
+   * @default {{}}
+   */
+  headers?: Record<string, string> | [string, string][] | Headers;
+  /** The subprotocols to offer, in order of preference. @default {[]} */
+  protocols?: string[];
+  /**
+   * Offer permessage-deflate (RFC 7692): `true` with the defaults, an
+   * object to set its parameters, level and threshold, `false` to offer no
+   * compression. The server decides; a response the offer did not allow
+   * fails the connect with a `HandshakeError`.
+   *
+   * @default {true}
+   */
+  deflate?: boolean | PerMessageDeflateOptions;
+  /**
+   * Aborts the handshake, and closes the connection (1001) once open.
+   *
+   * @default {undefined}
+   */
+  signal?: AbortSignal;
+  /**
+   * The deadline of the whole handshake (TCP, proxy, TLS and HTTP), in
+   * milliseconds; a server that does not finish it in time fails the
+   * connect with a `TimeoutError` `DOMException`.
+   *
+   * @default {10000}
+   */
+  handshakeTimeout?: number;
+  /** The largest response head accepted, in bytes. @default {16384} */
+  maxHeadSize?: number;
+  /**
+   * The most bytes of a non-101 answer's body kept in the
+   * `HandshakeError`.
+   *
+   * @default {65536}
+   */
+  maxErrorBodySize?: number;
+  /**
+   * Extra CA certificates (PEM) trusted for `wss:`, besides the system's.
+   * Certificate errors always fail the connect; there is no opt-out.
+   *
+   * @default {undefined}
+   */
+  caCerts?: string[];
+  /**
+   * The HTTP proxy to tunnel through with CONNECT,
+   * `http://[user:pass@]host:port`; `false` to ignore the environment.
+   * Absent, the `HTTPS_PROXY` (for `wss:`) or `HTTP_PROXY` (for `ws:`)
+   * environment variable is used (lower-case names too), unless `NO_PROXY`
+   * lists the host. Reading the environment needs `--allow-env`; without
+   * it, no proxy is used.
+   *
+   * @default {undefined}
+   */
+  proxy?: string | false;
+  /**
+   * How many redirects (301, 302, 303, 307, 308 with a `Location`) to
+   * follow. `Authorization` and `Cookie` are dropped when the host changes.
+   *
+   * @default {0}
+   */
+  maxRedirects?: number;
+}
+
+/** The server's `101 Switching Protocols` answer, kept after the handshake. */
+export interface HandshakeResponse {
+  /** The status: 101. */
+  status: number;
+  /** The reason phrase. */
+  statusText: string;
+  /** The response headers (`Set-Cookie`, and the others). */
+  headers: Headers;
+  /** The header fields in their order and case. */
+  rawHeaders: [string, string][];
+}
+
+/**
+ * A client connection from {@linkcode connect}: a
+ * {@linkcode WebSocketConnection} that also keeps the handshake response.
+ */
+export class WebSocketClient extends WebSocketConnection {
+  /** The server's handshake answer: status, headers such as `Set-Cookie`. */
+  readonly response: HandshakeResponse;
+
+  /**
+   * Wraps an open transport after a successful client handshake. Use
+   * {@linkcode connect} rather than this.
+   *
+   * @param transport The open transport.
+   * @param options The connection options (`role` is `"client"`).
+   * @param response The server's handshake answer.
+   */
+  constructor(
+    transport: Deno.Conn,
+    options: Omit<ConnectionOptions, "role">,
+    response: HandshakeResponse,
+  ) {
+    super(transport, { ...options, role: "client" });
+    this.response = response;
+  }
+}
+
+const DEFAULT_PORTS: Record<string, number> = {
+  "ws:": 80,
+  "wss:": 443,
+  "http:": 80,
+  "https:": 443,
+};
+
+/**
+ * Opens a WebSocket connection (RFC 6455 §4.1): `ws:` over `Deno.connect`,
+ * `wss:` over `Deno.connectTls`, through an HTTP proxy when one is set.
+ * Resolves once the server accepted the handshake.
+ *
+ * @param url The `ws:` or `wss:` URL (`http:`/`https:` are taken as such).
+ * @param options Headers, subprotocols, proxy, TLS, limits and timeouts.
+ * @returns The open connection.
+ * @throws {TypeError} (synchronously, before any I/O) If the URL or its
+ * scheme is invalid, or a header is refused.
+ * @throws {HandshakeError} If the server (or the proxy) answered anything
+ * but a valid 101: it names the wrong header and carries the status,
+ * headers and the first bytes of the body.
+ * @throws {DOMException} `TimeoutError` after `handshakeTimeout`, or the
+ * signal's reason when it aborts.
+ *
+ * @example Custom headers, a subprotocol, and the response
+ * ```ts
+ * import { connect } from "@rfc6455/websocket/client";
+ * import { serve } from "@rfc6455/websocket/server";
+ * import assert from "node:assert/strict";
+ *
+ * await using server = serve({
+ *   hostname: "127.0.0.1",
+ *   port: 0,
+ *   protocols: ["chat.v2"],
+ *   upgrade: (request) => ({
+ *     headers: [["Set-Cookie", "seen=1"]],
+ *     data: request.headers.get("user-agent"),
+ *   }),
+ * }, async (ws, _request, agent) => {
+ *   await ws.send(`hi ${agent}`);
+ * });
+ * const ws = await connect(`ws://127.0.0.1:${server.addr.port}/feed?x=1`, {
+ *   headers: [["User-Agent", "crawler/1.0"], ["Origin", `http://127.0.0.1:${server.addr.port}`]],
+ *   protocols: ["chat.v1", "chat.v2"],
+ * });
+ * assert.equal(ws.protocol, "chat.v2");
+ * assert.equal(ws.response.headers.get("set-cookie"), "seen=1");
+ * for await (const message of ws) assert.equal(message, "hi crawler/1.0");
+ * assert.equal((await ws.closed).code, 1000);
+ * ```
+ */
+export function connect(
+  url: string | URL,
+  options: ConnectOptions = {},
+): Promise<WebSocketClient> {
+  let target: URL;
+  try {
+    target = parseTarget(url);
+  } catch (error) {
+    return Promise.reject(error);
+  }
+  const headers = toHeaderList(options.headers);
+  const protocols = options.protocols ?? [];
+  // Checks every header and protocol before any I/O (throws TypeError).
+  try {
+    buildUpgradeRequest({ url: target, key: createKey(), headers, protocols });
+  } catch (error) {
+    return Promise.reject(error);
+  }
+  return open(target, headers, options);
+}
+
+function parseTarget(url: string | URL): URL {
+  let target: URL;
+  try {
+    target = new URL(url);
+  } catch (error) {
+    throw new TypeError("Cannot connect: URL is not valid", { cause: error });
+  }
+  if (target.protocol === "http:") target.protocol = "ws:";
+  else if (target.protocol === "https:") target.protocol = "wss:";
+  if (target.protocol !== "ws:" && target.protocol !== "wss:") {
+    throw new TypeError(
+      `Cannot connect: URL scheme is "${
+        target.protocol.slice(0, -1)
+      }", expected "ws" or "wss"`,
+    );
+  }
+  if (target.hash !== "") {
+    // RFC 6455 §3: fragment identifiers are meaningless in WebSocket URIs.
+    throw new TypeError("Cannot connect: URL has a fragment");
+  }
+  return target;
+}
+
+function toHeaderList(
+  headers: ConnectOptions["headers"],
+): [string, string][] {
+  if (headers === undefined) return [];
+  if (headers instanceof Headers) return [...headers];
+  if (Array.isArray(headers)) {
+    return headers.map(([name, value]) => [name, value]);
+  }
+  return Object.entries(headers);
+}
+
+async function open(
+  initial: URL,
+  initialHeaders: [string, string][],
+  options: ConnectOptions,
+): Promise<WebSocketClient> {
+  const timeout = options.handshakeTimeout ?? 10_000;
+  const deadline = new AbortController();
+  const timer = setTimeout(() =>
+    deadline.abort(
+      new DOMException(
+        `Cannot connect: handshake did not finish within ${timeout} ms`,
+        "TimeoutError",
+      ),
+    ), timeout);
+  const signal = options.signal === undefined
+    ? deadline.signal
+    : AbortSignal.any([deadline.signal, options.signal]);
+  const maxRedirects = options.maxRedirects ?? 0;
+  let url = initial;
+  let headers = initialHeaders;
+  try {
+    for (let redirects = 0;; redirects++) {
+      signal.throwIfAborted();
+      const result = await attempt(url, headers, options, signal);
+      if (result instanceof WebSocketClient) return result;
+      // A redirect.
+      if (redirects >= maxRedirects) throw result.error;
+      const next = parseTarget(new URL(result.location, toHttp(url)));
+      if (next.host !== url.host) {
+        // Credentials for one host are not sent to another.
+        headers = headers.filter(([name]) => {
+          const lower = name.toLowerCase();
+          return lower !== "authorization" && lower !== "cookie";
+        });
+      }
+      url = next;
+    }
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function toHttp(url: URL): URL {
+  const copy = new URL(url);
+  copy.protocol = url.protocol === "wss:" ? "https:" : "http:";
+  return copy;
+}
+
+interface Redirect {
+  location: string;
+  error: HandshakeError;
+}
+
+// One handshake on one URL: resolves with the connection, or a redirect.
+async function attempt(
+  url: URL,
+  headers: [string, string][],
+  options: ConnectOptions,
+  signal: AbortSignal,
+): Promise<WebSocketClient | Redirect> {
+  const hostname = url.hostname.startsWith("[")
+    ? url.hostname.slice(1, -1)
+    : url.hostname;
+  const port = url.port === ""
+    ? DEFAULT_PORTS[url.protocol]!
+    : Number(url.port);
+  const secure = url.protocol === "wss:";
+  const proxy = proxyFor(url, options.proxy);
+  let conn: Deno.Conn | undefined;
+  const onAbort = () => {
+    try {
+      conn?.close();
+    } catch {
+      // Closed already.
+    }
+  };
+  signal.addEventListener("abort", onAbort, { once: true });
+  let handedOver = false;
+  try {
+    if (proxy !== undefined) {
+      conn = await tunnel(proxy, hostname, port, url, options, signal);
+      if (secure) {
+        conn = await Deno.startTls(conn as Deno.TcpConn, {
+          hostname,
+          ...(options.caCerts === undefined
+            ? {}
+            : { caCerts: options.caCerts }),
+        });
+      }
+    } else if (secure) {
+      conn = await Deno.connectTls({
+        hostname,
+        port,
+        ...(options.caCerts === undefined ? {} : { caCerts: options.caCerts }),
+      });
+    } else {
+      conn = await Deno.connect({ hostname, port, transport: "tcp" });
+    }
+    signal.throwIfAborted();
+    // Userinfo in the URL becomes Basic credentials, unless given.
+    const extra = [...headers];
+    if (
+      url.username !== "" &&
+      !extra.some(([name]) => name.toLowerCase() === "authorization")
+    ) {
+      extra.push(["Authorization", basic(url.username, url.password)]);
+    }
+    const key = createKey();
+    const deflateOptions = options.deflate === false
+      ? undefined
+      : options.deflate === true || options.deflate === undefined
+      ? {}
+      : options.deflate;
+    const offers = deflateOptions === undefined
+      ? []
+      : [createDeflateOffer(deflateOptions)];
+    const request = buildUpgradeRequest({
+      url,
+      key,
+      headers: extra,
+      protocols: options.protocols ?? [],
+      extensions: offers,
+    });
+    await writeAll(conn, request);
+    const reader = conn.readable.getReader();
+    let response: ResponseHead;
+    let rest: Uint8Array<ArrayBuffer>;
+    try {
+      const result = await readHead(reader, {
+        ...(options.maxHeadSize === undefined
+          ? {}
+          : { maxHeadSize: options.maxHeadSize }),
+        signal,
+      });
+      rest = result.rest;
+      response = parseResponseHead(result.head);
+      if (response.status !== 101) {
+        const body = await readBody(
+          reader,
+          rest,
+          response.headers,
+          options.maxErrorBodySize ?? 65_536,
+          signal,
+        );
+        const location = response.headers.get("location");
+        try {
+          await validateUpgradeResponse(response, { key, body });
+        } catch (error) {
+          if (
+            location !== null && REDIRECTS.has(response.status) &&
+            error instanceof HandshakeError
+          ) {
+            return { location, error };
+          }
+          throw error;
+        }
+      }
+    } finally {
+      reader.releaseLock();
+    }
+    const result = await validateUpgradeResponse(response, {
+      key,
+      protocols: options.protocols ?? [],
+      extensions: offers,
+    });
+    // RFC 7692 §5: the server accepts at most one permessage-deflate.
+    if (result.extensions.length > 1) {
+      throw new HandshakeError(
+        "Cannot open WebSocket: server accepted permessage-deflate more than once",
+        {
+          status: 101,
+          headers: response.headers,
+          header: "sec-websocket-extensions",
+        },
+      );
+    }
+    signal.throwIfAborted();
+    const accepted = result.extensions[0];
+    const deflate = accepted === undefined ? undefined : new PerMessageDeflate(
+      acceptDeflateResponse(accepted, deflateOptions),
+      "client",
+      {
+        ...deflateOptions,
+        ...(options.maxMessageSize === undefined
+          ? {}
+          : { maxMessageSize: options.maxMessageSize }),
+      },
+    );
+    const ws = new WebSocketClient(conn, {
+      ...pickConnectionOptions(options),
+      protocol: result.protocol,
+      extensions: formatExtensions(result.extensions),
+      ...(deflate === undefined ? {} : { deflate }),
+      url: url.href,
+      head: rest,
+      ...(options.signal === undefined ? {} : { signal: options.signal }),
+    }, {
+      status: response.status,
+      statusText: response.statusText,
+      headers: response.headers,
+      rawHeaders: response.rawHeaders,
+    });
+    handedOver = true;
+    return ws;
+  } catch (error) {
+    if (signal.aborted) throw signal.reason;
+    throw error;
+  } finally {
+    signal.removeEventListener("abort", onAbort);
+    if (!handedOver) onAbort();
+  }
+}
+
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+
+function pickConnectionOptions(
+  options: ConnectOptions,
+): Omit<ConnectionOptions, "role"> {
+  const picked: Omit<ConnectionOptions, "role"> = {};
+  const keys = [
+    "maxMessageSize",
+    "maxFrameSize",
+    "maxFragments",
+    "pingInterval",
+    "pingTimeout",
+    "closeTimeout",
+    "writeHighWaterMark",
+    "maxBufferedAmount",
+  ] as const;
+  for (const key of keys) {
+    const value = options[key];
+    if (value !== undefined) picked[key] = value;
+  }
+  return picked;
+}
+
+// Reads the body of a refused handshake, up to `max` bytes, for the error.
+async function readBody(
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  rest: Uint8Array,
+  headers: Headers,
+  max: number,
+  signal: AbortSignal,
+): Promise<Uint8Array<ArrayBuffer>> {
+  const declared = Number(headers.get("content-length") ?? NaN);
+  const want = Number.isSafeInteger(declared) && declared >= 0
+    ? Math.min(declared, max)
+    : max;
+  const parts: Uint8Array[] = [rest];
+  let size = rest.length;
+  const chunked = /chunked/i.test(headers.get("transfer-encoding") ?? "");
+  // Without a length, a body runs until the server closes; a chunked body
+  // is kept raw. Either way stop at `want` bytes.
+  while (size < want && !chunked && Number.isSafeInteger(declared)) {
+    const { done, value } = await raceSignal(reader.read(), signal);
+    if (done) break;
+    parts.push(value);
+    size += value.length;
+  }
+  const body = new Uint8Array(Math.min(size, want));
+  let offset = 0;
+  for (const part of parts) {
+    const take = Math.min(part.length, body.length - offset);
+    body.set(part.subarray(0, take), offset);
+    offset += take;
+    if (offset === body.length) break;
+  }
+  return body;
+}
+
+function raceSignal<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  signal.throwIfAborted();
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(resolve, reject).finally(() =>
+      signal.removeEventListener("abort", onAbort)
+    );
+  });
+}
+
+function basic(user: string, password: string): string {
+  const text = `${decodeURIComponent(user)}:${decodeURIComponent(password)}`;
+  return `Basic ${new TextEncoder().encode(text).toBase64()}`;
+}
+
+async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+  let offset = 0;
+  while (offset < bytes.length) {
+    offset += await conn.write(bytes.subarray(offset));
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Proxies
+// ---------------------------------------------------------------------------
+
+function readEnv(name: string): string | undefined {
+  try {
+    return Deno.env.get(name) ?? Deno.env.get(name.toLowerCase()) ?? undefined;
+  } catch {
+    // No --allow-env: no proxy from the environment.
+    return undefined;
+  }
+}
+
+/**
+ * The proxy URL for a target: the `proxy` option, or `HTTPS_PROXY` /
+ * `HTTP_PROXY` unless `NO_PROXY` matches the host.
+ */
+function proxyFor(
+  url: URL,
+  option: string | false | undefined,
+): URL | undefined {
+  if (option === false) return undefined;
+  let value = option;
+  if (value === undefined) {
+    value = url.protocol === "wss:"
+      ? readEnv("HTTPS_PROXY")
+      : readEnv("HTTP_PROXY");
+    if (value === undefined || value === "") return undefined;
+    if (bypassesProxy(url, readEnv("NO_PROXY") ?? "")) return undefined;
+  }
+  let proxy: URL;
+  try {
+    proxy = new URL(value.includes("://") ? value : `http://${value}`);
+  } catch (error) {
+    throw new TypeError("Cannot connect: proxy URL is not valid", {
+      cause: error,
+    });
+  }
+  if (proxy.protocol !== "http:") {
+    throw new TypeError(
+      `Cannot connect: proxy scheme is "${
+        proxy.protocol.slice(0, -1)
+      }", only "http" is supported`,
+    );
+  }
+  return proxy;
+}
+
+/**
+ * Whether `NO_PROXY` (comma or space separated; `*`; host names matching
+ * themselves and their subdomains, with or without a leading dot;
+ * `host:port`) lists the target.
+ */
+function bypassesProxy(url: URL, noProxy: string): boolean {
+  const host = url.hostname.replace(/^\[|\]$/g, "").toLowerCase();
+  const port = url.port === "" ? String(DEFAULT_PORTS[url.protocol]) : url.port;
+  for (const raw of noProxy.split(/[\s,]+/)) {
+    let entry = raw.trim().toLowerCase();
+    if (entry === "") continue;
+    if (entry === "*") return true;
+    let entryPort: string | undefined;
+    const portMatch = /^(.*?):(\d+)$/.exec(entry);
+    if (
+      portMatch !== null && !entry.startsWith("[") &&
+      entry.split(":").length === 2
+    ) {
+      entry = portMatch[1]!;
+      entryPort = portMatch[2];
+    }
+    entry = entry.replace(/^\[|\]$/g, "").replace(/^\*?\./, ".");
+    if (entryPort !== undefined && entryPort !== port) continue;
+    if (entry.startsWith(".")) {
+      if (host.endsWith(entry) || host === entry.slice(1)) return true;
+    } else if (host === entry || host.endsWith(`.${entry}`)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// Opens a tunnel through an HTTP proxy with CONNECT (RFC 9110 §9.3.6).
+async function tunnel(
+  proxy: URL,
+  hostname: string,
+  port: number,
+  url: URL,
+  options: ConnectOptions,
+  signal: AbortSignal,
+): Promise<Deno.Conn> {
+  const proxyPort = proxy.port === "" ? 80 : Number(proxy.port);
+  const conn = await Deno.connect({
+    hostname: proxy.hostname.replace(/^\[|\]$/g, ""),
+    port: proxyPort,
+    transport: "tcp",
+  });
+  try {
+    const authority = hostname.includes(":")
+      ? `[${hostname}]:${port}`
+      : `${hostname}:${port}`;
+    const lines = [`CONNECT ${authority} HTTP/1.1`, `Host: ${authority}`];
+    if (proxy.username !== "") {
+      lines.push(
+        `Proxy-Authorization: ${basic(proxy.username, proxy.password)}`,
+      );
+    }
+    await writeAll(
+      conn,
+      new TextEncoder().encode(lines.join("\r\n") + "\r\n\r\n"),
+    );
+    const reader = conn.readable.getReader();
+    try {
+      const { head, rest } = await readHead(reader, {
+        ...(options.maxHeadSize === undefined
+          ? {}
+          : { maxHeadSize: options.maxHeadSize }),
+        signal,
+      });
+      const response = parseResponseHead(head);
+      if (response.status < 200 || response.status > 299) {
+        const body = await readBody(
+          reader,
+          rest,
+          response.headers,
+          options.maxErrorBodySize ?? 65_536,
+          signal,
+        );
+        const what = response.status === 407
+          ? "proxy authentication failed"
+          : `proxy answered ${response.status} ${response.statusText}`.trim();
+        throw new HandshakeError(
+          `Cannot connect through proxy to ${url.host}: ${what}`,
+          {
+            status: response.status,
+            headers: response.headers,
+            body,
+            ...(response.status === 407
+              ? { header: "proxy-authorization" }
+              : {}),
+          },
+        );
+      }
+      if (rest.length > 0) {
+        throw new HandshakeError(
+          "Cannot connect through proxy: proxy sent bytes after its CONNECT answer",
+          { status: response.status, headers: response.headers },
+        );
+      }
+    } finally {
+      reader.releaseLock();
+    }
+    return conn;
+  } catch (error) {
+    try {
+      conn.close();
+    } catch {
+      // Closed already.
+    }
+    throw error;
+  }
+}
