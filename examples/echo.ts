@@ -18,6 +18,7 @@ const { values } = parseArgs({
     cert: { type: "string" },
     key: { type: "string" },
     "max-message-size": { type: "string" },
+    "no-deflate": { type: "boolean", default: false },
     help: { type: "boolean", short: "h" },
   },
   strict: true,
@@ -26,7 +27,7 @@ const { values } = parseArgs({
 if (values.help) {
   // deno-lint-ignore no-console
   console.log(
-    "Usage: deno task echo [--hostname 0.0.0.0] [--port 8080] [--cert FILE --key FILE] [--max-message-size BYTES]",
+    "Usage: deno task echo [--hostname 0.0.0.0] [--port 8080] [--cert FILE --key FILE] [--max-message-size BYTES] [--no-deflate]",
   );
   Deno.exit(0);
 }
@@ -61,6 +62,7 @@ const server = serve({
   ...(values["max-message-size"] === undefined ? {} : {
     maxMessageSize: integer("max-message-size", values["max-message-size"]),
   }),
+  deflate: !values["no-deflate"],
   // An echo holds no secrets and uses no cookies: any page may use it.
   insecureSkipOriginCheck: true,
   // Browsers fail a connection whose offered subprotocol is not selected,

@@ -25,6 +25,7 @@ const { values, positionals } = parseArgs({
     header: { type: "string", multiple: true },
     protocol: { type: "string", multiple: true },
     "max-message-size": { type: "string" },
+    "no-deflate": { type: "boolean", default: false },
     help: { type: "boolean", short: "h" },
   },
   allowPositionals: true,
@@ -34,7 +35,7 @@ const { values, positionals } = parseArgs({
 if (values.help || positionals.length !== 1) {
   // deno-lint-ignore no-console
   console.log(
-    "Usage: deno task echo-client URL [--ca FILE] [--header 'Name: value']... [--protocol NAME]... [--max-message-size BYTES]",
+    "Usage: deno task echo-client URL [--ca FILE] [--header 'Name: value']... [--protocol NAME]... [--max-message-size BYTES] [--no-deflate]",
   );
   Deno.exit(values.help ? 0 : 2);
 }
@@ -62,6 +63,7 @@ try {
     headers,
     protocols: values.protocol ?? [],
     maxMessageSize,
+    deflate: !values["no-deflate"],
     ...(caCerts.length > 0 ? { caCerts } : {}),
   });
 } catch (error) {
