@@ -53,7 +53,19 @@ export class ProtocolError extends Error {
   }
 }
 
-/** The parts of a failed handshake that an {@linkcode HandshakeError} carries. */
+/**
+ * The parts of a failed handshake that an {@linkcode HandshakeError} carries.
+ *
+ * @example Details of a refused upgrade
+ * ```ts
+ * import { HandshakeError, type HandshakeErrorDetails } from "@rfc6455/websocket/errors";
+ * import assert from "node:assert/strict";
+ *
+ * const details: HandshakeErrorDetails = { status: 426, header: "sec-websocket-version" };
+ * const error = new HandshakeError("Cannot upgrade to WebSocket: Sec-WebSocket-Version is not 13", details);
+ * assert.equal(error.header, "sec-websocket-version");
+ * ```
+ */
 export interface HandshakeErrorDetails {
   /** The HTTP status of the answer, when there was an answer. */
   status?: number;

@@ -61,7 +61,18 @@ export const OPCODE = {
   Pong: 0xa,
 } as const;
 
-/** One of the {@linkcode OPCODE} values. */
+/**
+ * One of the {@linkcode OPCODE} values.
+ *
+ * @example Naming an opcode
+ * ```ts
+ * import { OPCODE, type Opcode } from "@rfc6455/websocket/frame";
+ * import assert from "node:assert/strict";
+ *
+ * const opcode: Opcode = OPCODE.Binary;
+ * assert.equal(opcode, 2);
+ * ```
+ */
 export type Opcode = typeof OPCODE[keyof typeof OPCODE];
 
 /**
@@ -110,13 +121,38 @@ export const CLOSE_CODE = {
   TlsHandshake: 1015,
 } as const;
 
-/** One of the {@linkcode CLOSE_CODE} values. */
+/**
+ * One of the {@linkcode CLOSE_CODE} values.
+ *
+ * @example Naming a close code
+ * ```ts
+ * import { CLOSE_CODE, type CloseCode } from "@rfc6455/websocket/frame";
+ * import assert from "node:assert/strict";
+ *
+ * const code: CloseCode = CLOSE_CODE.GoingAway;
+ * assert.equal(code, 1001);
+ * ```
+ */
 export type CloseCode = typeof CLOSE_CODE[keyof typeof CLOSE_CODE];
 
 /**
  * One WebSocket frame (RFC 6455 §5.2). `payload` is always the unmasked
  * application data; `mask` is the 4-byte masking key, present when the frame
  * is masked (decoded) or must be masked (encoded).
+ *
+ * @example A masked text frame
+ * ```ts
+ * import { encodeFrame, type Frame, OPCODE } from "@rfc6455/websocket/frame";
+ * import assert from "node:assert/strict";
+ *
+ * const frame: Frame = {
+ *   fin: true, rsv1: false, rsv2: false, rsv3: false,
+ *   opcode: OPCODE.Text,
+ *   mask: new Uint8Array([1, 2, 3, 4]),
+ *   payload: new TextEncoder().encode("hi"),
+ * };
+ * assert.equal(encodeFrame(frame).length, 2 + 4 + 2);
+ * ```
  */
 export interface Frame {
   /** §5.2 FIN: this is the final fragment of a message. */
@@ -297,7 +333,19 @@ export function encodeFrame(frame: Frame): Uint8Array<ArrayBuffer> {
   return out;
 }
 
-/** Options of {@linkcode FrameDecoder} and {@linkcode FrameDecoderStream}. */
+/**
+ * Options of {@linkcode FrameDecoder} and {@linkcode FrameDecoderStream}.
+ *
+ * @example A server-side decoder with permessage-deflate
+ * ```ts
+ * import { FrameDecoder, type FrameDecoderOptions } from "@rfc6455/websocket/frame";
+ * import assert from "node:assert/strict";
+ *
+ * const options: FrameDecoderOptions = { role: "server", maxPayloadSize: 1 << 20, allowRsv1: true };
+ * const decoder = new FrameDecoder(options);
+ * assert.equal(decoder.bufferedAmount, 0);
+ * ```
+ */
 export interface FrameDecoderOptions {
   /**
    * The side doing the decoding. `"server"` rejects unmasked frames and
@@ -337,7 +385,17 @@ export interface FrameDecoderOptions {
   allowRsv3?: boolean;
 }
 
-/** The default of {@linkcode FrameDecoderOptions.maxPayloadSize}: 64 MiB. */
+/**
+ * The default of {@linkcode FrameDecoderOptions.maxPayloadSize}: 64 MiB.
+ *
+ * @example The value
+ * ```ts
+ * import { DEFAULT_MAX_PAYLOAD_SIZE } from "@rfc6455/websocket/frame";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(DEFAULT_MAX_PAYLOAD_SIZE, 64 * 1024 * 1024);
+ * ```
+ */
 export const DEFAULT_MAX_PAYLOAD_SIZE = 64 * 1024 * 1024;
 
 const HEADER = 0;
