@@ -77,6 +77,36 @@ export interface MessageCompression {
   close(): void;
 }
 
+/**
+ * The API of one open WebSocket, whatever runs it: a
+ * {@linkcode WebSocketConnection} over a socket, or the adapter over
+ * `Deno.upgradeWebSocket` that `serve` handlers get on edge platforms.
+ */
+export interface WebSocketSession extends AsyncIterable<WebSocketMessage> {
+  /** The subprotocol selected in the handshake ("" when none). */
+  readonly protocol: string;
+  /** The extensions negotiated in the handshake ("" when none). */
+  readonly extensions: string;
+  /** The URL of the connection ("" when not known). */
+  readonly url: string;
+  /** Whether the connection is open for sending. */
+  readonly isOpen: boolean;
+  /** The bytes queued by `send()` and not yet handed to the transport. */
+  readonly bufferedAmount: number;
+  /** Resolves with how the connection ended; never rejects. */
+  readonly closed: Promise<CloseInfo>;
+  /** The received messages as a stream. */
+  readonly readable: ReadableStream<WebSocketMessage>;
+  /** A stream whose chunks are sent as messages. */
+  readonly writable: WritableStream<WebSocketData>;
+  /** Sends one message; resolves when the sender may go on. */
+  send(data: WebSocketData, options?: SendOptions): Promise<void>;
+  /** Sends a ping; resolves with the round-trip time in milliseconds. */
+  ping(data?: WebSocketData): Promise<number>;
+  /** Starts the close handshake; resolves once closed. */
+  close(code?: number, reason?: string): Promise<CloseInfo>;
+}
+
 /** A received message: `string` for text, `Uint8Array` for binary. */
 export type WebSocketMessage = string | Uint8Array<ArrayBuffer>;
 
@@ -299,10 +329,13 @@ function closeCodeFor(error: unknown): number {
 
 function closeReasonFor(error: unknown): string {
   if (!(error instanceof ProtocolError)) return "";
-  // A close reason holds at most 123 bytes (§5.5); messages are ASCII.
-  return error.message.length > 123
-    ? error.message.slice(0, 123)
-    : error.message;
+  // A close reason holds at most 123 bytes of UTF-8 (§5.5): cut whole
+  // characters until it fits.
+  let reason = error.message;
+  while (encoder.encode(reason).length > 123) {
+    reason = Array.from(reason).slice(0, -1).join("");
+  }
+  return reason;
 }
 
 interface Waiter {
@@ -363,7 +396,7 @@ interface PendingPing {
  * assert.equal((await server.closed).code, 1000);
  * ```
  */
-export class WebSocketConnection implements AsyncIterable<WebSocketMessage> {
+export class WebSocketConnection implements WebSocketSession {
   readonly #transport: WebSocketTransport;
   readonly #role: "client" | "server";
   readonly #decoder: FrameDecoder;
@@ -471,9 +504,15 @@ export class WebSocketConnection implements AsyncIterable<WebSocketMessage> {
     this.#deflate = options.deflate;
     this.#decoder = new FrameDecoder({
       role: this.#role,
-      maxPayloadSize: nonNegative(
-        "maxFrameSize",
-        options.maxFrameSize ?? this.#maxMessageSize,
+      // A frame is never larger than its message (compressed sizes count
+      // against maxMessageSize too), so a frame over either limit is refused
+      // from its header (§10.4).
+      maxPayloadSize: Math.min(
+        nonNegative(
+          "maxFrameSize",
+          options.maxFrameSize ?? this.#maxMessageSize,
+        ),
+        this.#maxMessageSize,
       ),
       allowRsv1: this.#deflate !== undefined,
     });
@@ -757,7 +796,7 @@ export class WebSocketConnection implements AsyncIterable<WebSocketMessage> {
         const reuse = this.#role === "server";
         const buffer = new Uint8Array(READ_BUFFER_SIZE);
         while (!this.#readDone) {
-          if (this.#messages.length >= READ_QUEUE_LIMIT) await this.#paused();
+          if (this.#mustPause()) await this.#paused();
           const count = await transport.read(buffer);
           if (count === null) break;
           const chunk = reuse
@@ -770,7 +809,7 @@ export class WebSocketConnection implements AsyncIterable<WebSocketMessage> {
         const reader = transport.readable.getReader();
         this.#reader = reader;
         while (!this.#readDone) {
-          if (this.#messages.length >= READ_QUEUE_LIMIT) await this.#paused();
+          if (this.#mustPause()) await this.#paused();
           const { value, done } = await reader.read();
           if (done) break;
           const pending = this.#receive(value);
@@ -792,8 +831,21 @@ export class WebSocketConnection implements AsyncIterable<WebSocketMessage> {
     }
   }
 
+  // An open connection pauses reading while READ_QUEUE_LIMIT messages wait;
+  // a closing one reads on (for at most closeTimeout) to find the peer's
+  // close frame, even when nobody consumes the messages.
+  #mustPause(): boolean {
+    return this.#messages.length >= READ_QUEUE_LIMIT && this.#state === OPEN;
+  }
+
   #paused(): Promise<void> {
     return new Promise((resolve) => this.#resume = resolve);
+  }
+
+  #resumeReading(): void {
+    const resume = this.#resume;
+    this.#resume = undefined;
+    resume?.();
   }
 
   // The transport ended (or failed) on the peer's side.
@@ -1186,6 +1238,7 @@ export class WebSocketConnection implements AsyncIterable<WebSocketMessage> {
     if (this.#state !== OPEN) return;
     this.#state = CLOSING;
     this.#stopKeepalive();
+    this.#resumeReading();
     const send = () => {
       if (this.#state === CLOSED || this.#closeSent) return;
       this.#sendClose(code, reason);
@@ -1211,6 +1264,7 @@ export class WebSocketConnection implements AsyncIterable<WebSocketMessage> {
     }
     this.#state = CLOSING;
     this.#stopKeepalive();
+    this.#resumeReading();
     this.#armCloseTimer();
     if (this.#discard) this.#flushThenTerminate();
   }
@@ -1271,10 +1325,7 @@ export class WebSocketConnection implements AsyncIterable<WebSocketMessage> {
     this.#pingKeys.clear();
     for (const waiter of this.#drainWaiters) waiter.reject(closedError);
     this.#drainWaiters = [];
-    if (this.#resume !== undefined) {
-      this.#resume();
-      this.#resume = undefined;
-    }
+    this.#resumeReading();
     this.#endMessages();
     this.#closeTransport();
     this.#deflate?.close();
@@ -1292,7 +1343,13 @@ export class WebSocketConnection implements AsyncIterable<WebSocketMessage> {
       return;
     }
     const writer = this.#writer ?? tryGetWriter(transport.writable);
-    writer?.close().catch(() => {});
+    if (this.#pumping === undefined) {
+      writer?.close().catch(() => {});
+    } else {
+      // A write is still pending (the peer may never read it): a close
+      // would queue behind it forever, so abort instead.
+      writer?.abort().catch(() => {});
+    }
     if (this.#reader !== undefined) this.#reader.cancel().catch(() => {});
     else transport.readable.cancel().catch(() => {});
   }
@@ -1304,10 +1361,15 @@ export class WebSocketConnection implements AsyncIterable<WebSocketMessage> {
     } catch {
       // The read loop reports through #onEnd.
     }
-    try {
-      await this.#pumping;
-    } catch {
-      // The pump reports through #onWriteError.
+    // Closing a transport fails its pending writes; a write into a stream
+    // that nobody reads can pend forever, so it is abandoned (#closeTransport
+    // aborted the stream behind it).
+    if (this.#transport.close !== undefined) {
+      try {
+        await this.#pumping;
+      } catch {
+        // The pump reports through #onWriteError.
+      }
     }
     if (this.#writer !== undefined) {
       try {

@@ -1,0 +1,1902 @@
+// Copyright 2026 the @rfc6455/websocket authors. MIT license.
+
+import assert from "node:assert/strict";
+import {
+  type ConnectionOptions,
+  WebSocketConnection,
+  type WebSocketMessage,
+} from "../connection.ts";
+import { ConnectionClosedError, ProtocolError } from "../errors.ts";
+import { encodeFrame, type Frame, FrameDecoder, OPCODE } from "../frame.ts";
+
+// ---------------------------------------------------------------------------
+// Helpers
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** A fixed masking key for the frames a raw "client" writes. */
+const RAW_MASK = new Uint8Array([0x37, 0xfa, 0x21, 0x3d]);
+
+/** The options every test starts from: no keepalive timers. */
+type TestOptions = Omit<ConnectionOptions, "role">;
+
+/**
+ * Resolves or rejects like `promise`, or rejects with a `TimeoutError` after
+ * `ms` milliseconds; the timer is always cleared, so no test leaks it.
+ */
+async function within<T>(
+  promise: Promise<T>,
+  ms = 3000,
+  what = "the operation",
+): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () =>
+        reject(
+          new DOMException(`Timed out after ${ms} ms: ${what}`, "TimeoutError"),
+        ),
+      ms,
+    );
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Lets pending microtasks and already-due I/O callbacks run. */
+async function settle(turns = 5): Promise<void> {
+  for (let i = 0; i < turns; i++) {
+    await new Promise<void>((resolve) => setTimeout(resolve, 0));
+  }
+}
+
+/** Whether `promise` settled once the queued work has run. */
+async function hasSettled(promise: Promise<unknown>): Promise<boolean> {
+  let settled = false;
+  promise.then(() => settled = true, () => settled = true);
+  await settle();
+  return settled;
+}
+
+function bytes(...values: number[]): Uint8Array {
+  return new Uint8Array(values);
+}
+
+function concat(chunks: readonly Uint8Array[]): Uint8Array {
+  let length = 0;
+  for (const chunk of chunks) length += chunk.length;
+  const out = new Uint8Array(length);
+  let offset = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return out;
+}
+
+function closePayload(code: number, reason = ""): Uint8Array {
+  const reasonBytes = encoder.encode(reason);
+  const payload = new Uint8Array(2 + reasonBytes.length);
+  payload[0] = code >>> 8;
+  payload[1] = code & 0xff;
+  payload.set(reasonBytes, 2);
+  return payload;
+}
+
+function closeCodeOf(frame: Frame): number {
+  assert.equal(frame.opcode, OPCODE.Close, "expected a close frame");
+  if (frame.payload.length === 0) return 1005;
+  return (frame.payload[0]! << 8) | frame.payload[1]!;
+}
+
+/** Two connections over an in-memory pair of cross-wired streams. */
+function pair(
+  clientOptions: TestOptions = {},
+  serverOptions: TestOptions = {},
+): { client: WebSocketConnection; server: WebSocketConnection } {
+  const a = new TransformStream<Uint8Array, Uint8Array>();
+  const b = new TransformStream<Uint8Array, Uint8Array>();
+  const client = new WebSocketConnection(
+    { readable: a.readable, writable: b.writable },
+    { pingInterval: 0, ...clientOptions, role: "client" },
+  );
+  const server = new WebSocketConnection(
+    { readable: b.readable, writable: a.writable },
+    { pingInterval: 0, ...serverOptions, role: "server" },
+  );
+  return { client, server };
+}
+
+/** Closes a pair from the client side and waits for both ends. */
+async function closePair(
+  client: WebSocketConnection,
+  server: WebSocketConnection,
+): Promise<void> {
+  if (client.isOpen) client.close().catch(() => {});
+  await within(client.closed, 3000, "client closed");
+  await within(server.closed, 3000, "server closed");
+}
+
+interface SendFrameOptions {
+  fin?: boolean;
+  rsv1?: boolean;
+}
+
+/**
+ * One {@linkcode WebSocketConnection} driven by a raw peer: the test writes
+ * hand-made frames into it (masked when the connection is a server, since
+ * they then come from a client) and decodes every frame it writes.
+ */
+class RawPeer {
+  readonly conn: WebSocketConnection;
+  /** Every chunk the connection wrote, as read. */
+  readonly received: Uint8Array[] = [];
+  readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
+  readonly #reader: ReadableStreamDefaultReader<Uint8Array>;
+  readonly #decoder: FrameDecoder;
+  readonly #masked: boolean;
+  #frames: Frame[] = [];
+  #ended = false;
+
+  constructor(options: ConnectionOptions) {
+    const toConn = new TransformStream<Uint8Array, Uint8Array>();
+    const fromConn = new TransformStream<Uint8Array, Uint8Array>();
+    this.conn = new WebSocketConnection(
+      { readable: toConn.readable, writable: fromConn.writable },
+      { pingInterval: 0, ...options },
+    );
+    this.#writer = toConn.writable.getWriter();
+    this.#reader = fromConn.readable.getReader();
+    this.#masked = options.role === "server";
+    // A server's frames are unmasked; a client's are masked (§5.1).
+    this.#decoder = new FrameDecoder({
+      role: options.role === "server" ? "client" : "server",
+      maxPayloadSize: 1 << 30,
+    });
+  }
+
+  /** Writes raw bytes; the promise resolves when the connection read them. */
+  write(chunk: Uint8Array): Promise<void> {
+    const promise = this.#writer.write(chunk);
+    promise.catch(() => {});
+    return promise;
+  }
+
+  /** Encodes one frame as the peer would send it. */
+  frame(
+    opcode: number,
+    payload: Uint8Array | string = new Uint8Array(0),
+    options: SendFrameOptions = {},
+  ): Uint8Array {
+    const frame: Frame = {
+      fin: options.fin ?? true,
+      rsv1: options.rsv1 ?? false,
+      rsv2: false,
+      rsv3: false,
+      opcode,
+      payload: typeof payload === "string" ? encoder.encode(payload) : payload,
+    };
+    if (this.#masked) frame.mask = RAW_MASK;
+    return encodeFrame(frame);
+  }
+
+  /** Writes one frame. */
+  send(
+    opcode: number,
+    payload: Uint8Array | string = new Uint8Array(0),
+    options: SendFrameOptions = {},
+  ): Promise<void> {
+    return this.write(this.frame(opcode, payload, options));
+  }
+
+  /** The next frame the connection wrote. */
+  next(ms = 3000): Promise<Frame> {
+    return within(this.#nextFrame(), ms, "a frame from the connection");
+  }
+
+  async #nextFrame(): Promise<Frame> {
+    while (this.#frames.length === 0) {
+      const { value, done } = await this.#reader.read();
+      if (done) throw new Error("The connection ended its output");
+      this.received.push(value);
+      this.#frames.push(...this.#decoder.push(value));
+    }
+    return this.#frames.shift()!;
+  }
+
+  /** Reads frames until the connection ends its output. */
+  rest(ms = 3000): Promise<Frame[]> {
+    return within(this.#rest(), ms, "the end of the connection's output");
+  }
+
+  async #rest(): Promise<Frame[]> {
+    const frames = this.#frames;
+    this.#frames = [];
+    while (true) {
+      const { value, done } = await this.#reader.read();
+      if (done) break;
+      this.received.push(value);
+      frames.push(...this.#decoder.push(value));
+    }
+    this.#decoder.finish();
+    return frames;
+  }
+
+  /** Reads the next frame and checks it is a close with `code`. */
+  async expectClose(code: number): Promise<string> {
+    const frame = await this.next();
+    assert.equal(closeCodeOf(frame), code);
+    return decoder.decode(frame.payload.subarray(2));
+  }
+
+  /** Ends the bytes to the connection (as a peer closing TCP would). */
+  end(): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    this.#writer.close().catch(() => {});
+  }
+
+  /**
+   * Ends the test: ends the input, drains the output and waits for `closed`,
+   * then releases the streams.
+   */
+  async finish(): Promise<void> {
+    this.end();
+    await this.rest().catch(() => {});
+    await within(this.conn.closed, 3000, "closed");
+    this.#writer.releaseLock();
+    this.#reader.releaseLock();
+  }
+}
+
+/** Asserts that `promise` rejects with a ProtocolError with `closeCode`. */
+async function rejectsWithCloseCode(
+  promise: Promise<unknown>,
+  closeCode: number,
+): Promise<void> {
+  await assert.rejects(within(promise), (error: unknown) => {
+    assert.ok(error instanceof ProtocolError, String(error));
+    assert.equal(error.closeCode, closeCode);
+    return true;
+  });
+}
+
+/** The next message of a connection, bounded. */
+async function nextMessage(
+  conn: WebSocketConnection,
+): Promise<WebSocketMessage> {
+  const iterator = conn[Symbol.asyncIterator]();
+  const result = await within(iterator.next(), 3000, "a message");
+  assert.equal(result.done, false, "expected a message, got the end");
+  return result.value as WebSocketMessage;
+}
+
+/** Collects the messages until iteration ends, bounded. */
+function collect(conn: WebSocketConnection): Promise<WebSocketMessage[]> {
+  return within(Array.fromAsync(conn), 5000, "the end of the messages");
+}
+
+/**
+ * Drives a server connection with `chunks` from a raw client and checks it
+ * fails with `code`: the close frame it sends, the iterator's ProtocolError
+ * and a `closed` with `wasClean: false`.
+ */
+async function expectFailure(
+  chunks: (raw: RawPeer) => Uint8Array[],
+  code: number,
+  options: TestOptions = {},
+  role: "client" | "server" = "server",
+): Promise<void> {
+  const raw = new RawPeer({ ...options, role });
+  const messages = Array.fromAsync(raw.conn);
+  messages.catch(() => {});
+  for (const chunk of chunks(raw)) raw.write(chunk);
+  let frame = await raw.next();
+  while (frame.opcode === OPCODE.Pong) frame = await raw.next();
+  assert.equal(closeCodeOf(frame), code);
+  await rejectsWithCloseCode(messages, code);
+  await raw.finish();
+  const info = await raw.conn.closed;
+  assert.equal(info.wasClean, false);
+}
+
+// ---------------------------------------------------------------------------
+// Messages
+
+Deno.test("WebSocketConnection delivers text as strings and binary as bytes", async (t) => {
+  await t.step("RFC 6455 §5.6 data frames over an in-memory pair", async () => {
+    const { client, server } = pair();
+    await client.send("héllo");
+    await client.send(bytes(1, 2, 3));
+    assert.equal(await nextMessage(server), "héllo");
+    assert.deepEqual(await nextMessage(server), bytes(1, 2, 3));
+    await server.send("back");
+    assert.equal(await nextMessage(client), "back");
+    await closePair(client, server);
+  });
+
+  await t.step(
+    "send() takes a string, Uint8Array, ArrayBuffer or DataView",
+    async () => {
+      const { client, server } = pair();
+      const buffer = new Uint8Array([9, 8, 7, 6, 5]).buffer;
+      await client.send("text");
+      await client.send(bytes(1, 2));
+      await client.send(buffer);
+      await client.send(new DataView(buffer, 1, 3));
+      await client.send(new Uint16Array([0x0102]));
+      await client.send(new Uint8Array(0));
+      await client.send("");
+      assert.equal(await nextMessage(server), "text");
+      assert.deepEqual(await nextMessage(server), bytes(1, 2));
+      assert.deepEqual(await nextMessage(server), bytes(9, 8, 7, 6, 5));
+      assert.deepEqual(await nextMessage(server), bytes(8, 7, 6));
+      const u16 = await nextMessage(server);
+      assert.ok(u16 instanceof Uint8Array);
+      assert.equal(u16.length, 2);
+      assert.deepEqual(await nextMessage(server), new Uint8Array(0));
+      assert.equal(await nextMessage(server), "");
+      await closePair(client, server);
+    },
+  );
+
+  await t.step(
+    "the binary option turns strings into binary and bytes into text",
+    async () => {
+      const { client, server } = pair();
+      await client.send("abc", { binary: true });
+      await client.send(encoder.encode("déf"), { binary: false });
+      await client.send("ghi", { binary: false });
+      await client.send(bytes(1), { binary: true });
+      assert.deepEqual(await nextMessage(server), encoder.encode("abc"));
+      assert.equal(await nextMessage(server), "déf");
+      assert.equal(await nextMessage(server), "ghi");
+      assert.deepEqual(await nextMessage(server), bytes(1));
+      await closePair(client, server);
+    },
+  );
+
+  await t.step(
+    "send() throws TypeError for data that is not a string or bytes",
+    async () => {
+      const { client, server } = pair();
+      assert.throws(
+        () => client.send(42 as unknown as string),
+        TypeError,
+      );
+      await closePair(client, server);
+    },
+  );
+
+  await t.step(
+    "bufferedAmount counts the bytes not yet handed to the transport",
+    async () => {
+      const { client, server } = pair();
+      assert.equal(client.bufferedAmount, 0);
+      const sent = client.send("Hello");
+      // 2 header bytes, 4 mask bytes and 5 payload bytes wait for the reader.
+      assert.equal(client.bufferedAmount, 11);
+      await within(sent);
+      assert.equal(await nextMessage(server), "Hello");
+      await within(client.ping());
+      assert.equal(client.bufferedAmount, 0);
+      await closePair(client, server);
+    },
+  );
+
+  await t.step(
+    "protocol, extensions and url come from the options",
+    async () => {
+      const { client, server } = pair({
+        protocol: "chat.v2",
+        extensions: "x-test",
+        url: "ws://example.com/feed",
+      });
+      assert.equal(client.protocol, "chat.v2");
+      assert.equal(client.extensions, "x-test");
+      assert.equal(client.url, "ws://example.com/feed");
+      assert.equal(server.protocol, "");
+      assert.equal(server.extensions, "");
+      assert.equal(server.url, "");
+      assert.equal(client.isOpen, true);
+      await closePair(client, server);
+      assert.equal(client.isOpen, false);
+    },
+  );
+});
+
+Deno.test("WebSocketConnection exposes messages as readable and writable streams", async (t) => {
+  await t.step(
+    "WHATWG WebSocketStream shape: writable to readable",
+    async () => {
+      const { client, server } = pair();
+      const writer = client.writable.getWriter();
+      const reader = server.readable.getReader();
+      await within(writer.write("one"));
+      await within(writer.write(bytes(2)));
+      assert.deepEqual(await within(reader.read()), {
+        value: "one",
+        done: false,
+      });
+      assert.deepEqual(await within(reader.read()), {
+        value: bytes(2),
+        done: false,
+      });
+      // Closing the writable closes the connection with 1000.
+      await within(writer.close());
+      assert.deepEqual(await within(reader.read()), {
+        value: undefined,
+        done: true,
+      });
+      reader.releaseLock();
+      assert.deepEqual(await within(server.closed), {
+        code: 1000,
+        reason: "",
+        wasClean: true,
+      });
+      assert.deepEqual(await within(client.closed), {
+        code: 1000,
+        reason: "",
+        wasClean: true,
+      });
+    },
+  );
+
+  await t.step(
+    "cancelling the readable closes the connection with 1000",
+    async () => {
+      const { client, server } = pair();
+      await within(server.readable.cancel());
+      for await (const message of client) assert.fail(`got ${message}`);
+      assert.equal((await within(client.closed)).code, 1000);
+      assert.equal((await within(server.closed)).code, 1000);
+    },
+  );
+
+  await t.step("a piped echo keeps the order of messages", async () => {
+    const { client, server } = pair();
+    const echo = server.readable.pipeTo(server.writable);
+    const sent = Array.from({ length: 50 }, (_, i) => `message ${i}`);
+    for (const message of sent) await client.send(message);
+    const received: WebSocketMessage[] = [];
+    for await (const message of client) {
+      received.push(message);
+      if (received.length === sent.length) break;
+    }
+    assert.deepEqual(received, sent);
+    await closePair(client, server);
+    await within(echo);
+  });
+});
+
+// ---------------------------------------------------------------------------
+// Fragmentation
+
+Deno.test("WebSocketConnection reassembles fragmented messages", async (t) => {
+  await t.step(
+    "RFC 6455 §5.4 text in many fragments, empty ones included",
+    async () => {
+      const raw = new RawPeer({ role: "server" });
+      const parts = ["Hel", "", "lo, ", "wor", "", "ld"];
+      raw.send(OPCODE.Text, parts[0]!, { fin: false });
+      for (const part of parts.slice(1, -1)) {
+        raw.send(OPCODE.Continuation, part, { fin: false });
+      }
+      raw.send(OPCODE.Continuation, parts.at(-1)!, { fin: true });
+      assert.equal(await nextMessage(raw.conn), "Hello, world");
+      raw.send(OPCODE.Close, closePayload(1000));
+      await raw.expectClose(1000);
+      await raw.finish();
+    },
+  );
+
+  await t.step(
+    "RFC 6455 §5.4 binary in 1000 fragments, ending with an empty one",
+    async () => {
+      const raw = new RawPeer({ role: "server" });
+      const chunks: Uint8Array[] = [raw.frame(OPCODE.Binary, bytes(0), {
+        fin: false,
+      })];
+      for (let i = 1; i < 1000; i++) {
+        chunks.push(raw.frame(OPCODE.Continuation, bytes(i & 0xff), {
+          fin: false,
+        }));
+      }
+      chunks.push(raw.frame(OPCODE.Continuation, bytes(), { fin: true }));
+      // All fragments in one write, then split at odd places.
+      const all = concat(chunks);
+      for (let i = 0; i < all.length; i += 777) {
+        raw.write(all.subarray(i, i + 777));
+      }
+      const message = await nextMessage(raw.conn);
+      assert.ok(message instanceof Uint8Array);
+      assert.equal(message.length, 1000);
+      for (let i = 0; i < 1000; i++) assert.equal(message[i], i & 0xff);
+      raw.send(OPCODE.Close);
+      await raw.expectClose(1000);
+      await raw.finish();
+    },
+  );
+
+  await t.step(
+    "RFC 6455 §5.4 a message of only empty fragments is empty",
+    async () => {
+      const raw = new RawPeer({ role: "server" });
+      raw.send(OPCODE.Text, "", { fin: false });
+      raw.send(OPCODE.Continuation, "", { fin: false });
+      raw.send(OPCODE.Continuation, "", { fin: true });
+      raw.send(OPCODE.Binary, bytes(), { fin: false });
+      raw.send(OPCODE.Continuation, bytes(), { fin: true });
+      assert.equal(await nextMessage(raw.conn), "");
+      assert.deepEqual(await nextMessage(raw.conn), new Uint8Array(0));
+      raw.send(OPCODE.Close);
+      await raw.expectClose(1000);
+      await raw.finish();
+    },
+  );
+
+  await t.step(
+    "RFC 6455 §5.4 a ping between fragments is answered without breaking the message",
+    async () => {
+      const raw = new RawPeer({ role: "server" });
+      raw.send(OPCODE.Text, "frag", { fin: false });
+      raw.send(OPCODE.Ping, "in between");
+      const pong = await raw.next();
+      assert.equal(pong.opcode, OPCODE.Pong);
+      assert.equal(decoder.decode(pong.payload), "in between");
+      raw.send(OPCODE.Continuation, "ment", { fin: false });
+      raw.send(OPCODE.Pong, "unsolicited");
+      raw.send(OPCODE.Continuation, "ed", { fin: true });
+      assert.equal(await nextMessage(raw.conn), "fragmented");
+      raw.send(OPCODE.Close);
+      await raw.expectClose(1000);
+      await raw.finish();
+    },
+  );
+
+  await t.step(
+    "RFC 6455 §5.4 a continuation without a start fails with 1002",
+    async () => {
+      await expectFailure((raw) => [raw.frame(OPCODE.Continuation, "x")], 1002);
+    },
+  );
+
+  await t.step(
+    "RFC 6455 §5.4 a new data frame inside a fragmented message fails with 1002",
+    async () => {
+      await expectFailure(
+        (raw) => [
+          raw.frame(OPCODE.Text, "a", { fin: false }),
+          raw.frame(OPCODE.Binary, bytes(1)),
+        ],
+        1002,
+      );
+      await expectFailure(
+        (raw) => [
+          raw.frame(OPCODE.Binary, bytes(1), { fin: false }),
+          raw.frame(OPCODE.Text, "a", { fin: false }),
+        ],
+        1002,
+      );
+    },
+  );
+});
+
+// ---------------------------------------------------------------------------
+// UTF-8
+
+Deno.test("WebSocketConnection validates UTF-8 and fails fast with 1007", async (t) => {
+  await t.step("RFC 6455 §8.1 invalid text in a single frame", async () => {
+    await expectFailure((raw) => [raw.frame(OPCODE.Text, bytes(0xff))], 1007);
+    await expectFailure(
+      (raw) => [raw.frame(OPCODE.Text, bytes(0xed, 0xa0, 0x80))], // a surrogate
+      1007,
+    );
+    await expectFailure(
+      (raw) => [raw.frame(OPCODE.Text, bytes(0xc0, 0xaf))], // overlong
+      1007,
+    );
+  });
+
+  await t.step(
+    "RFC 6455 §8.1 a first fragment with invalid bytes fails before the rest arrives",
+    async () => {
+      const raw = new RawPeer({ role: "server" });
+      const messages = Array.fromAsync(raw.conn);
+      messages.catch(() => {});
+      raw.send(OPCODE.Text, bytes(0x61, 0xff), { fin: false });
+      // No further fragment is ever sent: the close must come anyway.
+      await raw.expectClose(1007);
+      await rejectsWithCloseCode(messages, 1007);
+      await raw.finish();
+    },
+  );
+
+  await t.step(
+    "RFC 6455 §8.1 the failure comes at the fragment where the bytes go wrong",
+    async () => {
+      const raw = new RawPeer({ role: "server" });
+      const messages = Array.fromAsync(raw.conn);
+      messages.catch(() => {});
+      // "€" is e2 82 ac: its first two bytes are a valid prefix.
+      raw.send(OPCODE.Text, bytes(0x61, 0xe2, 0x82), { fin: false });
+      raw.send(OPCODE.Ping, "still fine");
+      const pong = await raw.next();
+      assert.equal(pong.opcode, OPCODE.Pong);
+      assert.equal(decoder.decode(pong.payload), "still fine");
+      raw.send(OPCODE.Continuation, bytes(0x28), { fin: false });
+      await raw.expectClose(1007);
+      await rejectsWithCloseCode(messages, 1007);
+      await raw.finish();
+    },
+  );
+
+  await t.step(
+    "RFC 6455 §8.1 a character split across fragments is fine",
+    async () => {
+      const raw = new RawPeer({ role: "server" });
+      const euro = encoder.encode("a€b😀");
+      raw.send(OPCODE.Text, euro.subarray(0, 2), { fin: false });
+      raw.send(OPCODE.Continuation, euro.subarray(2, 3), { fin: false });
+      raw.send(OPCODE.Continuation, bytes(), { fin: false });
+      raw.send(OPCODE.Continuation, euro.subarray(3, 6), { fin: false });
+      for (let i = 6; i < euro.length - 1; i++) {
+        raw.send(OPCODE.Continuation, euro.subarray(i, i + 1), { fin: false });
+      }
+      raw.send(OPCODE.Continuation, euro.subarray(euro.length - 1), {
+        fin: true,
+      });
+      assert.equal(await nextMessage(raw.conn), "a€b😀");
+      // The streaming decoder starts fresh for the next message.
+      raw.send(OPCODE.Text, "next");
+      assert.equal(await nextMessage(raw.conn), "next");
+      raw.send(OPCODE.Close);
+      await raw.expectClose(1000);
+      await raw.finish();
+    },
+  );
+
+  await t.step(
+    "RFC 6455 §8.1 a sequence truncated at the end of the message fails",
+    async () => {
+      await expectFailure(
+        (raw) => [
+          raw.frame(OPCODE.Text, bytes(0x61, 0xe2, 0x82), { fin: false }),
+          raw.frame(OPCODE.Continuation, bytes(), { fin: true }),
+        ],
+        1007,
+      );
+      await expectFailure(
+        (raw) => [raw.frame(OPCODE.Text, bytes(0x61, 0xe2, 0x82))],
+        1007,
+      );
+    },
+  );
+
+  await t.step(
+    "RFC 6455 §8.1 bytes sent as text must be UTF-8 too",
+    async () => {
+      const { client, server } = pair();
+      const messages = Array.fromAsync(server);
+      messages.catch(() => {});
+      await client.send(bytes(0xff), { binary: false });
+      await rejectsWithCloseCode(messages, 1007);
+      assert.equal((await within(client.closed)).code, 1007);
+      await within(server.closed);
+    },
+  );
+});
+
+// ---------------------------------------------------------------------------
+// Pings
+
+Deno.test("WebSocketConnection answers pings and measures round trips", async (t) => {
+  await t.step(
+    "RFC 6455 §5.5.2 a ping is answered with a pong of the same payload",
+    async () => {
+      for (const role of ["server", "client"] as const) {
+        const raw = new RawPeer({ role });
+        const payload = new Uint8Array(125).map((_, i) => i);
+        raw.send(OPCODE.Ping, payload);
+        const pong = await raw.next();
+        assert.equal(pong.opcode, OPCODE.Pong);
+        assert.deepEqual(pong.payload, payload);
+        raw.send(OPCODE.Ping);
+        const empty = await raw.next();
+        assert.equal(empty.opcode, OPCODE.Pong);
+        assert.equal(empty.payload.length, 0);
+        raw.send(OPCODE.Close);
+        await raw.expectClose(1000);
+        await raw.finish();
+      }
+    },
+  );
+
+  await t.step(
+    "RFC 6455 §5.5.2 ping() resolves with the round-trip time",
+    async () => {
+      const { client, server } = pair();
+      const rtt = await within(client.ping());
+      assert.equal(typeof rtt, "number");
+      assert.ok(rtt >= 0);
+      assert.ok(await within(server.ping("payload")) >= 0);
+      assert.ok(await within(client.ping(bytes(1, 2, 3))) >= 0);
+      assert.ok(await within(client.ping(new ArrayBuffer(4))) >= 0);
+      await closePair(client, server);
+    },
+  );
+
+  await t.step(
+    "RFC 6455 §5.5.3 a pong answering several pings resolves the earlier ones",
+    async () => {
+      const raw = new RawPeer({ role: "server" });
+      const pings = [raw.conn.ping(), raw.conn.ping(), raw.conn.ping()];
+      const payloads: Uint8Array[] = [];
+      for (let i = 0; i < 3; i++) {
+        const frame = await raw.next();
+        assert.equal(frame.opcode, OPCODE.Ping);
+        payloads.push(frame.payload);
+      }
+      // Distinct payloads: each ping can be told apart.
+      assert.notDeepEqual(payloads[0], payloads[1]);
+      assert.notDeepEqual(payloads[1], payloads[2]);
+      raw.send(OPCODE.Pong, payloads[1]!);
+      const [first, second] = await within(Promise.all(pings.slice(0, 2)));
+      assert.ok(first! >= 0 && second! >= 0);
+      assert.equal(await hasSettled(pings[2]!), false);
+      raw.send(OPCODE.Pong, payloads[2]!);
+      assert.ok(await within(pings[2]!) >= 0);
+      raw.send(OPCODE.Close);
+      await raw.expectClose(1000);
+      await raw.finish();
+    },
+  );
+
+  await t.step("RFC 6455 §5.5.3 an unsolicited pong is ignored", async () => {
+    const raw = new RawPeer({ role: "server" });
+    raw.send(OPCODE.Pong, "nobody asked");
+    raw.send(OPCODE.Pong);
+    raw.send(OPCODE.Text, "still open");
+    assert.equal(await nextMessage(raw.conn), "still open");
+    assert.equal(raw.conn.isOpen, true);
+    raw.send(OPCODE.Close);
+    await raw.expectClose(1000);
+    await raw.finish();
+  });
+
+  await t.step(
+    "RFC 6455 §5.5 a ping payload over 125 bytes rejects with RangeError",
+    async () => {
+      const { client, server } = pair();
+      await assert.rejects(client.ping(new Uint8Array(126)), RangeError);
+      await assert.rejects(client.ping("x".repeat(126)), RangeError);
+      assert.ok(await within(client.ping(new Uint8Array(125))) >= 0);
+      await closePair(client, server);
+    },
+  );
+
+  await t.step(
+    "RFC 6455 §7 ping() on a closed connection rejects with ConnectionClosedError",
+    async () => {
+      const { client, server } = pair();
+      await closePair(client, server);
+      await assert.rejects(client.ping(), ConnectionClosedError);
+      await assert.rejects(server.ping(), ConnectionClosedError);
+    },
+  );
+
+  await t.step(
+    "RFC 6455 §7 a pending ping rejects when the connection closes",
+    async () => {
+      const raw = new RawPeer({ role: "server" });
+      const ping = raw.conn.ping();
+      assert.equal((await raw.next()).opcode, OPCODE.Ping);
+      raw.send(OPCODE.Close, closePayload(1001));
+      await raw.expectClose(1001);
+      await assert.rejects(within(ping), ConnectionClosedError);
+      await raw.finish();
+    },
+  );
+});
+
+Deno.test("WebSocketConnection keeps the connection alive with pings", async (t) => {
+  await t.step(
+    "RFC 6455 §5.5.2 a peer that never answers is closed with 1011",
+    async () => {
+      const raw = new RawPeer({
+        role: "server",
+        pingInterval: 50,
+        pingTimeout: 100,
+        closeTimeout: 100,
+      });
+      const messages = Array.fromAsync(raw.conn);
+      messages.catch(() => {});
+      const ping = await raw.next();
+      assert.equal(ping.opcode, OPCODE.Ping);
+      // No pong: the connection gives up with 1011 and, as nobody answers its
+      // close either, ends the transport after closeTimeout.
+      await raw.expectClose(1011);
+      await assert.rejects(within(messages));
+      assert.deepEqual(await within(raw.conn.closed), {
+        code: 1006,
+        reason: "",
+        wasClean: false,
+      });
+      await raw.finish();
+    },
+  );
+
+  await t.step(
+    "RFC 6455 §5.5.2 a peer that answers stays connected over several intervals",
+    async () => {
+      const raw = new RawPeer({
+        role: "client",
+        pingInterval: 50,
+        pingTimeout: 1000,
+      });
+      for (let i = 0; i < 4; i++) {
+        const ping = await raw.next(2000);
+        assert.equal(ping.opcode, OPCODE.Ping);
+        assert.ok(ping.mask !== undefined, "a client masks its pings");
+        raw.send(OPCODE.Pong, ping.payload);
+      }
+      assert.equal(raw.conn.isOpen, true);
+      const closing = raw.conn.close(1000, "enough");
+      let frame = await raw.next();
+      while (frame.opcode === OPCODE.Ping) frame = await raw.next();
+      assert.equal(closeCodeOf(frame), 1000);
+      raw.send(OPCODE.Close, closePayload(1000));
+      raw.end();
+      assert.deepEqual(await within(closing), {
+        code: 1000,
+        reason: "",
+        wasClean: true,
+      });
+      await raw.finish();
+    },
+  );
+
+  await t.step(
+    "RFC 6455 §5.5.2 two connections keep each other alive",
+    async () => {
+      const { client, server } = pair(
+        { pingInterval: 30, pingTimeout: 1000 },
+        { pingInterval: 40, pingTimeout: 1000 },
+      );
+      // Round trips of our own while the keepalive runs in the background.
+      for (let i = 0; i < 5; i++) {
+        await within(client.ping());
+        await within(new Promise((resolve) => setTimeout(resolve, 30)));
+      }
+      assert.equal(client.isOpen, true);
+      assert.equal(server.isOpen, true);
+      await closePair(client, server);
+    },
+  );
+});
+
+// ---------------------------------------------------------------------------
+// Closing
+
+Deno.test("WebSocketConnection validates the code and reason of close()", async (t) => {
+  await t.step(
+    "RFC 6455 §7.4 codes that may not be sent throw RangeError",
+    async () => {
+      const { client, server } = pair();
+      for (
+        const code of [0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 1000.5]
+      ) {
+        assert.throws(() => client.close(code), RangeError, `code ${code}`);
+      }
+      assert.throws(() => client.close(Number.NaN), RangeError);
+      assert.equal(client.isOpen, true);
+      await closePair(client, server);
+    },
+  );
+
+  await t.step(
+    "RFC 6455 §5.5 a reason over 123 UTF-8 bytes throws RangeError",
+    async () => {
+      const { client, server } = pair();
+      assert.throws(() => client.close(1000, "é".repeat(62)), RangeError);
+      assert.throws(() => client.close(1000, "x".repeat(124)), RangeError);
+      const reason = "é".repeat(61) + "x"; // 123 bytes
+      const closing = client.close(4999, reason);
+      assert.deepEqual(await within(server.closed), {
+        code: 4999,
+        reason,
+        wasClean: true,
+      });
+      assert.equal((await within(closing)).code, 4999);
+    },
+  );
+
+  await t.step(
+    "RFC 6455 §7.4.2 every sendable code reaches the peer",
+    async () => {
+      for (
+        const code of [1000, 1001, 1002, 1003, 1007, 1011, 1014, 3000, 4999]
+      ) {
+        const { client, server } = pair();
+        client.close(code, "r");
+        assert.deepEqual(await within(server.closed), {
+          code,
+          reason: "r",
+          wasClean: true,
+        });
+        assert.deepEqual(await within(client.closed), {
+          code,
+          reason: "",
+          wasClean: true,
+        });
+      }
+    },
+  );
+});
+
+Deno.test("WebSocketConnection runs the close handshake", async (t) => {
+  await t.step(
+    "RFC 6455 §7.1.2 messages sent before close() arrive before the close",
+    async () => {
+      const { client, server } = pair();
+      const received = collect(server);
+      const sent: WebSocketMessage[] = [];
+      for (let i = 0; i < 200; i++) {
+        const message = i % 2 === 0
+          ? `message ${i}`
+          : new Uint8Array(i * 50).fill(i & 0xff);
+        sent.push(message);
+        client.send(message); // not awaited: nothing accepted may be lost
+      }
+      const closing = client.close(1000, "bye");
+      assert.deepEqual(await received, sent);
+      assert.deepEqual(await within(server.closed), {
+        code: 1000,
+        reason: "bye",
+        wasClean: true,
+      });
+      assert.deepEqual(await within(closing), {
+        code: 1000,
+        reason: "",
+        wasClean: true,
+      });
+    },
+  );
+
+  await t.step("RFC 6455 §7.1.2 the server may close first", async () => {
+    const { client, server } = pair();
+    const clientMessages = collect(client);
+    await server.send("last words");
+    const closing = server.close(1001, "shutdown");
+    assert.deepEqual(await clientMessages, ["last words"]);
+    assert.deepEqual(await within(closing), {
+      code: 1001,
+      reason: "",
+      wasClean: true,
+    });
+    assert.deepEqual(await within(client.closed), {
+      code: 1001,
+      reason: "shutdown",
+      wasClean: true,
+    });
+  });
+
+  await t.step(
+    "RFC 6455 §5.5.1 a peer's close is answered with the same code",
+    async () => {
+      const raw = new RawPeer({ role: "server" });
+      raw.send(OPCODE.Close, closePayload(4000, "custom"));
+      assert.equal(await raw.expectClose(4000), "");
+      assert.deepEqual(await within(raw.conn.closed), {
+        code: 4000,
+        reason: "custom",
+        wasClean: true,
+      });
+      assert.equal(raw.conn.isOpen, false);
+      await raw.finish();
+    },
+  );
+
+  await t.step(
+    "RFC 6455 §7.1.5 an empty close is answered with 1000 and reported as 1005",
+    async () => {
+      const raw = new RawPeer({ role: "server" });
+      raw.send(OPCODE.Close);
+      await raw.expectClose(1000);
+      assert.deepEqual(await within(raw.conn.closed), {
+        code: 1005,
+        reason: "",
+        wasClean: true,
+      });
+      await raw.finish();
+    },
+  );
+
+  await t.step(
+    "RFC 6455 §7.1.1 a client waits for the server to end the transport",
+    async () => {
+      const raw = new RawPeer({ role: "client" });
+      raw.send(OPCODE.Close, closePayload(1000, "done"));
+      await raw.expectClose(1000);
+      assert.equal(await hasSettled(raw.conn.closed), false);
+      raw.end();
+      assert.deepEqual(await within(raw.conn.closed), {
+        code: 1000,
+        reason: "done",
+        wasClean: true,
+      });
+      await raw.finish();
+    },
+  );
+
+  await t.step(
+    "RFC 6455 §7.1.1 a server ends the transport after the handshake",
+    async () => {
+      const raw = new RawPeer({ role: "server" });
+      const closing = raw.conn.close(1000);
+      await raw.expectClose(1000);
+      raw.send(OPCODE.Close, closePayload(1000));
+      // The server ends its output without waiting for the client.
+      assert.deepEqual(await raw.rest(), []);
+      assert.deepEqual(await within(closing), {
+        code: 1000,
+        reason: "",
+        wasClean: true,
+      });
+      await raw.finish();
+    },
+  );
+
+  await t.step(
+    "RFC 6455 §7.1.1 close timeout: a peer that never answers the close",
+    async () => {
+      for (const role of ["server", "client"] as const) {
+        const raw = new RawPeer({ role, closeTimeout: 100 });
+        const closing = raw.conn.close(1000, "bye");
+        assert.equal(await raw.expectClose(1000), "bye");
+        // The raw peer reads but never answers: the transport is closed.
+        assert.deepEqual(await raw.rest(), []);
+        assert.deepEqual(await within(closing), {
+          code: 1006,
+          reason: "",
+          wasClean: false,
+        });
+        await raw.finish();
+      }
+    },
+  );
+
+  await t.step(
+    "RFC 6455 §7.1.1 close timeout: a peer that reads nothing at all",
+    async () => {
+      for (const role of ["server", "client"] as const) {
+        const raw = new RawPeer({ role, closeTimeout: 100 });
+        // The write of this frame never completes: nobody reads it.
+        raw.conn.send(new Uint8Array(1000));
+        const closing = raw.conn.close(1000, "bye");
+        assert.deepEqual(await within(closing), {
+          code: 1006,
+          reason: "",
+          wasClean: false,
+        });
+        await raw.finish();
+      }
+    },
+  );
+
+  await t.step(
+    "RFC 6455 §5.5.2 keepalive: a peer that reads nothing at all",
+    async () => {
+      const raw = new RawPeer({
+        role: "server",
+        pingInterval: 20,
+        pingTimeout: 50,
+        closeTimeout: 50,
+      });
+      assert.deepEqual(await within(raw.conn.closed), {
+        code: 1006,
+        reason: "",
+        wasClean: false,
+      });
+      await raw.finish();
+    },
+  );
+
+  await t.step(
+    "RFC 6455 §7.1.2 close() twice and close() after the peer closed just wait",
+    async () => {
+      const { client, server } = pair();
+      const first = client.close(1000, "one");
+      const second = client.close(4000, "two");
+      assert.deepEqual(await within(first), await within(second));
+      assert.deepEqual(await within(server.close()), {
+        code: 1000,
+        reason: "one",
+        wasClean: true,
+      });
+    },
+  );
+});
+
+Deno.test("WebSocketConnection fails on invalid close frames with 1002", async (t) => {
+  await t.step("RFC 6455 §5.5.1 a 1-byte close body", async () => {
+    await expectFailure((raw) => [raw.frame(OPCODE.Close, bytes(0x03))], 1002);
+  });
+
+  await t.step(
+    "RFC 6455 §7.4 close codes that may not be on the wire",
+    async () => {
+      for (const code of [0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000]) {
+        await expectFailure(
+          (raw) => [raw.frame(OPCODE.Close, closePayload(code))],
+          1002,
+        );
+      }
+    },
+  );
+
+  await t.step("RFC 6455 §5.5.1 a reason that is not UTF-8", async () => {
+    await expectFailure(
+      (raw) => [
+        raw.frame(OPCODE.Close, concat([closePayload(1000), bytes(0xff)])),
+      ],
+      1002,
+    );
+  });
+});
+
+Deno.test("WebSocketConnection ignores data after a close and rejects later sends", async (t) => {
+  await t.step(
+    "RFC 6455 §5.5.1 data frames after a received close are ignored",
+    async () => {
+      const raw = new RawPeer({ role: "client" });
+      const messages = collect(raw.conn);
+      raw.write(concat([
+        raw.frame(OPCODE.Close, closePayload(1000)),
+        raw.frame(OPCODE.Text, "in the same chunk"),
+      ]));
+      await raw.expectClose(1000);
+      await raw.send(OPCODE.Text, "in a later chunk");
+      await raw.send(OPCODE.Ping, "and a ping");
+      raw.end();
+      assert.deepEqual(await messages, []);
+      assert.deepEqual(await raw.rest(), []);
+      assert.deepEqual(await within(raw.conn.closed), {
+        code: 1000,
+        reason: "",
+        wasClean: true,
+      });
+      await raw.finish();
+    },
+  );
+
+  await t.step(
+    "RFC 6455 §7 send() after close rejects with ConnectionClosedError",
+    async () => {
+      const { client, server } = pair();
+      const closing = client.close();
+      await assert.rejects(client.send("late"), ConnectionClosedError);
+      await within(closing);
+      await assert.rejects(client.send("later"), (error: unknown) => {
+        assert.ok(error instanceof ConnectionClosedError);
+        assert.equal(error.code, 1000);
+        return true;
+      });
+      await assert.rejects(server.send("late"), ConnectionClosedError);
+      // A send nobody awaits does not end the test with an unhandled rejection.
+      client.send("unawaited");
+      server.send(bytes(1));
+      await within(server.closed);
+    },
+  );
+});
+
+// ---------------------------------------------------------------------------
+// Iteration
+
+Deno.test("WebSocketConnection iteration ends or throws by how the connection ended", async (t) => {
+  await t.step(
+    "RFC 6455 §7.1.4 it ends normally after a clean close",
+    async () => {
+      const { client, server } = pair();
+      const messages = collect(server);
+      await client.send("a");
+      await client.close(3000, "x");
+      assert.deepEqual(await messages, ["a"]);
+      // Iterating again after the end ends at once.
+      assert.deepEqual(await collect(server), []);
+      await closePair(client, server);
+    },
+  );
+
+  await t.step(
+    "RFC 6455 §7.1.7 it throws ProtocolError with the close code after a failure",
+    async () => {
+      const raw = new RawPeer({ role: "server" });
+      const messages = Array.fromAsync(raw.conn);
+      messages.catch(() => {});
+      // A frame with the reserved opcode 3 right behind a good one.
+      raw.write(concat([raw.frame(OPCODE.Text, "ok"), raw.frame(0x3, "")]));
+      await raw.expectClose(1002);
+      await assert.rejects(within(messages), (error: unknown) => {
+        assert.ok(error instanceof ProtocolError);
+        assert.equal(error.name, "ProtocolError");
+        assert.equal(error.closeCode, 1002);
+        return true;
+      });
+      await raw.finish();
+      assert.equal((await raw.conn.closed).wasClean, false);
+    },
+  );
+
+  await t.step(
+    "RFC 6455 §7.1.5 it throws ConnectionClosedError 1006 when the transport ends without a close",
+    async () => {
+      const raw = new RawPeer({ role: "client" });
+      const messages = Array.fromAsync(raw.conn);
+      messages.catch(() => {});
+      raw.send(OPCODE.Text, "before the end");
+      raw.end();
+      await assert.rejects(within(messages), (error: unknown) => {
+        assert.ok(error instanceof ConnectionClosedError);
+        assert.equal(error.code, 1006);
+        return true;
+      });
+      assert.deepEqual(await within(raw.conn.closed), {
+        code: 1006,
+        reason: "",
+        wasClean: false,
+      });
+      await raw.finish();
+    },
+  );
+
+  await t.step(
+    "RFC 6455 §5.2 a transport that ends inside a frame fails too",
+    async () => {
+      const raw = new RawPeer({ role: "client" });
+      const messages = Array.fromAsync(raw.conn);
+      messages.catch(() => {});
+      raw.write(raw.frame(OPCODE.Text, "cut short").subarray(0, 4));
+      raw.end();
+      await assert.rejects(within(messages));
+      assert.equal((await within(raw.conn.closed)).wasClean, false);
+      await raw.finish();
+    },
+  );
+
+  await t.step("queued messages stay readable after the close", async () => {
+    const { client, server } = pair();
+    await client.send("one");
+    await client.send("two");
+    await client.close();
+    await within(server.closed);
+    assert.deepEqual(await collect(server), ["one", "two"]);
+  });
+});
+
+// ---------------------------------------------------------------------------
+// Limits
+
+Deno.test("WebSocketConnection enforces its size limits with 1009", async (t) => {
+  await t.step(
+    "RFC 6455 §10.4 a single frame over maxMessageSize fails from its header",
+    async () => {
+      await expectFailure(
+        // Only the header of a 1000-byte frame: no payload ever follows.
+        (
+          raw,
+        ) => [raw.frame(OPCODE.Binary, new Uint8Array(1000)).subarray(0, 8)],
+        1009,
+        { maxMessageSize: 100 },
+      );
+    },
+  );
+
+  await t.step(
+    "RFC 6455 §10.4 a message at maxMessageSize is accepted",
+    async () => {
+      const raw = new RawPeer({ role: "server", maxMessageSize: 100 });
+      raw.send(OPCODE.Binary, new Uint8Array(100));
+      raw.send(OPCODE.Text, "a".repeat(50), { fin: false });
+      raw.send(OPCODE.Continuation, "b".repeat(50));
+      assert.equal((await nextMessage(raw.conn)).length, 100);
+      assert.equal(
+        await nextMessage(raw.conn),
+        "a".repeat(50) + "b".repeat(50),
+      );
+      raw.send(OPCODE.Close);
+      await raw.expectClose(1000);
+      await raw.finish();
+    },
+  );
+
+  await t.step(
+    "RFC 6455 §10.4 a fragmented message growing over maxMessageSize fails",
+    async () => {
+      await expectFailure(
+        (raw) => [
+          raw.frame(OPCODE.Binary, new Uint8Array(60), { fin: false }),
+          raw.frame(OPCODE.Continuation, new Uint8Array(60), { fin: false }),
+        ],
+        1009,
+        { maxMessageSize: 100 },
+      );
+      await expectFailure(
+        (raw) => [
+          raw.frame(OPCODE.Text, "a".repeat(60), { fin: false }),
+          raw.frame(OPCODE.Continuation, "a".repeat(41), { fin: true }),
+        ],
+        1009,
+        { maxMessageSize: 100 },
+      );
+    },
+  );
+
+  await t.step(
+    "RFC 6455 §10.4 maxMessageSize holds when maxFrameSize is larger",
+    async () => {
+      await expectFailure(
+        (raw) => [raw.frame(OPCODE.Binary, new Uint8Array(500))],
+        1009,
+        { maxMessageSize: 100, maxFrameSize: 1000 },
+      );
+    },
+  );
+
+  await t.step(
+    "RFC 6455 §10.4 maxFrameSize limits each frame of a message",
+    async () => {
+      const raw = new RawPeer({
+        role: "server",
+        maxFrameSize: 10,
+        maxMessageSize: 100,
+      });
+      const messages = Array.fromAsync(raw.conn);
+      messages.catch(() => {});
+      raw.send(OPCODE.Text, "0123456789", { fin: false });
+      raw.send(OPCODE.Continuation, "0123456789", { fin: true });
+      raw.send(OPCODE.Binary, new Uint8Array(11));
+      await raw.expectClose(1009);
+      await assert.rejects(within(messages), (error: unknown) => {
+        assert.ok(error instanceof ProtocolError);
+        assert.equal(error.closeCode, 1009);
+        return true;
+      });
+      await raw.finish();
+    },
+  );
+
+  await t.step(
+    "RFC 6455 §10.4 a flood of empty continuation frames fails at maxFragments",
+    async () => {
+      const raw = new RawPeer({ role: "server", maxFragments: 100 });
+      const messages = Array.fromAsync(raw.conn);
+      messages.catch(() => {});
+      const chunks = [raw.frame(OPCODE.Text, "", { fin: false })];
+      for (let i = 0; i < 99; i++) {
+        chunks.push(raw.frame(OPCODE.Continuation, "", { fin: false }));
+      }
+      // 100 fragments are allowed; the close must not come yet.
+      await within(raw.write(concat(chunks)));
+      raw.send(OPCODE.Ping, "check");
+      const pong = await raw.next();
+      assert.equal(pong.opcode, OPCODE.Pong);
+      const flood = [];
+      for (let i = 0; i < 10_000; i++) {
+        flood.push(raw.frame(OPCODE.Continuation, "", { fin: false }));
+      }
+      raw.write(concat(flood));
+      await raw.expectClose(1009);
+      await rejectsWithCloseCode(messages, 1009);
+      await raw.finish();
+    },
+  );
+
+  await t.step(
+    "RFC 6455 §10.4 a message of exactly maxFragments frames is accepted",
+    async () => {
+      const raw = new RawPeer({ role: "server", maxFragments: 3 });
+      raw.send(OPCODE.Text, "a", { fin: false });
+      raw.send(OPCODE.Continuation, "b", { fin: false });
+      raw.send(OPCODE.Continuation, "c", { fin: true });
+      assert.equal(await nextMessage(raw.conn), "abc");
+      raw.send(OPCODE.Close);
+      await raw.expectClose(1000);
+      await raw.finish();
+    },
+  );
+
+  await t.step("negative or non-finite limits throw RangeError", () => {
+    for (
+      const options of [
+        { maxMessageSize: -1 },
+        { maxFrameSize: -1 },
+        { maxFragments: Number.NaN },
+        { pingInterval: -5 },
+        { pingTimeout: Infinity },
+        { closeTimeout: -1 },
+        { writeHighWaterMark: -1 },
+        { maxBufferedAmount: -1 },
+      ]
+    ) {
+      const a = new TransformStream<Uint8Array, Uint8Array>();
+      assert.throws(
+        () =>
+          new WebSocketConnection(
+            { readable: a.readable, writable: a.writable },
+            { role: "server", ...options },
+          ),
+        RangeError,
+        JSON.stringify(options),
+      );
+    }
+  });
+});
+
+Deno.test("WebSocketConnection bounds what it queues for a peer that does not read", async (t) => {
+  await t.step(
+    "RFC 6455 §5.5.3 pongs owed to a peer that pings without reading are bounded",
+    async () => {
+      const raw = new RawPeer({ role: "server" });
+      const pings = 3000;
+      let last: Promise<void> = Promise.resolve();
+      for (let i = 0; i < pings; i++) {
+        last = raw.send(OPCODE.Ping, `ping ${i}`);
+      }
+      // Every ping was read while nothing read the connection's output.
+      await within(last, 5000, "the connection to read every ping");
+      assert.ok(
+        raw.conn.bufferedAmount < 100,
+        `bufferedAmount is ${raw.conn.bufferedAmount}`,
+      );
+      raw.send(OPCODE.Close);
+      const frames: Frame[] = [];
+      let frame = await raw.next();
+      while (frame.opcode === OPCODE.Pong) {
+        frames.push(frame);
+        frame = await raw.next();
+      }
+      assert.equal(closeCodeOf(frame), 1000);
+      assert.ok(frames.length >= 1 && frames.length <= 3, `${frames.length}`);
+      // The newest ping is the one answered last.
+      assert.equal(
+        decoder.decode(frames.at(-1)!.payload),
+        `ping ${pings - 1}`,
+      );
+      await raw.finish();
+    },
+  );
+
+  await t.step(
+    "maxBufferedAmount: unawaited sends beyond it reject with RangeError",
+    async () => {
+      const raw = new RawPeer({ role: "server", maxBufferedAmount: 1000 });
+      const first = raw.conn.send(new Uint8Array(600));
+      assert.equal(await hasSettled(first), true);
+      // The peer does not read: the first frame still waits.
+      assert.equal(raw.conn.bufferedAmount, 604);
+      await assert.rejects(raw.conn.send(new Uint8Array(600)), RangeError);
+      assert.equal(raw.conn.bufferedAmount, 604);
+      const small = raw.conn.send(new Uint8Array(300));
+      // Rejected sends that nobody awaits do not crash the test.
+      raw.conn.send(new Uint8Array(1000));
+      assert.equal(raw.conn.bufferedAmount, 908);
+      const frame = await raw.next();
+      assert.equal(frame.payload.length, 600);
+      assert.equal((await raw.next()).payload.length, 300);
+      await within(small);
+      // A single message is always accepted by an empty queue.
+      await within(raw.conn.send(new Uint8Array(5000)));
+      assert.equal((await raw.next()).payload.length, 5000);
+      raw.send(OPCODE.Close);
+      await raw.expectClose(1000);
+      await raw.finish();
+    },
+  );
+
+  await t.step(
+    "writeHighWaterMark: send() resolves only when the queue drains below it",
+    async () => {
+      const raw = new RawPeer({ role: "server", writeHighWaterMark: 100 });
+      const small = raw.conn.send(new Uint8Array(50));
+      assert.equal(await hasSettled(small), true);
+      const big = raw.conn.send(new Uint8Array(500));
+      assert.equal(await hasSettled(big), false, "blocked while not read");
+      assert.equal((await raw.next()).payload.length, 50);
+      assert.equal((await raw.next()).payload.length, 500);
+      await within(big);
+      assert.equal(raw.conn.bufferedAmount, 0);
+      raw.send(OPCODE.Close);
+      await raw.expectClose(1000);
+      await raw.finish();
+    },
+  );
+
+  await t.step(
+    "writable stream backpressure follows writeHighWaterMark",
+    async () => {
+      const raw = new RawPeer({ role: "server", writeHighWaterMark: 10 });
+      const writer = raw.conn.writable.getWriter();
+      const write = writer.write(new Uint8Array(100));
+      assert.equal(await hasSettled(write), false);
+      assert.equal((await raw.next()).payload.length, 100);
+      await within(write);
+      writer.releaseLock();
+      raw.send(OPCODE.Close);
+      await raw.expectClose(1000);
+      await raw.finish();
+    },
+  );
+});
+
+Deno.test("WebSocketConnection stops reading while messages wait to be consumed", async (t) => {
+  await t.step(
+    "RFC 6455 §10 backpressure: a consumer that does not iterate pauses the reads",
+    async () => {
+      const raw = new RawPeer({ role: "server" });
+      const total = 40;
+      const writes: Promise<void>[] = [];
+      for (let i = 0; i < total; i++) {
+        writes.push(raw.send(OPCODE.Text, `message ${i}`));
+      }
+      // The first 16 messages are read and queued.
+      await within(Promise.all(writes.slice(0, 16)));
+      await settle();
+      const done = await Promise.all(writes.map(hasSettled));
+      const read = done.filter((settled) => settled).length;
+      assert.ok(read >= 16 && read <= 18, `${read} chunks read`);
+      assert.equal(done.at(-1), false);
+      // Iterating resumes the reads, in order.
+      const received: WebSocketMessage[] = [];
+      for await (const message of raw.conn) {
+        received.push(message);
+        if (received.length === total) break;
+      }
+      assert.deepEqual(
+        received,
+        Array.from({ length: total }, (_, i) => `message ${i}`),
+      );
+      await within(Promise.all(writes));
+      raw.send(OPCODE.Close);
+      await raw.expectClose(1000);
+      await raw.finish();
+    },
+  );
+});
+
+// ---------------------------------------------------------------------------
+// Abort signal
+
+Deno.test("WebSocketConnection reads the peer's close even when messages are not consumed", async (t) => {
+  await t.step(
+    "RFC 6455 §7.1.2 a client that never iterates still closes cleanly",
+    async () => {
+      const { client, server } = pair({ closeTimeout: 2000 }, {
+        closeTimeout: 2000,
+      });
+      for (let i = 0; i < 40; i++) server.send(`message ${i}`);
+      await within(server.ping());
+      const closing = client.close(1000, "not reading");
+      assert.deepEqual(await within(closing, 1000), {
+        code: 1000,
+        reason: "",
+        wasClean: true,
+      });
+      assert.deepEqual(await within(server.closed, 1000), {
+        code: 1000,
+        reason: "not reading",
+        wasClean: true,
+      });
+      // What arrived before the close can still be read.
+      const received = await collect(client);
+      assert.deepEqual(
+        received,
+        Array.from({ length: 40 }, (_, i) => `message ${i}`),
+      );
+    },
+  );
+});
+
+Deno.test("WebSocketConnection closes with 1001 when its signal aborts", async (t) => {
+  await t.step("RFC 6455 §7.4.1 going away", async () => {
+    const controller = new AbortController();
+    const raw = new RawPeer({ role: "server", signal: controller.signal });
+    raw.send(OPCODE.Text, "hi");
+    assert.equal(await nextMessage(raw.conn), "hi");
+    controller.abort();
+    await raw.expectClose(1001);
+    assert.equal(raw.conn.isOpen, false);
+    raw.send(OPCODE.Close, closePayload(1001));
+    assert.deepEqual(await within(raw.conn.closed), {
+      code: 1001,
+      reason: "",
+      wasClean: true,
+    });
+    await raw.finish();
+  });
+
+  await t.step(
+    "RFC 6455 §7.4.1 a signal aborted before the start",
+    async () => {
+      const raw = new RawPeer({ role: "client", signal: AbortSignal.abort() });
+      await raw.expectClose(1001);
+      raw.send(OPCODE.Close, closePayload(1001));
+      raw.end();
+      assert.equal((await within(raw.conn.closed)).code, 1001);
+      await raw.finish();
+    },
+  );
+});
+
+// ---------------------------------------------------------------------------
+// Roles and masking
+
+Deno.test("WebSocketConnection masks frames as its role requires", async (t) => {
+  await t.step(
+    "RFC 6455 §5.3 a client masks every frame with a different key",
+    async () => {
+      const raw = new RawPeer({ role: "client" });
+      for (let i = 0; i < 20; i++) raw.conn.send(`message ${i}`);
+      raw.conn.ping("ping").catch(() => {});
+      const masks = new Set<string>();
+      for (let i = 0; i < 21; i++) {
+        const frame = await raw.next();
+        assert.ok(frame.mask !== undefined);
+        masks.add(Array.from(frame.mask).join(","));
+        if (i < 20) assert.equal(decoder.decode(frame.payload), `message ${i}`);
+      }
+      assert.equal(masks.size, 21);
+      raw.send(OPCODE.Close);
+      await raw.expectClose(1000);
+      raw.end();
+      await raw.finish();
+    },
+  );
+
+  await t.step(
+    "RFC 6455 §5.7 a client frame with a given mask is byte-exact",
+    async () => {
+      const keys = [
+        bytes(0x37, 0xfa, 0x21, 0x3d),
+        bytes(0x01, 0x02, 0x03, 0x04),
+        bytes(0xa0, 0xb0, 0xc0, 0xd0),
+      ];
+      let next = 0;
+      const raw = new RawPeer({
+        role: "client",
+        maskGenerator: () => keys[next++ % keys.length]!,
+      });
+      const payload = encoder.encode("Hello");
+      await raw.conn.send(payload, { binary: false });
+      await raw.next();
+      // The RFC 6455 §5.7 "A single-frame masked text message".
+      assert.deepEqual(
+        concat(raw.received),
+        bytes(0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58),
+      );
+      assert.equal(decoder.decode(payload), "Hello", "the caller's bytes");
+      raw.received.length = 0;
+      raw.conn.ping(bytes(9)).catch(() => {});
+      await raw.next();
+      assert.deepEqual(concat(raw.received), bytes(0x89, 0x81, 1, 2, 3, 4, 8));
+      raw.received.length = 0;
+      raw.send(OPCODE.Close);
+      await raw.next();
+      assert.deepEqual(
+        concat(raw.received),
+        bytes(0x88, 0x82, 0xa0, 0xb0, 0xc0, 0xd0, 0x03 ^ 0xa0, 0xe8 ^ 0xb0),
+      );
+      raw.end();
+      await raw.finish();
+    },
+  );
+
+  await t.step("RFC 6455 §5.1 a server sends unmasked frames", async () => {
+    const raw = new RawPeer({ role: "server" });
+    await raw.conn.send("Hello");
+    await raw.next();
+    assert.deepEqual(
+      concat(raw.received),
+      bytes(0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f),
+    );
+    raw.received.length = 0;
+    raw.send(OPCODE.Ping, "Hello");
+    await raw.next();
+    assert.deepEqual(
+      concat(raw.received),
+      bytes(0x8a, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f),
+    );
+    raw.send(OPCODE.Close);
+    await raw.expectClose(1000);
+    await raw.finish();
+  });
+
+  await t.step(
+    "RFC 6455 §5.1 an unmasked frame to a server fails with 1002",
+    async () => {
+      await expectFailure(
+        () => [bytes(0x81, 0x02, 0x68, 0x69)],
+        1002,
+      );
+    },
+  );
+
+  await t.step(
+    "RFC 6455 §5.1 a masked frame to a client fails with 1002",
+    async () => {
+      await expectFailure(
+        () => [bytes(0x81, 0x82, 1, 2, 3, 4, 0x68 ^ 1, 0x69 ^ 2)],
+        1002,
+        {},
+        "client",
+      );
+    },
+  );
+
+  await t.step(
+    "RFC 6455 §5.2 reserved bits and opcodes fail with 1002",
+    async () => {
+      await expectFailure((raw) => [raw.frame(0x3, "x")], 1002);
+      await expectFailure((raw) => [raw.frame(0xb, "x")], 1002);
+      await expectFailure(
+        (raw) => [raw.frame(OPCODE.Text, "x", { rsv1: true })],
+        1002,
+      );
+    },
+  );
+});
+
+// ---------------------------------------------------------------------------
+// Transport and teardown
+
+Deno.test("WebSocketConnection reads the bytes that came with the handshake first", async () => {
+  const a = new TransformStream<Uint8Array, Uint8Array>();
+  const b = new TransformStream<Uint8Array, Uint8Array>();
+  const head = encodeFrame({
+    fin: true,
+    rsv1: false,
+    rsv2: false,
+    rsv3: false,
+    opcode: OPCODE.Text,
+    payload: encoder.encode("early"),
+    mask: RAW_MASK,
+  });
+  const client = new WebSocketConnection(
+    { readable: a.readable, writable: b.writable },
+    { role: "client", pingInterval: 0 },
+  );
+  const server = new WebSocketConnection(
+    { readable: b.readable, writable: a.writable },
+    { role: "server", pingInterval: 0, head },
+  );
+  await client.send("late");
+  assert.equal(await nextMessage(server), "early");
+  assert.equal(await nextMessage(server), "late");
+  await closePair(client, server);
+});
+
+Deno.test("WebSocketConnection uses read(), write() and close() when the transport has them", async () => {
+  const a = new TransformStream<Uint8Array, Uint8Array>();
+  const b = new TransformStream<Uint8Array, Uint8Array>();
+  function direct(
+    readable: ReadableStream<Uint8Array>,
+    writable: WritableStream<Uint8Array>,
+  ) {
+    const reader = readable.getReader();
+    const writer = writable.getWriter();
+    let pending: Uint8Array | undefined;
+    return {
+      readable,
+      writable,
+      async read(buffer: Uint8Array): Promise<number | null> {
+        if (pending === undefined) {
+          const { value, done } = await reader.read();
+          if (done) return null;
+          pending = value;
+        }
+        const count = Math.min(buffer.length, pending.length, 7);
+        buffer.set(pending.subarray(0, count));
+        pending = count === pending.length
+          ? undefined
+          : pending.subarray(count);
+        return count;
+      },
+      async write(data: Uint8Array): Promise<number> {
+        // Short writes: at most 5 bytes at a time.
+        const count = Math.min(data.length, 5);
+        await writer.write(data.slice(0, count));
+        return count;
+      },
+      close(): void {
+        writer.close().catch(() => {});
+        reader.cancel().catch(() => {});
+      },
+    };
+  }
+  const client = new WebSocketConnection(direct(a.readable, b.writable), {
+    role: "client",
+    pingInterval: 0,
+  });
+  const server = new WebSocketConnection(direct(b.readable, a.writable), {
+    role: "server",
+    pingInterval: 0,
+  });
+  const echo = (async () => {
+    for await (const message of server) await server.send(message);
+  })();
+  await client.send("through read() and write()");
+  await client.send(new Uint8Array(300).fill(7));
+  assert.equal(await nextMessage(client), "through read() and write()");
+  assert.deepEqual(await nextMessage(client), new Uint8Array(300).fill(7));
+  assert.ok(await within(client.ping()) >= 0);
+  await within(client.close(1000, "done"));
+  await within(echo);
+  assert.deepEqual(await within(server.closed), {
+    code: 1000,
+    reason: "done",
+    wasClean: true,
+  });
+});
+
+Deno.test("WebSocketConnection leaves no timer or read behind after closed", async (t) => {
+  await t.step(
+    "RFC 6455 §7 with the default keepalive and close timers armed",
+    async () => {
+      // Default pingInterval (20 s) and closeTimeout (5 s): the sanitizers
+      // fail this test if either timer outlives the close.
+      const a = new TransformStream<Uint8Array, Uint8Array>();
+      const b = new TransformStream<Uint8Array, Uint8Array>();
+      const client = new WebSocketConnection(
+        { readable: a.readable, writable: b.writable },
+        { role: "client" },
+      );
+      const server = new WebSocketConnection(
+        { readable: b.readable, writable: a.writable },
+        { role: "server" },
+      );
+      await client.send("x");
+      assert.equal(await nextMessage(server), "x");
+      await within(client.close());
+      await within(server.closed);
+      // The streams were released: the transport's ends are unlocked.
+      assert.equal(a.writable.locked, false);
+      assert.equal(b.writable.locked, false);
+    },
+  );
+
+  await t.step("RFC 6455 §7.1.7 after a failure", async () => {
+    const raw = new RawPeer({ role: "server", pingInterval: 10_000 });
+    raw.send(OPCODE.Text, bytes(0xff));
+    await raw.expectClose(1007);
+    await raw.finish();
+  });
+
+  await t.step("RFC 6455 §7.1.5 after the transport ended", async () => {
+    const raw = new RawPeer({ role: "server", pingInterval: 10_000 });
+    raw.end();
+    assert.equal((await within(raw.conn.closed)).code, 1006);
+    await raw.finish();
+  });
+});
+
+Deno.test("connection.ts uses only the Web platform, never the Deno namespace", async () => {
+  const source = await Deno.readTextFile(
+    new URL("../connection.ts", import.meta.url),
+  );
+  // The docs may name `Deno.Conn` as one transport; the code may not use it.
+  const code = source
+    .replace(/\/\*[\s\S]*?\*\//g, "")
+    .replace(/^\s*\/\/.*$/gm, "");
+  assert.match(code, /export class WebSocketConnection/);
+  assert.ok(!code.includes("Deno."), "connection.ts uses Deno.");
+  assert.doesNotMatch(
+    source,
+    /^(?:import|export)[^;]*? from "(?!\.\/)/m,
+    "connection.ts imports only relative paths",
+  );
+});
