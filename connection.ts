@@ -37,7 +37,13 @@
  */
 
 import { ConnectionClosedError, ProtocolError } from "./errors.ts";
-import { encodeFrame, type Frame, FrameDecoder } from "./frame.ts";
+import {
+  encodeFrame,
+  encodeFrameInto,
+  type Frame,
+  FrameDecoder,
+  frameSize,
+} from "./frame.ts";
 
 /**
  * A bidirectional byte stream a WebSocket runs over. A `Deno.Conn` or
@@ -257,8 +263,10 @@ const CLOSED = 2;
 
 // A message queue longer than this pauses reading from the transport.
 const READ_QUEUE_LIMIT = 16;
-// Frames smaller than this are coalesced into one write.
-const COALESCE_LIMIT = 16 * 1024;
+// Frames up to SMALL_FRAME bytes are encoded straight into a shared batch
+// buffer of BATCH_SIZE bytes, written with one write.
+const SMALL_FRAME = 16 * 1024;
+const BATCH_SIZE = 64 * 1024;
 const READ_BUFFER_SIZE = 64 * 1024;
 
 const encoder = new TextEncoder();
@@ -273,7 +281,8 @@ function randomMask(): Uint8Array {
     crypto.getRandomValues(maskPool);
     maskPoolOffset = 0;
   }
-  const mask = maskPool.slice(maskPoolOffset, maskPoolOffset + 4);
+  // A view is enough: the encoder copies the key into the frame at once.
+  const mask = maskPool.subarray(maskPoolOffset, maskPoolOffset + 4);
   maskPoolOffset += 4;
   return mask;
 }
@@ -439,6 +448,12 @@ export class WebSocketConnection implements WebSocketSession {
   // Sending.
   #queue: Uint8Array[] = [];
   #queuedBytes = 0;
+  #batch: Uint8Array<ArrayBuffer> | undefined;
+  #batchLength = 0;
+  #spare: Uint8Array<ArrayBuffer> | undefined;
+  #pumpActive = false;
+  #pumpTimer: ReturnType<typeof setTimeout> | undefined;
+  #viewsReadBuffer = false;
   #pong: Uint8Array | undefined;
   #pumping: Promise<void> | undefined;
   #writer: WritableStreamDefaultWriter<Uint8Array> | undefined;
@@ -605,7 +620,10 @@ export class WebSocketConnection implements WebSocketSession {
       const done = this.#sendChain.then(async () => {
         try {
           const compressed = await deflate.compress(payload);
-          if (this.#state === OPEN) this.#enqueueData(opcode, compressed, true);
+          // Accepted while open: it goes out before the close frame.
+          if (!this.#closeSent && this.#state !== CLOSED) {
+            this.#enqueue(opcode, compressed, true);
+          }
         } finally {
           this.#compressing--;
         }
@@ -615,13 +633,16 @@ export class WebSocketConnection implements WebSocketSession {
     }
     if (this.#compressing > 0) {
       const done = this.#sendChain.then(() => {
-        if (this.#state !== OPEN) throw this.#closedError();
-        this.#enqueueData(opcode, payload, false);
+        // Accepted while open: it goes out before the close frame.
+        if (this.#closeSent || this.#state === CLOSED) {
+          throw this.#closedError();
+        }
+        this.#enqueue(opcode, payload, false);
       });
       this.#sendChain = done.catch(() => {});
       return this.#handled(done.then(() => this.#drained()));
     }
-    this.#enqueueData(opcode, payload, false);
+    this.#enqueue(opcode, payload, false);
     return this.#drained();
   }
 
@@ -656,7 +677,7 @@ export class WebSocketConnection implements WebSocketSession {
     const { promise, resolve, reject } = Promise.withResolvers<number>();
     this.#pings.set(id, { resolve, reject, start: performance.now() });
     this.#pingKeys.set(pingKey(payload), id);
-    this.#enqueueFrame(0x9, payload.slice());
+    this.#enqueue(0x9, payload, false);
     return this.#handled(promise);
   }
 
@@ -765,6 +786,8 @@ export class WebSocketConnection implements WebSocketSession {
     if (this.#closeInfo !== undefined || this.#readDone) {
       return this.#endOfMessages();
     }
+    // The consumer caught up: what it sent meanwhile goes out now.
+    if (this.#pumpTimer !== undefined) this.#startPumpNow();
     return new Promise((resolve, reject) =>
       this.#waiters.push({ resolve, reject })
     );
@@ -790,18 +813,15 @@ export class WebSocketConnection implements WebSocketSession {
         await this.#receive(head.slice());
       }
       if (transport.read !== undefined) {
-        // A server decodes masked frames into new buffers, so it can reuse
-        // one read buffer; a client's frames may view the bytes read, so
-        // each read gets bytes of its own.
-        const reuse = this.#role === "server";
+        // One read buffer for every read: frames that view it (unmasked
+        // payloads inside one read) are copied before they are kept.
         const buffer = new Uint8Array(READ_BUFFER_SIZE);
+        this.#viewsReadBuffer = true;
         while (!this.#readDone) {
           if (this.#mustPause()) await this.#paused();
           const count = await transport.read(buffer);
           if (count === null) break;
-          const chunk = reuse
-            ? buffer.subarray(0, count)
-            : buffer.slice(0, count);
+          const chunk = buffer.subarray(0, count);
           const pending = this.#receive(chunk);
           if (pending !== undefined) await pending;
         }
@@ -923,6 +943,7 @@ export class WebSocketConnection implements WebSocketSession {
     if (frame.fin && !frame.rsv1) {
       // The common case: a whole message in one frame.
       if (frame.opcode === 0x1) this.#deliver(this.#decodeText(payload, false));
+      else if (this.#viewsReadBuffer) this.#deliver(own(payload));
       else this.#deliver(payload as Uint8Array<ArrayBuffer>);
       return undefined;
     }
@@ -1076,36 +1097,49 @@ export class WebSocketConnection implements WebSocketSession {
 
   // ---- sending ----
 
-  #enqueueData(opcode: number, payload: Uint8Array, compressed: boolean): void {
+  // Encodes one frame into the send queue: small frames into the shared
+  // batch buffer, large ones into a buffer of their own.
+  #enqueue(opcode: number, payload: Uint8Array, rsv1: boolean): void {
     const frame: Frame = {
       fin: true,
-      rsv1: compressed,
+      rsv1,
       rsv2: false,
       rsv3: false,
       opcode,
       payload,
     };
     if (this.#role === "client") frame.mask = this.#maskGenerator();
-    this.#push(encodeFrame(frame));
-  }
-
-  #enqueueFrame(opcode: number, payload: Uint8Array): void {
-    const frame: Frame = {
-      fin: true,
-      rsv1: false,
-      rsv2: false,
-      rsv3: false,
-      opcode,
-      payload,
-    };
-    if (this.#role === "client") frame.mask = this.#maskGenerator();
-    this.#push(encodeFrame(frame));
-  }
-
-  #push(bytes: Uint8Array): void {
-    this.#queue.push(bytes);
-    this.#queuedBytes += bytes.length;
+    const size = frameSize(payload.length, frame.mask !== undefined);
+    if (size <= SMALL_FRAME) {
+      if (
+        this.#batch === undefined ||
+        this.#batchLength + size > this.#batch.length
+      ) {
+        this.#sealBatch();
+        this.#batch = this.#spare ?? new Uint8Array(BATCH_SIZE);
+        this.#spare = undefined;
+      }
+      encodeFrameInto(frame, this.#batch, this.#batchLength);
+      this.#batchLength += size;
+    } else {
+      this.#sealBatch();
+      this.#queue.push(encodeFrame(frame));
+    }
+    this.#queuedBytes += size;
     this.#startPump();
+  }
+
+  #sealBatch(): void {
+    if (this.#batch !== undefined && this.#batchLength > 0) {
+      this.#queue.push(this.#batch.subarray(0, this.#batchLength));
+      this.#batch = undefined;
+      this.#batchLength = 0;
+    }
+  }
+
+  #hasOutput(): boolean {
+    return this.#queue.length > 0 || this.#batchLength > 0 ||
+      this.#pong !== undefined;
   }
 
   #drained(): Promise<void> {
@@ -1117,69 +1151,74 @@ export class WebSocketConnection implements WebSocketSession {
   }
 
   #startPump(): void {
-    if (this.#pumping === undefined && this.#state !== CLOSED) {
-      this.#pumping = this.#pump();
+    if (this.#pumpActive || this.#state === CLOSED) return;
+    if (this.#messages.length > 0 && this.#state === OPEN) {
+      // Received messages wait to be consumed, and their consumer is likely
+      // to send more (an echo, a reply): write once they are consumed, in one
+      // write, or on the next task at the latest.
+      this.#pumpTimer ??= setTimeout(this.#onPumpTimer, 0);
+      return;
     }
+    this.#startPumpNow();
+  }
+
+  readonly #onPumpTimer = (): void => {
+    this.#pumpTimer = undefined;
+    this.#startPumpNow();
+  };
+
+  #startPumpNow(): void {
+    if (this.#pumpTimer !== undefined) {
+      clearTimeout(this.#pumpTimer);
+      this.#pumpTimer = undefined;
+    }
+    if (this.#pumpActive || this.#state === CLOSED || !this.#hasOutput()) {
+      return;
+    }
+    this.#pumpActive = true;
+    this.#pumping = this.#pump();
   }
 
   async #pump(): Promise<void> {
     try {
       while (this.#state !== CLOSED) {
-        let batch: Uint8Array[];
+        this.#sealBatch();
         if (this.#pong !== undefined) {
+          // The pong goes first: before a close frame queued meanwhile.
           const pong = this.#pong;
           this.#pong = undefined;
-          const frame: Frame = {
-            fin: true,
-            rsv1: false,
-            rsv2: false,
-            rsv3: false,
-            opcode: 0xa,
-            payload: pong,
-          };
-          if (this.#role === "client") frame.mask = this.#maskGenerator();
-          const bytes = encodeFrame(frame);
-          this.#queuedBytes += bytes.length;
-          batch = [bytes];
-          for (const bytes of this.#queue) batch.push(bytes);
-        } else {
-          if (this.#queue.length === 0) break;
-          batch = this.#queue;
+          const queued = this.#queue;
+          this.#queue = [];
+          this.#enqueue(0xa, pong, false);
+          this.#sealBatch();
+          for (const bytes of queued) this.#queue.push(bytes);
         }
+        if (this.#queue.length === 0) break;
+        const batch = this.#queue;
         this.#queue = [];
-        await this.#writeBatch(batch);
+        for (const bytes of batch) {
+          await this.#writeAll(bytes);
+          this.#wrote(bytes.length);
+          this.#recycle(bytes);
+        }
       }
     } catch (error) {
-      this.#pumping = undefined;
       this.#onWriteError(error);
-      return;
+    } finally {
+      this.#pumpActive = false;
+      this.#pumping = undefined;
     }
-    this.#pumping = undefined;
   }
 
-  async #writeBatch(batch: Uint8Array[]): Promise<void> {
-    let i = 0;
-    while (i < batch.length) {
-      let bytes = batch[i]!;
-      let count = 1;
-      if (bytes.length < COALESCE_LIMIT && i + 1 < batch.length) {
-        // Coalesce consecutive small frames into one write.
-        let total = bytes.length;
-        let j = i + 1;
-        while (
-          j < batch.length && total + batch[j]!.length <= COALESCE_LIMIT * 4
-        ) {
-          total += batch[j]!.length;
-          j++;
-        }
-        if (j > i + 1) {
-          bytes = concat(batch.slice(i, j), total);
-          count = j - i;
-        }
-      }
-      await this.#writeAll(bytes);
-      this.#wrote(bytes.length);
-      i += count;
+  // A batch buffer written by the transport's own write() can be reused; one
+  // handed to a WritableStream belongs to its reader now.
+  #recycle(bytes: Uint8Array): void {
+    if (
+      this.#spare === undefined && this.#transport.write !== undefined &&
+      bytes.byteOffset === 0 && bytes.buffer.byteLength === BATCH_SIZE &&
+      bytes.buffer instanceof ArrayBuffer
+    ) {
+      this.#spare = new Uint8Array(bytes.buffer);
     }
   }
 
@@ -1219,7 +1258,8 @@ export class WebSocketConnection implements WebSocketSession {
 
   // Resolves when everything queued so far was written (or the pump died).
   async #flush(): Promise<void> {
-    while (this.#pumping !== undefined) await this.#pumping;
+    this.#startPumpNow();
+    while (this.#pumpActive) await this.#pumping;
   }
 
   // ---- closing ----
@@ -1231,7 +1271,7 @@ export class WebSocketConnection implements WebSocketSession {
     payload[0] = code >>> 8;
     payload[1] = code & 0xff;
     payload.set(reasonBytes, 2);
-    this.#enqueueFrame(0x8, payload);
+    this.#enqueue(0x8, payload, false);
   }
 
   #closeInternal(code: number, reason: string): void {
@@ -1305,6 +1345,10 @@ export class WebSocketConnection implements WebSocketSession {
     if (this.#state === CLOSED) return;
     this.#state = CLOSED;
     this.#readDone = true;
+    if (this.#pumpTimer !== undefined) {
+      clearTimeout(this.#pumpTimer);
+      this.#pumpTimer = undefined;
+    }
     this.#stopKeepalive();
     if (this.#closeTimer !== undefined) {
       clearTimeout(this.#closeTimer);
@@ -1343,7 +1387,7 @@ export class WebSocketConnection implements WebSocketSession {
       return;
     }
     const writer = this.#writer ?? tryGetWriter(transport.writable);
-    if (this.#pumping === undefined) {
+    if (!this.#pumpActive) {
       writer?.close().catch(() => {});
     } else {
       // A write is still pending (the peer may never read it): a close
