@@ -50,6 +50,17 @@ import {
  * `Deno.TlsConn` is one; so is any `{ readable, writable }` pair. When the
  * optional `read`, `write` and `close` methods exist (as on `Deno.Conn`),
  * the connection uses them directly, which is faster than the streams.
+ *
+ * @example An in-memory transport pair
+ * ```ts
+ * import type { WebSocketTransport } from "@rfc6455/websocket/connection";
+ * import assert from "node:assert/strict";
+ *
+ * const a = new TransformStream<Uint8Array, Uint8Array>();
+ * const b = new TransformStream<Uint8Array, Uint8Array>();
+ * const transport: WebSocketTransport = { readable: a.readable, writable: b.writable };
+ * assert.equal(transport.read, undefined); // streams only: the generic path
+ * ```
  */
 export interface WebSocketTransport {
   /** The bytes from the peer. */
@@ -68,6 +79,18 @@ export interface WebSocketTransport {
  * The per-message compression a connection uses when an extension such as
  * permessage-deflate was negotiated: `PerMessageDeflate` from
  * `@rfc6455/websocket/deflate` is one. Calls are made in message order.
+ *
+ * @example permessage-deflate is one
+ * ```ts
+ * import type { MessageCompression } from "@rfc6455/websocket/connection";
+ * import { PerMessageDeflate } from "@rfc6455/websocket/deflate";
+ * import assert from "node:assert/strict";
+ *
+ * const params = { serverNoContextTakeover: false, clientNoContextTakeover: false, serverMaxWindowBits: 15, clientMaxWindowBits: 15 };
+ * const compression: MessageCompression = new PerMessageDeflate(params, "server");
+ * assert.equal(compression.shouldCompress(10), false);
+ * compression.close();
+ * ```
  */
 export interface MessageCompression {
   /** Whether a message of `size` bytes should be compressed. */
@@ -87,6 +110,16 @@ export interface MessageCompression {
  * The API of one open WebSocket, whatever runs it: a
  * {@linkcode WebSocketConnection} over a socket, or the adapter over
  * `Deno.upgradeWebSocket` that `serve` handlers get on edge platforms.
+ *
+ * @example A handler written against the interface
+ * ```ts
+ * import type { WebSocketSession } from "@rfc6455/websocket/connection";
+ *
+ * async function echo(ws: WebSocketSession): Promise<void> {
+ *   for await (const message of ws) await ws.send(message);
+ * }
+ * void echo;
+ * ```
  */
 export interface WebSocketSession extends AsyncIterable<WebSocketMessage> {
   /** The subprotocol selected in the handshake ("" when none). */
@@ -113,13 +146,48 @@ export interface WebSocketSession extends AsyncIterable<WebSocketMessage> {
   close(code?: number, reason?: string): Promise<CloseInfo>;
 }
 
-/** A received message: `string` for text, `Uint8Array` for binary. */
+/**
+ * A received message: `string` for text, `Uint8Array` for binary.
+ *
+ * @example Telling text from binary
+ * ```ts
+ * import type { WebSocketMessage } from "@rfc6455/websocket/connection";
+ * import assert from "node:assert/strict";
+ *
+ * function describe(message: WebSocketMessage): string {
+ *   return typeof message === "string" ? `text of ${message.length} characters` : `${message.length} bytes`;
+ * }
+ * assert.equal(describe(new Uint8Array(3)), "3 bytes");
+ * ```
+ */
 export type WebSocketMessage = string | Uint8Array<ArrayBuffer>;
 
-/** Data that {@linkcode WebSocketConnection.send} takes. */
+/**
+ * Data that {@linkcode WebSocketConnection.send} takes.
+ *
+ * @example What send() takes
+ * ```ts
+ * import type { WebSocketData } from "@rfc6455/websocket/connection";
+ * import assert from "node:assert/strict";
+ *
+ * const data: WebSocketData[] = ["text", new Uint8Array(2), new ArrayBuffer(2), new DataView(new ArrayBuffer(2))];
+ * assert.equal(data.length, 4);
+ * ```
+ */
 export type WebSocketData = string | ArrayBufferView | ArrayBuffer;
 
-/** How a connection ended: `closed` resolves with it. */
+/**
+ * How a connection ended: `closed` resolves with it.
+ *
+ * @example A clean close
+ * ```ts
+ * import type { CloseInfo } from "@rfc6455/websocket/connection";
+ * import assert from "node:assert/strict";
+ *
+ * const info: CloseInfo = { code: 1000, reason: "done", wasClean: true };
+ * assert.ok(info.wasClean);
+ * ```
+ */
 export interface CloseInfo {
   /**
    * The close code the peer sent; 1005 when its close frame had no code,
@@ -132,7 +200,18 @@ export interface CloseInfo {
   wasClean: boolean;
 }
 
-/** Options of one {@linkcode WebSocketConnection.send} call. */
+/**
+ * Options of one {@linkcode WebSocketConnection.send} call.
+ *
+ * @example Bytes as text, uncompressed
+ * ```ts
+ * import type { SendOptions } from "@rfc6455/websocket/connection";
+ * import assert from "node:assert/strict";
+ *
+ * const options: SendOptions = { binary: false, compress: false };
+ * assert.equal(options.binary, false);
+ * ```
+ */
 export interface SendOptions {
   /**
    * Send a string as a binary message (its UTF-8 bytes), or bytes as a text
@@ -151,7 +230,23 @@ export interface SendOptions {
   compress?: boolean;
 }
 
-/** Options of a {@linkcode WebSocketConnection}. Times are in milliseconds, sizes in bytes. */
+/**
+ * Options of a {@linkcode WebSocketConnection}. Times are in milliseconds, sizes in bytes.
+ *
+ * @example Tight limits for an untrusted peer
+ * ```ts
+ * import type { ConnectionOptions } from "@rfc6455/websocket/connection";
+ * import assert from "node:assert/strict";
+ *
+ * const options: ConnectionOptions = {
+ *   role: "server",
+ *   maxMessageSize: 1 << 20,
+ *   pingInterval: 10_000,
+ *   closeTimeout: 2_000,
+ * };
+ * assert.equal(options.role, "server");
+ * ```
+ */
 export interface ConnectionOptions {
   /**
    * The side of this endpoint: a `"client"` masks every frame it sends and
@@ -254,7 +349,17 @@ export interface ConnectionOptions {
   maskGenerator?: () => Uint8Array;
 }
 
-/** The default of {@linkcode ConnectionOptions.maxMessageSize}: 64 MiB. */
+/**
+ * The default of {@linkcode ConnectionOptions.maxMessageSize}: 64 MiB.
+ *
+ * @example The value
+ * ```ts
+ * import { DEFAULT_MAX_MESSAGE_SIZE } from "@rfc6455/websocket/connection";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(DEFAULT_MAX_MESSAGE_SIZE, 64 * 1024 * 1024);
+ * ```
+ */
 export const DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024;
 
 const OPEN = 0;
