@@ -64,6 +64,15 @@ export type { ExtensionOffer } from "./handshake.ts";
 /**
  * How permessage-deflate is offered, accepted and run. The same options serve
  * a client (what it asks for) and a server (what it allows).
+ *
+ * @example A small window for many connections
+ * ```ts
+ * import { createDeflateOffer, type PerMessageDeflateOptions } from "@rfc6455/websocket/deflate";
+ * import assert from "node:assert/strict";
+ *
+ * const options: PerMessageDeflateOptions = { clientMaxWindowBits: 10, serverNoContextTakeover: true };
+ * assert.equal(createDeflateOffer(options).params.length, 2);
+ * ```
  */
 export interface PerMessageDeflateOptions {
   /**
@@ -126,6 +135,15 @@ export interface PerMessageDeflateOptions {
 /**
  * The options of a {@linkcode PerMessageDeflate}: the compression settings
  * and the limit on inflated messages.
+ *
+ * @example A 1 MiB limit on inflated messages
+ * ```ts
+ * import type { PerMessageDeflateContextOptions } from "@rfc6455/websocket/deflate";
+ * import assert from "node:assert/strict";
+ *
+ * const options: PerMessageDeflateContextOptions = { maxMessageSize: 1 << 20, level: 1 };
+ * assert.equal(options.maxMessageSize, 1048576);
+ * ```
  */
 export interface PerMessageDeflateContextOptions
   extends PerMessageDeflateOptions {
@@ -139,7 +157,23 @@ export interface PerMessageDeflateContextOptions
   maxMessageSize?: number;
 }
 
-/** The negotiated parameters of permessage-deflate (RFC 7692 §7.1). */
+/**
+ * The negotiated parameters of permessage-deflate (RFC 7692 §7.1).
+ *
+ * @example The parameters when nothing was restricted
+ * ```ts
+ * import { acceptDeflateOffer, type DeflateParams } from "@rfc6455/websocket/deflate";
+ * import assert from "node:assert/strict";
+ *
+ * const params: DeflateParams | undefined = acceptDeflateOffer([{ name: "permessage-deflate", params: [] }])?.params;
+ * assert.deepEqual(params, {
+ *   serverNoContextTakeover: false,
+ *   clientNoContextTakeover: false,
+ *   serverMaxWindowBits: 15,
+ *   clientMaxWindowBits: 15,
+ * });
+ * ```
+ */
 export interface DeflateParams {
   /** The server compresses every message with an empty window. */
   serverNoContextTakeover: boolean;
@@ -151,7 +185,20 @@ export interface DeflateParams {
   clientMaxWindowBits: number;
 }
 
-/** The answer of {@linkcode acceptDeflateOffer} when it accepts an offer. */
+/**
+ * The answer of {@linkcode acceptDeflateOffer} when it accepts an offer.
+ *
+ * @example Accepting an offer
+ * ```ts
+ * import { acceptDeflateOffer, type AcceptedDeflateOffer } from "@rfc6455/websocket/deflate";
+ * import assert from "node:assert/strict";
+ *
+ * const accepted: AcceptedDeflateOffer | undefined = acceptDeflateOffer([
+ *   { name: "permessage-deflate", params: [["server_no_context_takeover", true]] },
+ * ]);
+ * assert.deepEqual(accepted?.response.params, [["server_no_context_takeover", true]]);
+ * ```
+ */
 export interface AcceptedDeflateOffer {
   /** The extension to send back in `Sec-WebSocket-Extensions`. */
   response: ExtensionOffer;
