@@ -46,7 +46,24 @@ import {
   validateUpgradeResponse,
 } from "./handshake.ts";
 
-/** Options of {@linkcode connect}. Times are in milliseconds, sizes in bytes. */
+/**
+ * Options of {@linkcode connect}. Times are in milliseconds, sizes in bytes.
+ *
+ * @example A crawler's options
+ * ```ts
+ * import type { ConnectOptions } from "@rfc6455/websocket/client";
+ * import assert from "node:assert/strict";
+ *
+ * const options: ConnectOptions = {
+ *   headers: [["Origin", "https://example.com"], ["User-Agent", "crawler/1.0"]],
+ *   protocols: ["chat.v2"],
+ *   handshakeTimeout: 5_000,
+ *   maxMessageSize: 1 << 20,
+ *   proxy: false,
+ * };
+ * assert.equal(options.protocols?.[0], "chat.v2");
+ * ```
+ */
 export interface ConnectOptions extends
   Pick<
     ConnectionOptions,
@@ -122,14 +139,31 @@ export interface ConnectOptions extends
   proxy?: string | false;
   /**
    * How many redirects (301, 302, 303, 307, 308 with a `Location`) to
-   * follow. `Authorization` and `Cookie` are dropped when the host changes.
+   * follow. `Authorization` and `Cookie` are dropped when the scheme or the
+   * host (with its port) changes.
    *
    * @default {0}
    */
   maxRedirects?: number;
 }
 
-/** The server's `101 Switching Protocols` answer, kept after the handshake. */
+/**
+ * The server's `101 Switching Protocols` answer, kept after the handshake.
+ *
+ * @example Reading a cookie the server set
+ * ```ts
+ * import type { HandshakeResponse } from "@rfc6455/websocket/client";
+ * import assert from "node:assert/strict";
+ *
+ * const response: HandshakeResponse = {
+ *   status: 101,
+ *   statusText: "Switching Protocols",
+ *   headers: new Headers({ "set-cookie": "id=1" }),
+ *   rawHeaders: [["Set-Cookie", "id=1"]],
+ * };
+ * assert.equal(response.headers.get("set-cookie"), "id=1");
+ * ```
+ */
 export interface HandshakeResponse {
   /** The status: 101. */
   status: number;
@@ -144,6 +178,19 @@ export interface HandshakeResponse {
 /**
  * A client connection from {@linkcode connect}: a
  * {@linkcode WebSocketConnection} that also keeps the handshake response.
+ *
+ * @example The response of the handshake
+ * ```ts
+ * import { connect, WebSocketClient } from "@rfc6455/websocket/client";
+ * import { serve } from "@rfc6455/websocket/server";
+ * import assert from "node:assert/strict";
+ *
+ * await using server = serve({ hostname: "127.0.0.1", port: 0 }, () => {});
+ * const ws = await connect(`ws://127.0.0.1:${server.addr.port}/`);
+ * assert.ok(ws instanceof WebSocketClient);
+ * assert.equal(ws.response.status, 101);
+ * await ws.closed;
+ * ```
  */
 export class WebSocketClient extends WebSocketConnection {
   /** The server's handshake answer: status, headers such as `Set-Cookie`. */
@@ -182,7 +229,7 @@ const DEFAULT_PORTS: Record<string, number> = {
  * @param url The `ws:` or `wss:` URL (`http:`/`https:` are taken as such).
  * @param options Headers, subprotocols, proxy, TLS, limits and timeouts.
  * @returns The open connection.
- * @throws {TypeError} (synchronously, before any I/O) If the URL or its
+ * @throws {TypeError} (rejects before any I/O) If the URL or its
  * scheme is invalid, or a header is refused.
  * @throws {HandshakeError} If the server (or the proxy) answered anything
  * but a valid 101: it names the wrong header and carries the status,
@@ -254,8 +301,9 @@ function parseTarget(url: string | URL): URL {
       }", expected "ws" or "wss"`,
     );
   }
-  if (target.hash !== "") {
-    // RFC 6455 §3: fragment identifiers are meaningless in WebSocket URIs.
+  if (target.hash !== "" || target.href.endsWith("#")) {
+    // RFC 6455 §3: fragment identifiers are meaningless in WebSocket URIs
+    // and must not be used, an empty one ("#", which `hash` hides) too.
     throw new TypeError("Cannot connect: URL has a fragment");
   }
   return target;
@@ -299,9 +347,10 @@ async function open(
       if (result instanceof WebSocketClient) return result;
       // A redirect.
       if (redirects >= maxRedirects) throw result.error;
-      const next = parseTarget(new URL(result.location, toHttp(url)));
-      if (next.host !== url.host) {
-        // Credentials for one host are not sent to another.
+      const next = redirectTarget(url, result);
+      if (next.protocol !== url.protocol || next.host !== url.host) {
+        // Credentials for one origin are not sent to another, nor from
+        // wss: to ws: in clear text.
         headers = headers.filter(([name]) => {
           const lower = name.toLowerCase();
           return lower !== "authorization" && lower !== "cookie";
@@ -323,6 +372,30 @@ function toHttp(url: URL): URL {
 interface Redirect {
   location: string;
   error: HandshakeError;
+  status: number;
+  headers: Headers;
+}
+
+// The URL a redirect leads to. Its fragment is dropped (RFC 9110 §10.2.2
+// allows one in `Location`; RFC 6455 §3 does not in the URL); a `Location`
+// that is not a ws/wss/http/https URL is the server's failure, not the
+// caller's, so it fails the handshake rather than throwing a TypeError.
+function redirectTarget(url: URL, redirect: Redirect): URL {
+  try {
+    const next = new URL(redirect.location, toHttp(url));
+    next.hash = "";
+    return parseTarget(next);
+  } catch (error) {
+    throw new HandshakeError(
+      `Cannot follow redirect: server answered ${redirect.status} with a Location that is not a WebSocket URL`,
+      {
+        status: redirect.status,
+        headers: redirect.headers,
+        header: "location",
+        cause: error,
+      },
+    );
+  }
 }
 
 // One handshake on one URL: resolves with the connection, or a redirect.
@@ -370,6 +443,7 @@ async function attempt(
     } else {
       conn = await Deno.connect({ hostname, port, transport: "tcp" });
     }
+    noDelay(conn);
     signal.throwIfAborted();
     // Userinfo in the URL becomes Basic credentials, unless given.
     const extra = [...headers];
@@ -424,7 +498,12 @@ async function attempt(
             location !== null && REDIRECTS.has(response.status) &&
             error instanceof HandshakeError
           ) {
-            return { location, error };
+            return {
+              location,
+              error,
+              status: response.status,
+              headers: response.headers,
+            };
           }
           throw error;
         }
@@ -465,7 +544,7 @@ async function attempt(
       protocol: result.protocol,
       extensions: formatExtensions(result.extensions),
       ...(deflate === undefined ? {} : { deflate }),
-      url: url.href,
+      url: withoutCredentials(url),
       head: rest,
       ...(options.signal === undefined ? {} : { signal: options.signal }),
     }, {
@@ -523,8 +602,9 @@ async function readBody(
   const parts: Uint8Array[] = [rest];
   let size = rest.length;
   const chunked = /chunked/i.test(headers.get("transfer-encoding") ?? "");
-  // Without a length, a body runs until the server closes; a chunked body
-  // is kept raw. Either way stop at `want` bytes.
+  // Without a Content-Length (or with a chunked body, kept raw) only the
+  // bytes that came with the head are kept: reading on could wait for a
+  // server that keeps the connection open. Either way stop at `want` bytes.
   while (size < want && !chunked && Number.isSafeInteger(declared)) {
     const { done, value } = await raceSignal(reader.read(), signal);
     if (done) break;
@@ -556,6 +636,27 @@ function raceSignal<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
 function basic(user: string, password: string): string {
   const text = `${decodeURIComponent(user)}:${decodeURIComponent(password)}`;
   return `Basic ${new TextEncoder().encode(text).toBase64()}`;
+}
+
+// Small frames go out at once: Nagle's algorithm with delayed ACKs would hold
+// each batch of small messages for up to 40 ms.
+function noDelay(conn: Deno.Conn): void {
+  const setNoDelay = (conn as { setNoDelay?: (value: boolean) => void })
+    .setNoDelay;
+  try {
+    setNoDelay?.call(conn, true);
+  } catch {
+    // Not a TCP socket underneath: nothing to tune.
+  }
+}
+
+// The URL a connection reports: credentials in it are secrets.
+function withoutCredentials(url: URL): string {
+  if (url.username === "" && url.password === "") return url.href;
+  const copy = new URL(url);
+  copy.username = "";
+  copy.password = "";
+  return copy.href;
 }
 
 async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
@@ -660,6 +761,7 @@ async function tunnel(
     port: proxyPort,
     transport: "tcp",
   });
+  noDelay(conn);
   try {
     const authority = hostname.includes(":")
       ? `[${hostname}]:${port}`

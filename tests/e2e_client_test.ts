@@ -1,0 +1,1800 @@
+// Copyright 2026 the @rfc6455/websocket authors. MIT license.
+// End to end: connect() against serve(), hand-written (and hostile) servers
+// on raw sockets, an HTTP CONNECT proxy written here, redirects, and the
+// echo client as a process.
+
+import assert from "node:assert/strict";
+import { connect, type WebSocketClient } from "../client.ts";
+import type { WebSocketMessage } from "../connection.ts";
+import { HandshakeError, ProtocolError } from "../errors.ts";
+import { encodeFrame, type Frame, FrameDecoder } from "../frame.ts";
+import { createAcceptKey } from "../handshake.ts";
+import { serve, type WebSocketHandler } from "../server.ts";
+import { makeCertificate } from "./_tls.ts";
+
+// ---------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------
+
+const WAIT = 10_000;
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+const ROOT = new URL("../", import.meta.url);
+
+/** Rejects when `promise` does not settle within `ms`; the timer is cleared. */
+async function deadline<T>(
+  promise: Promise<T>,
+  what: string,
+  ms = WAIT,
+): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`Timed out after ${ms} ms: ${what}`)),
+          ms,
+        );
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** The settled error of `promise`, which must reject within the deadline. */
+async function rejection(
+  promise: Promise<unknown>,
+  what: string,
+): Promise<unknown> {
+  const outcome = await deadline(
+    promise.then(
+      (value) => ({ value }),
+      (error: unknown) => ({ error }),
+    ),
+    what,
+  );
+  if ("error" in outcome) return outcome.error;
+  const value = outcome.value;
+  if (value !== null && typeof value === "object" && "close" in value) {
+    await (value as WebSocketClient).close();
+  }
+  assert.fail(`${what}: expected a rejection`);
+}
+
+/** The next message of `ws`, within the deadline. */
+async function receive(ws: WebSocketClient): Promise<WebSocketMessage> {
+  const result = await deadline(
+    ws[Symbol.asyncIterator]().next(),
+    "next message",
+  );
+  assert.equal(result.done, false, "the connection ended before a message");
+  return result.value as WebSocketMessage;
+}
+
+/** Closes `ws` with 1000 and checks that the close handshake completed. */
+async function closeCleanly(ws: WebSocketClient): Promise<void> {
+  const info = await deadline(ws.close(1000), "client close");
+  assert.equal(info.code, 1000);
+  assert.equal(info.wasClean, true);
+}
+
+function concat(...parts: Uint8Array[]): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
+  let offset = 0;
+  for (const part of parts) {
+    out.set(part, offset);
+    offset += part.length;
+  }
+  return out;
+}
+
+function indexOfHeadEnd(bytes: Uint8Array): number {
+  for (let i = 0; i + 3 < bytes.length; i++) {
+    if (
+      bytes[i] === 13 && bytes[i + 1] === 10 && bytes[i + 2] === 13 &&
+      bytes[i + 3] === 10
+    ) {
+      return i;
+    }
+  }
+  return -1;
+}
+
+function closeQuietly(closer: { close(): void }): void {
+  try {
+    closer.close();
+  } catch {
+    // Closed already.
+  }
+}
+
+/** An HTTP request head as a raw server read it. */
+interface RawRequest {
+  /** The request line, e.g. `GET /path?query HTTP/1.1`. */
+  line: string;
+  /** The header fields in wire order and case. */
+  fields: [string, string][];
+  /** The first value of a header, by case-insensitive name. */
+  get(name: string): string | undefined;
+}
+
+/** The server side of one raw TCP connection. */
+class RawPeer {
+  readonly conn: Deno.Conn;
+  #buffer: Uint8Array = new Uint8Array(0);
+  #decoder = new FrameDecoder({ role: "server" });
+  #frames: Frame[] = [];
+
+  constructor(conn: Deno.Conn) {
+    this.conn = conn;
+  }
+
+  /** Reads more bytes into the buffer; false at the end of the stream. */
+  async #fill(): Promise<boolean> {
+    const chunk = new Uint8Array(64 * 1024);
+    let count: number | null;
+    try {
+      count = await deadline(this.conn.read(chunk), "raw read");
+    } catch (error) {
+      if (error instanceof Deno.errors.ConnectionReset) return false;
+      throw error;
+    }
+    if (count === null) return false;
+    this.#buffer = concat(this.#buffer, chunk.subarray(0, count));
+    return true;
+  }
+
+  /** Reads an HTTP request head. */
+  async readHead(): Promise<RawRequest> {
+    let end: number;
+    while ((end = indexOfHeadEnd(this.#buffer)) === -1) {
+      if (!(await this.#fill())) throw new Error("EOF before the request head");
+    }
+    const text = decoder.decode(this.#buffer.subarray(0, end));
+    this.#buffer = this.#buffer.slice(end + 4);
+    const [line, ...rest] = text.split("\r\n");
+    const fields = rest.map((field): [string, string] => {
+      const colon = field.indexOf(":");
+      return [field.slice(0, colon), field.slice(colon + 1).trim()];
+    });
+    return {
+      line: line!,
+      fields,
+      get: (name) =>
+        fields.find(([field]) => field.toLowerCase() === name.toLowerCase())
+          ?.[1],
+    };
+  }
+
+  async write(data: string | Uint8Array): Promise<void> {
+    const bytes = typeof data === "string" ? encoder.encode(data) : data;
+    let offset = 0;
+    while (offset < bytes.length) {
+      offset += await this.conn.write(bytes.subarray(offset));
+    }
+  }
+
+  /** Answers an upgrade request with a valid 101 plus `extra` header lines. */
+  async accept(request: RawRequest, extra: string[] = []): Promise<void> {
+    const accept = await createAcceptKey(request.get("sec-websocket-key")!);
+    await this.write(
+      [
+        "HTTP/1.1 101 Switching Protocols",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        `Sec-WebSocket-Accept: ${accept}`,
+        ...extra,
+      ].join("\r\n") + "\r\n\r\n",
+    );
+  }
+
+  /** The next (masked) frame from the client, or null at the end. */
+  async readFrame(): Promise<Frame | null> {
+    while (this.#frames.length === 0) {
+      if (this.#buffer.length > 0) {
+        this.#frames.push(...this.#decoder.push(this.#buffer));
+        this.#buffer = new Uint8Array(0);
+        continue;
+      }
+      if (!(await this.#fill())) return null;
+    }
+    return this.#frames.shift()!;
+  }
+
+  /** Reads and drops bytes until the client ends the TCP connection. */
+  async readToEnd(): Promise<void> {
+    while (await this.#fill()) this.#buffer = new Uint8Array(0);
+  }
+
+  close(): void {
+    closeQuietly(this.conn);
+  }
+}
+
+/** A raw TCP server that runs `onConnection` for each connection. */
+class RawServer implements AsyncDisposable {
+  readonly #listener: Deno.Listener;
+  readonly #tasks = new Set<Promise<void>>();
+  readonly #errors: unknown[] = [];
+  readonly #loop: Promise<void>;
+  /** How many connections were accepted. */
+  accepted = 0;
+
+  constructor(
+    onConnection: (peer: RawPeer) => Promise<void>,
+    hostname = "127.0.0.1",
+  ) {
+    const listener = Deno.listen({ hostname, port: 0 });
+    this.#listener = listener;
+    this.#loop = (async () => {
+      try {
+        for await (const conn of listener) {
+          this.accepted++;
+          const peer = new RawPeer(conn);
+          const task = onConnection(peer).catch((error) => {
+            this.#errors.push(error);
+          }).finally(() => {
+            peer.close();
+            this.#tasks.delete(task);
+          });
+          this.#tasks.add(task);
+        }
+      } catch {
+        // The listener was closed.
+      }
+    })();
+  }
+
+  get port(): number {
+    return (this.#listener.addr as Deno.NetAddr).port;
+  }
+
+  /** Stops accepting, waits for the connections, rethrows their first error. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    closeQuietly(this.#listener);
+    await this.#loop;
+    await deadline(Promise.all(this.#tasks), "raw server connections");
+    if (this.#errors.length > 0) throw this.#errors[0];
+  }
+}
+
+function frameOf(
+  opcode: number,
+  payload: Uint8Array,
+  mask?: Uint8Array,
+): Frame {
+  return {
+    fin: true,
+    rsv1: false,
+    rsv2: false,
+    rsv3: false,
+    opcode,
+    payload,
+    ...(mask === undefined ? {} : { mask }),
+  };
+}
+
+function closeCodeOf(frame: Frame | null): number {
+  assert.ok(frame !== null, "expected a close frame, got the end");
+  assert.equal(frame.opcode, 0x8, "expected a close frame");
+  return (frame.payload[0]! << 8) | frame.payload[1]!;
+}
+
+/** An echo server with serve(), returning what it saw. */
+function echoServer(
+  options: { cert?: string; key?: string; hostname?: string } = {},
+): {
+  server: ReturnType<typeof serve>;
+  requests: Request[];
+} {
+  const requests: Request[] = [];
+  const handler: WebSocketHandler = async (ws, request) => {
+    requests.push(request);
+    for await (const message of ws) await ws.send(message);
+  };
+  const server = serve({
+    hostname: options.hostname ?? "127.0.0.1",
+    port: 0,
+    ...(options.cert === undefined ? {} : { cert: options.cert }),
+    ...(options.key === undefined ? {} : { key: options.key }),
+  }, handler);
+  return { server, requests };
+}
+
+/** Proves no connection reached `listener` before this call: ours is first. */
+async function assertNoConnectionBefore(
+  listener: Deno.Listener,
+): Promise<void> {
+  const port = (listener.addr as Deno.NetAddr).port;
+  const accepted = listener.accept();
+  const mine = await Deno.connect({ hostname: "127.0.0.1", port });
+  const first = await deadline(accepted, "accept");
+  try {
+    assert.equal(
+      (first.remoteAddr as Deno.NetAddr).port,
+      (mine.localAddr as Deno.NetAddr).port,
+      "connect() opened a connection before failing",
+    );
+  } finally {
+    first.close();
+    mine.close();
+  }
+}
+
+// ---------------------------------------------------------------------------
+// URLs (RFC 6455 §3)
+// ---------------------------------------------------------------------------
+
+Deno.test("connect() rejects a URL that does not parse with a TypeError", async () => {
+  for (const url of ["not a url", "", "ws://", "ws://[::1/"]) {
+    const error = await rejection(connect(url, { pingInterval: 0 }), url);
+    assert.ok(error instanceof TypeError, `${url}: ${error}`);
+    assert.match(error.message, /^Cannot connect: URL is not valid$/);
+  }
+});
+
+Deno.test("connect() rejects schemes other than ws, wss, http and https with a TypeError before any I/O", async () => {
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  for (const scheme of ["ftp", "tcp", "wss+unix", "javascript"]) {
+    const error = await rejection(
+      connect(`${scheme}://127.0.0.1:${port}/`, { pingInterval: 0 }),
+      scheme,
+    );
+    assert.ok(error instanceof TypeError);
+    assert.equal(
+      error.message,
+      `Cannot connect: URL scheme is "${scheme}", expected "ws" or "wss"`,
+    );
+  }
+  await assertNoConnectionBefore(listener);
+});
+
+Deno.test("connect() rejects a URL with a fragment with a TypeError before any I/O", async () => {
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  // RFC 6455 §3: fragments MUST NOT be used, an empty one included.
+  for (const suffix of ["#top", "#", "?x=1#y"]) {
+    const url = `ws://127.0.0.1:${port}/${suffix}`;
+    const error = await rejection(connect(url, { pingInterval: 0 }), url);
+    assert.ok(error instanceof TypeError, url);
+    assert.equal(error.message, "Cannot connect: URL has a fragment");
+  }
+  await assertNoConnectionBefore(listener);
+});
+
+Deno.test("connect() maps http: to ws: and https: to wss:", async () => {
+  {
+    const { server } = echoServer();
+    await using _ = server;
+    const ws = await deadline(
+      connect(`http://127.0.0.1:${server.addr.port}/plain`, {
+        pingInterval: 0,
+      }),
+      "connect",
+    );
+    assert.equal(ws.url, `ws://127.0.0.1:${server.addr.port}/plain`);
+    await ws.send("over http:");
+    assert.equal(await receive(ws), "over http:");
+    await closeCleanly(ws);
+  }
+  {
+    const { cert, key } = await makeCertificate();
+    const { server } = echoServer({ cert, key });
+    await using _ = server;
+    const ws = await deadline(
+      connect(`https://127.0.0.1:${server.addr.port}/secure`, {
+        pingInterval: 0,
+        caCerts: [cert],
+      }),
+      "connect",
+    );
+    assert.equal(ws.url, `wss://127.0.0.1:${server.addr.port}/secure`);
+    await ws.send("over https:");
+    assert.equal(await receive(ws), "over https:");
+    await closeCleanly(ws);
+  }
+});
+
+Deno.test("connect() sends the path and query exactly as in the URL", async () => {
+  const lines: string[] = [];
+  await using raw = new RawServer(async (peer) => {
+    const request = await peer.readHead();
+    lines.push(request.line);
+    await peer.accept(request);
+    // Expect the client's close, answer it, end.
+    closeCodeOf(await peer.readFrame());
+    await peer.write(encodeFrame(frameOf(0x8, new Uint8Array([0x03, 0xe8]))));
+  });
+  const cases: [string, string][] = [
+    ["", "/"],
+    ["/", "/"],
+    ["?x=1", "/?x=1"],
+    [
+      "/a/b%20c/?q=%2F%3F&empty=&flag&sp=a+b",
+      "/a/b%20c/?q=%2F%3F&empty=&flag&sp=a+b",
+    ],
+    ["/caf%C3%A9/ünïcode?ü=1", "/caf%C3%A9/%C3%BCn%C3%AFcode?%C3%BC=1"],
+  ];
+  for (const [suffix, target] of cases) {
+    const ws = await deadline(
+      connect(`ws://127.0.0.1:${raw.port}${suffix}`, {
+        pingInterval: 0,
+        deflate: false,
+      }),
+      "connect",
+    );
+    await closeCleanly(ws);
+    assert.equal(lines.shift(), `GET ${target} HTTP/1.1`, suffix);
+  }
+});
+
+Deno.test("connect() sends the Host header without the default port", async () => {
+  // The default ports cannot be bound in a test; a proxy that sends every
+  // tunnel to our server shows the authority connect() aimed at.
+  const { server, requests } = echoServer();
+  await using _ = server;
+  const { cert, key } = await makeCertificate();
+  const { server: secure, requests: secureRequests } = echoServer({
+    cert,
+    key,
+  });
+  await using _secure = secure;
+  await using proxy = new TestProxy({
+    route: (authority) =>
+      authority.endsWith(":443") ? secure.addr.port : server.addr.port,
+  });
+  const ws = await deadline(
+    connect("ws://127.0.0.1/default", {
+      pingInterval: 0,
+      proxy: `http://127.0.0.1:${proxy.port}`,
+    }),
+    "connect",
+  );
+  await closeCleanly(ws);
+  assert.deepEqual(proxy.connects, ["127.0.0.1:80"]);
+  assert.equal(requests[0]?.headers.get("host"), "127.0.0.1");
+
+  const explicit = await deadline(
+    connect("ws://127.0.0.1:80/explicit", {
+      pingInterval: 0,
+      proxy: `http://127.0.0.1:${proxy.port}`,
+    }),
+    "connect",
+  );
+  await closeCleanly(explicit);
+  assert.equal(proxy.connects[1], "127.0.0.1:80");
+  assert.equal(requests[1]?.headers.get("host"), "127.0.0.1");
+
+  const tls = await deadline(
+    connect("wss://localhost/default", {
+      pingInterval: 0,
+      caCerts: [cert],
+      proxy: `http://127.0.0.1:${proxy.port}`,
+    }),
+    "connect",
+  );
+  await closeCleanly(tls);
+  assert.equal(proxy.connects[2], "localhost:443");
+  assert.equal(secureRequests[0]?.headers.get("host"), "localhost");
+});
+
+const IPV6 = (() => {
+  try {
+    Deno.listen({ hostname: "::1", port: 0 }).close();
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+Deno.test({
+  name: `connect() reaches an IPv6 literal ws://[::1]:PORT/${
+    IPV6 ? "" : " (skipped: IPv6 is not available on this machine)"
+  }`,
+  ignore: !IPV6,
+  fn: async () => {
+    const { server, requests } = echoServer({ hostname: "::1" });
+    await using _ = server;
+    const ws = await deadline(
+      connect(`ws://[::1]:${server.addr.port}/six`, { pingInterval: 0 }),
+      "connect",
+    );
+    await ws.send("over IPv6");
+    assert.equal(await receive(ws), "over IPv6");
+    await closeCleanly(ws);
+    assert.equal(requests[0]?.headers.get("host"), `[::1]:${server.addr.port}`);
+  },
+});
+
+// ---------------------------------------------------------------------------
+// Handshake headers (RFC 6455 §4.1)
+// ---------------------------------------------------------------------------
+
+Deno.test("connect() refuses the headers the protocol owns with a TypeError naming the header, not its value", async () => {
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  const secret = "s3cr3t-v4lue-do-not-log";
+  for (
+    const name of [
+      "Upgrade",
+      "Connection",
+      "Sec-WebSocket-Key",
+      "Sec-WebSocket-Version",
+      "sec-websocket-key",
+      "UPGRADE",
+    ]
+  ) {
+    for (
+      const headers of [
+        { [name]: secret },
+        [[name, secret]] as [string, string][],
+        new Headers([[name, secret]]),
+      ]
+    ) {
+      const error = await rejection(
+        connect(`ws://127.0.0.1:${port}/`, { pingInterval: 0, headers }),
+        name,
+      );
+      assert.ok(error instanceof TypeError, `${name}: ${error}`);
+      assert.ok(
+        error.message.toLowerCase().includes(`"${name.toLowerCase()}"`),
+        error.message,
+      );
+      assert.ok(!error.message.includes(secret), error.message);
+      assert.ok(!String(error.stack).includes(secret));
+    }
+  }
+  // A value that would inject a header line is refused, without the value.
+  for (const value of [`x\r\nX-Injected: ${secret}`, `x\n${secret}`]) {
+    const error = await rejection(
+      connect(`ws://127.0.0.1:${port}/`, {
+        pingInterval: 0,
+        headers: { "X-Custom": value },
+      }),
+      "header injection",
+    );
+    assert.ok(error instanceof TypeError, String(error));
+    assert.match(error.message, /"X-Custom"/);
+    assert.ok(!error.message.includes(secret), error.message);
+  }
+  await assertNoConnectionBefore(listener);
+});
+
+// ---------------------------------------------------------------------------
+// HTTP CONNECT proxy (RFC 9110 §9.3.6)
+// ---------------------------------------------------------------------------
+
+interface TestProxyOptions {
+  /** The `user:pass` the proxy requires, as Basic credentials. */
+  credentials?: string;
+  /** Where to send a tunnel: a port on 127.0.0.1; default the authority asked for. */
+  route?: (authority: string) => number;
+}
+
+/** A small HTTP CONNECT proxy on Deno.listen. */
+class TestProxy implements AsyncDisposable {
+  readonly #listener: Deno.Listener;
+  readonly #tasks = new Set<Promise<void>>();
+  readonly #conns = new Set<Deno.Conn>();
+  readonly #errors: unknown[] = [];
+  readonly #loop: Promise<void>;
+  readonly #options: TestProxyOptions;
+  /** The authority of each CONNECT request, in order. */
+  readonly connects: string[] = [];
+  /** The `Proxy-Authorization` value of each request (or undefined). */
+  readonly authorizations: (string | undefined)[] = [];
+  /** How many TCP connections the proxy accepted. */
+  accepted = 0;
+
+  constructor(options: TestProxyOptions = {}) {
+    this.#options = options;
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    this.#listener = listener;
+    this.#loop = (async () => {
+      try {
+        for await (const conn of listener) {
+          this.accepted++;
+          this.#conns.add(conn);
+          const task = this.#handle(conn).catch((error) => {
+            this.#errors.push(error);
+          }).finally(() => {
+            closeQuietly(conn);
+            this.#conns.delete(conn);
+            this.#tasks.delete(task);
+          });
+          this.#tasks.add(task);
+        }
+      } catch {
+        // The listener was closed.
+      }
+    })();
+  }
+
+  get port(): number {
+    return (this.#listener.addr as Deno.NetAddr).port;
+  }
+
+  async #handle(client: Deno.Conn): Promise<void> {
+    const peer = new RawPeer(client);
+    const request = await peer.readHead();
+    const match = /^CONNECT (\S+) HTTP\/1\.1$/.exec(request.line);
+    if (match === null) {
+      await peer.write(
+        "HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n",
+      );
+      return;
+    }
+    const authority = match[1]!;
+    this.connects.push(authority);
+    const authorization = request.get("proxy-authorization");
+    this.authorizations.push(authorization);
+    const credentials = this.#options.credentials;
+    if (
+      credentials !== undefined &&
+      authorization !== `Basic ${encoder.encode(credentials).toBase64()}`
+    ) {
+      const body = "proxy authentication required";
+      await peer.write(
+        `HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm="test"\r\nContent-Length: ${body.length}\r\n\r\n${body}`,
+      );
+      return;
+    }
+    const port = this.#options.route?.(authority) ??
+      Number(authority.slice(authority.lastIndexOf(":") + 1));
+    const upstream = await Deno.connect({ hostname: "127.0.0.1", port });
+    this.#conns.add(upstream);
+    try {
+      await peer.write("HTTP/1.1 200 Connection Established\r\n\r\n");
+      await Promise.all([pipe(client, upstream), pipe(upstream, client)]);
+    } finally {
+      closeQuietly(upstream);
+      this.#conns.delete(upstream);
+    }
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    closeQuietly(this.#listener);
+    await this.#loop;
+    await deadline(Promise.all(this.#tasks), "proxy connections");
+    for (const conn of this.#conns) closeQuietly(conn);
+    if (this.#errors.length > 0) throw this.#errors[0];
+  }
+}
+
+/** Copies `from` to `to` until `from` ends, then half-closes `to`. */
+async function pipe(from: Deno.Conn, to: Deno.Conn): Promise<void> {
+  const buffer = new Uint8Array(64 * 1024);
+  try {
+    while (true) {
+      const count = await from.read(buffer);
+      if (count === null) break;
+      let offset = 0;
+      while (offset < count) {
+        offset += await to.write(buffer.subarray(offset, count));
+      }
+    }
+    await (to as Deno.TcpConn).closeWrite();
+  } catch {
+    // One side went away: end both.
+    closeQuietly(from);
+    closeQuietly(to);
+  }
+}
+
+/** Runs `fn` with the proxy environment variables set to `vars` only. */
+async function withProxyEnv(
+  vars: Record<string, string>,
+  fn: () => Promise<void>,
+): Promise<void> {
+  const names = [
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "NO_PROXY",
+    "no_proxy",
+  ];
+  const saved = new Map(names.map((name) => [name, Deno.env.get(name)]));
+  try {
+    for (const name of names) Deno.env.delete(name);
+    for (const [name, value] of Object.entries(vars)) Deno.env.set(name, value);
+    await fn();
+  } finally {
+    for (const [name, value] of saved) {
+      if (value === undefined) Deno.env.delete(name);
+      else Deno.env.set(name, value);
+    }
+  }
+}
+
+Deno.test("connect() tunnels ws: through the proxy option", async () => {
+  const { server, requests } = echoServer();
+  await using _ = server;
+  await using proxy = new TestProxy();
+  const ws = await deadline(
+    connect(`ws://127.0.0.1:${server.addr.port}/via-proxy`, {
+      pingInterval: 0,
+      proxy: `http://127.0.0.1:${proxy.port}`,
+    }),
+    "connect",
+  );
+  await ws.send("tunnelled");
+  assert.equal(await receive(ws), "tunnelled");
+  await closeCleanly(ws);
+  assert.deepEqual(proxy.connects, [`127.0.0.1:${server.addr.port}`]);
+  assert.deepEqual(proxy.authorizations, [undefined]);
+  assert.equal(new URL(requests[0]!.url).pathname, "/via-proxy");
+});
+
+Deno.test("connect() tunnels wss: through the proxy option with TLS end to end", async () => {
+  const { cert, key } = await makeCertificate();
+  const { server } = echoServer({ cert, key });
+  await using _ = server;
+  await using proxy = new TestProxy();
+  const ws = await deadline(
+    connect(`wss://localhost:${server.addr.port}/`, {
+      pingInterval: 0,
+      caCerts: [cert],
+      proxy: `http://127.0.0.1:${proxy.port}`,
+    }),
+    "connect",
+  );
+  const big = new Uint8Array(200_000).fill(7);
+  await ws.send(big);
+  assert.deepEqual(await receive(ws), big);
+  await closeCleanly(ws);
+  assert.deepEqual(proxy.connects, [`localhost:${server.addr.port}`]);
+});
+
+Deno.test("connect() sends proxy Basic credentials from the proxy URL", async () => {
+  const { cert, key } = await makeCertificate();
+  const { server } = echoServer();
+  await using _ = server;
+  const { server: secure } = echoServer({ cert, key });
+  await using _secure = secure;
+  await using proxy = new TestProxy({ credentials: "user:p@ss w0rd" });
+  const proxyUrl = `http://user:p%40ss%20w0rd@127.0.0.1:${proxy.port}`;
+  const ws = await deadline(
+    connect(`ws://127.0.0.1:${server.addr.port}/`, {
+      pingInterval: 0,
+      proxy: proxyUrl,
+    }),
+    "connect",
+  );
+  await ws.send("authorized");
+  assert.equal(await receive(ws), "authorized");
+  await closeCleanly(ws);
+  const wss = await deadline(
+    connect(`wss://127.0.0.1:${secure.addr.port}/`, {
+      pingInterval: 0,
+      caCerts: [cert],
+      proxy: proxyUrl,
+    }),
+    "connect",
+  );
+  await wss.send("authorized over TLS");
+  assert.equal(await receive(wss), "authorized over TLS");
+  await closeCleanly(wss);
+  assert.equal(proxy.connects.length, 2);
+});
+
+Deno.test("connect() fails with a HandshakeError 407 on a wrong proxy password, without the password", async () => {
+  const { server } = echoServer();
+  await using _ = server;
+  await using proxy = new TestProxy({ credentials: "user:right" });
+  const password = "wr0ng-s3cret";
+  const error = await rejection(
+    connect(`ws://127.0.0.1:${server.addr.port}/`, {
+      pingInterval: 0,
+      proxy: `http://user:${password}@127.0.0.1:${proxy.port}`,
+    }),
+    "connect",
+  );
+  assert.ok(error instanceof HandshakeError, String(error));
+  assert.equal(error.status, 407);
+  assert.match(error.message, /proxy authentication failed/);
+  assert.ok(!error.message.includes(password));
+  assert.ok(!String(error.stack).includes(password));
+  assert.equal(
+    decoder.decode(error.body),
+    "proxy authentication required",
+  );
+  assert.equal(server.connections.size, 0);
+});
+
+Deno.test("connect() uses HTTP_PROXY for ws: and HTTPS_PROXY for wss:", async () => {
+  const { cert, key } = await makeCertificate();
+  const { server } = echoServer();
+  await using _ = server;
+  const { server: secure } = echoServer({ cert, key });
+  await using _secure = secure;
+  await using plainProxy = new TestProxy();
+  await using secureProxy = new TestProxy();
+  await withProxyEnv({
+    HTTP_PROXY: `http://127.0.0.1:${plainProxy.port}`,
+    HTTPS_PROXY: `http://127.0.0.1:${secureProxy.port}`,
+  }, async () => {
+    const ws = await deadline(
+      connect(`ws://127.0.0.1:${server.addr.port}/`, { pingInterval: 0 }),
+      "connect",
+    );
+    await ws.send("env");
+    assert.equal(await receive(ws), "env");
+    await closeCleanly(ws);
+    const wss = await deadline(
+      connect(`wss://127.0.0.1:${secure.addr.port}/`, {
+        pingInterval: 0,
+        caCerts: [cert],
+      }),
+      "connect",
+    );
+    await wss.send("env over TLS");
+    assert.equal(await receive(wss), "env over TLS");
+    await closeCleanly(wss);
+  });
+  assert.deepEqual(plainProxy.connects, [`127.0.0.1:${server.addr.port}`]);
+  assert.deepEqual(secureProxy.connects, [`127.0.0.1:${secure.addr.port}`]);
+});
+
+Deno.test("connect() uses lower-case http_proxy", async () => {
+  const { server } = echoServer();
+  await using _ = server;
+  await using proxy = new TestProxy();
+  await withProxyEnv({
+    http_proxy: `http://127.0.0.1:${proxy.port}`,
+  }, async () => {
+    const ws = await deadline(
+      connect(`ws://127.0.0.1:${server.addr.port}/`, { pingInterval: 0 }),
+      "connect",
+    );
+    await closeCleanly(ws);
+  });
+  assert.deepEqual(proxy.connects, [`127.0.0.1:${server.addr.port}`]);
+});
+
+Deno.test("connect() bypasses the proxy for hosts in NO_PROXY, and with proxy: false", async () => {
+  const { server } = echoServer();
+  await using _ = server;
+  await using proxy = new TestProxy();
+  await withProxyEnv({
+    HTTP_PROXY: `http://127.0.0.1:${proxy.port}`,
+    NO_PROXY: "127.0.0.1",
+  }, async () => {
+    const ws = await deadline(
+      connect(`ws://127.0.0.1:${server.addr.port}/`, { pingInterval: 0 }),
+      "connect",
+    );
+    await ws.send("direct");
+    assert.equal(await receive(ws), "direct");
+    await closeCleanly(ws);
+  });
+  await withProxyEnv({
+    http_proxy: `http://127.0.0.1:${proxy.port}`,
+    no_proxy: "example.com, 127.0.0.1",
+  }, async () => {
+    const ws = await deadline(
+      connect(`ws://127.0.0.1:${server.addr.port}/`, { pingInterval: 0 }),
+      "connect",
+    );
+    await closeCleanly(ws);
+  });
+  await withProxyEnv({
+    HTTP_PROXY: `http://127.0.0.1:${proxy.port}`,
+  }, async () => {
+    const ws = await deadline(
+      connect(`ws://127.0.0.1:${server.addr.port}/`, {
+        pingInterval: 0,
+        proxy: false,
+      }),
+      "connect",
+    );
+    await closeCleanly(ws);
+  });
+  assert.equal(proxy.accepted, 0);
+});
+
+// ---------------------------------------------------------------------------
+// Hostile and broken servers
+// ---------------------------------------------------------------------------
+
+Deno.test("connect() fails with a HandshakeError naming sec-websocket-accept when the accept key is wrong", async () => {
+  await using raw = new RawServer(async (peer) => {
+    await peer.readHead();
+    await peer.write(
+      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n",
+    );
+    await peer.readToEnd();
+  });
+  const error = await rejection(
+    connect(`ws://127.0.0.1:${raw.port}/`, { pingInterval: 0 }),
+    "connect",
+  );
+  assert.ok(error instanceof HandshakeError, String(error));
+  assert.equal(error.header, "sec-websocket-accept");
+  assert.equal(error.status, 101);
+});
+
+Deno.test("connect() fails with a HandshakeError carrying status 200 and the body", async () => {
+  const body = "<html>not a websocket server</html>";
+  await using raw = new RawServer(async (peer) => {
+    await peer.readHead();
+    await peer.write(
+      `HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: ${body.length}\r\n\r\n${body}`,
+    );
+    await peer.readToEnd();
+  });
+  const error = await rejection(
+    connect(`ws://127.0.0.1:${raw.port}/`, { pingInterval: 0 }),
+    "connect",
+  );
+  assert.ok(error instanceof HandshakeError, String(error));
+  assert.equal(error.status, 200);
+  assert.equal(decoder.decode(error.body), body);
+  assert.equal(error.headers?.get("content-type"), "text/html");
+});
+
+Deno.test("connect() fails with a HandshakeError naming sec-websocket-protocol for an unrequested subprotocol", async () => {
+  await using raw = new RawServer(async (peer) => {
+    const request = await peer.readHead();
+    await peer.accept(request, ["Sec-WebSocket-Protocol: evil"]);
+    await peer.readToEnd();
+  });
+  for (const protocols of [[], ["chat"]]) {
+    const error = await rejection(
+      connect(`ws://127.0.0.1:${raw.port}/`, { pingInterval: 0, protocols }),
+      "connect",
+    );
+    assert.ok(error instanceof HandshakeError, String(error));
+    assert.equal(error.header, "sec-websocket-protocol");
+  }
+});
+
+Deno.test("connect() fails the connection with 1002 on a masked server frame (RFC 6455 §5.1)", async () => {
+  const closeFrame = Promise.withResolvers<Frame | null>();
+  await using raw = new RawServer(async (peer) => {
+    const request = await peer.readHead();
+    await peer.accept(request);
+    await peer.write(
+      encodeFrame(
+        frameOf(0x1, encoder.encode("masked"), new Uint8Array([1, 2, 3, 4])),
+      ),
+    );
+    closeFrame.resolve(await peer.readFrame());
+    await peer.readToEnd();
+  });
+  const ws = await deadline(
+    connect(`ws://127.0.0.1:${raw.port}/`, { pingInterval: 0, deflate: false }),
+    "connect",
+  );
+  const error = await rejection(
+    (async () => {
+      for await (const _ of ws) assert.fail("no message may arrive");
+    })(),
+    "iteration",
+  );
+  assert.ok(error instanceof ProtocolError, String(error));
+  assert.equal(error.closeCode, 1002);
+  assert.equal(
+    closeCodeOf(await deadline(closeFrame.promise, "close frame")),
+    1002,
+  );
+  const info = await deadline(ws.closed, "closed");
+  assert.equal(info.wasClean, false);
+});
+
+Deno.test("connect() refuses a frame announcing 2^63 - 1 bytes from its header", async () => {
+  const closeFrame = Promise.withResolvers<Frame | null>();
+  await using raw = new RawServer(async (peer) => {
+    const request = await peer.readHead();
+    await peer.accept(request);
+    // FIN + binary, 127 = 64-bit length 0x7FFF_FFFF_FFFF_FFFF, then a little
+    // payload: the client must decide from the header alone.
+    await peer.write(
+      new Uint8Array([
+        0x82,
+        0x7f,
+        0x7f,
+        0xff,
+        0xff,
+        0xff,
+        0xff,
+        0xff,
+        0xff,
+        0xff,
+        1,
+        2,
+        3,
+      ]),
+    );
+    closeFrame.resolve(await peer.readFrame());
+    await peer.readToEnd();
+  });
+  const ws = await deadline(
+    connect(`ws://127.0.0.1:${raw.port}/`, { pingInterval: 0, deflate: false }),
+    "connect",
+  );
+  const error = await rejection(
+    (async () => {
+      for await (const _ of ws) assert.fail("no message may arrive");
+    })(),
+    "iteration",
+  );
+  assert.ok(error instanceof ProtocolError, String(error));
+  assert.ok([1002, 1009].includes(error.closeCode), String(error.closeCode));
+  const code = closeCodeOf(await deadline(closeFrame.promise, "close frame"));
+  assert.equal(code, error.closeCode);
+  assert.equal((await deadline(ws.closed, "closed")).wasClean, false);
+});
+
+Deno.test("connect() refuses a frame over maxMessageSize with 1009", async () => {
+  const closeFrame = Promise.withResolvers<Frame | null>();
+  await using raw = new RawServer(async (peer) => {
+    const request = await peer.readHead();
+    await peer.accept(request);
+    await peer.write(encodeFrame(frameOf(0x2, new Uint8Array(1001))));
+    closeFrame.resolve(await peer.readFrame());
+    await peer.readToEnd();
+  });
+  const ws = await deadline(
+    connect(`ws://127.0.0.1:${raw.port}/`, {
+      pingInterval: 0,
+      deflate: false,
+      maxMessageSize: 1000,
+    }),
+    "connect",
+  );
+  const error = await rejection(
+    (async () => {
+      for await (const _ of ws) assert.fail("no message may arrive");
+    })(),
+    "iteration",
+  );
+  assert.ok(error instanceof ProtocolError, String(error));
+  assert.equal(error.closeCode, 1009);
+  assert.equal(
+    closeCodeOf(await deadline(closeFrame.promise, "close frame")),
+    1009,
+  );
+  await deadline(ws.closed, "closed");
+});
+
+Deno.test("connect() rejects with a TimeoutError after handshakeTimeout when the server never answers", async () => {
+  const ended = Promise.withResolvers<void>();
+  await using raw = new RawServer(async (peer) => {
+    await peer.readHead();
+    // Never answer; the client must give up and close TCP.
+    await peer.readToEnd();
+    ended.resolve();
+  });
+  const error = await rejection(
+    connect(`ws://127.0.0.1:${raw.port}/`, {
+      pingInterval: 0,
+      handshakeTimeout: 200,
+    }),
+    "connect",
+  );
+  assert.ok(error instanceof DOMException, String(error));
+  assert.equal(error.name, "TimeoutError");
+  assert.match(error.message, /200 ms/);
+  await deadline(ended.promise, "the raw server to see EOF");
+});
+
+Deno.test("connect() rejects with a TimeoutError when the server answers half a head", async () => {
+  await using raw = new RawServer(async (peer) => {
+    await peer.readHead();
+    await peer.write("HTTP/1.1 101 Switching Protocols\r\nUpgrade: webs");
+    await peer.readToEnd();
+  });
+  const error = await rejection(
+    connect(`ws://127.0.0.1:${raw.port}/`, {
+      pingInterval: 0,
+      handshakeTimeout: 200,
+    }),
+    "connect",
+  );
+  assert.ok(error instanceof DOMException, String(error));
+  assert.equal(error.name, "TimeoutError");
+});
+
+Deno.test("WebSocketClient.close() closes TCP after closeTimeout when the server never answers the close", async () => {
+  const seen = Promise.withResolvers<number>();
+  const ended = Promise.withResolvers<void>();
+  await using raw = new RawServer(async (peer) => {
+    const request = await peer.readHead();
+    await peer.accept(request);
+    seen.resolve(closeCodeOf(await peer.readFrame()));
+    // No close frame back: the client must end TCP after closeTimeout.
+    await peer.readToEnd();
+    ended.resolve();
+  });
+  const ws = await deadline(
+    connect(`ws://127.0.0.1:${raw.port}/`, {
+      pingInterval: 0,
+      deflate: false,
+      closeTimeout: 200,
+    }),
+    "connect",
+  );
+  const info = await deadline(ws.close(1000, "done"), "close");
+  assert.equal(await seen.promise, 1000);
+  assert.equal(info.wasClean, false);
+  assert.equal(info.code, 1006);
+  await deadline(ended.promise, "the raw server to see EOF");
+});
+
+Deno.test("connect() rejects with the signal's reason when aborted during the handshake", async () => {
+  const ended = Promise.withResolvers<void>();
+  const requested = Promise.withResolvers<void>();
+  await using raw = new RawServer(async (peer) => {
+    await peer.readHead();
+    requested.resolve();
+    await peer.readToEnd();
+    ended.resolve();
+  });
+  const controller = new AbortController();
+  const pending = connect(`ws://127.0.0.1:${raw.port}/`, {
+    pingInterval: 0,
+    signal: controller.signal,
+  });
+  await deadline(requested.promise, "the upgrade request");
+  const reason = new Error("caller gave up");
+  controller.abort(reason);
+  const error = await rejection(pending, "connect");
+  assert.equal(error, reason);
+  await deadline(ended.promise, "the raw server to see EOF");
+
+  // An already aborted signal fails at once.
+  const again = await rejection(
+    connect(`ws://127.0.0.1:${raw.port}/`, {
+      pingInterval: 0,
+      signal: AbortSignal.abort(reason),
+    }),
+    "connect",
+  );
+  assert.equal(again, reason);
+});
+
+Deno.test("connect() closes an open connection with 1001 when the signal aborts", async () => {
+  const closes = Promise.withResolvers<{ code: number; reason: string }>();
+  await using server = serve({ hostname: "127.0.0.1", port: 0 }, async (ws) => {
+    for await (const message of ws) await ws.send(message);
+    closes.resolve(await ws.closed);
+  });
+  const controller = new AbortController();
+  const ws = await deadline(
+    connect(`ws://127.0.0.1:${server.addr.port}/`, {
+      pingInterval: 0,
+      signal: controller.signal,
+    }),
+    "connect",
+  );
+  await ws.send("before abort");
+  assert.equal(await receive(ws), "before abort");
+  controller.abort();
+  const info = await deadline(ws.closed, "closed");
+  assert.equal(info.code, 1001);
+  assert.equal(info.wasClean, true);
+  assert.equal((await deadline(closes.promise, "server close")).code, 1001);
+});
+
+Deno.test("connect() rejects with a TimeoutError when a wss server never speaks TLS", async () => {
+  const release = Promise.withResolvers<void>();
+  await using raw = new RawServer(async () => {
+    // Accept TCP, never answer the ClientHello. The server ends the TCP
+    // connection itself: Deno's TlsConn.close() does not close the socket
+    // while its TLS handshake is pending (same with bare Deno.connectTls),
+    // so the raw server would not see EOF from the client.
+    await release.promise;
+  });
+  try {
+    const error = await rejection(
+      connect(`wss://127.0.0.1:${raw.port}/`, {
+        pingInterval: 0,
+        handshakeTimeout: 200,
+      }),
+      "connect",
+    );
+    assert.ok(error instanceof DOMException, String(error));
+    assert.equal(error.name, "TimeoutError");
+  } finally {
+    release.resolve();
+  }
+});
+
+Deno.test("connect() rejects with a TimeoutError when the proxy never answers CONNECT", async () => {
+  const ended = Promise.withResolvers<void>();
+  await using proxy = new RawServer(async (peer) => {
+    await peer.readHead();
+    await peer.readToEnd();
+    ended.resolve();
+  });
+  const error = await rejection(
+    connect("ws://127.0.0.1:9/", {
+      pingInterval: 0,
+      handshakeTimeout: 200,
+      proxy: `http://127.0.0.1:${proxy.port}`,
+    }),
+    "connect",
+  );
+  assert.ok(error instanceof DOMException, String(error));
+  assert.equal(error.name, "TimeoutError");
+  await deadline(ended.promise, "the proxy to see EOF");
+});
+
+Deno.test("connect() fails with a HandshakeError when the proxy refuses the tunnel", async () => {
+  await using proxy = new RawServer(async (peer) => {
+    await peer.readHead();
+    await peer.write(
+      "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 8\r\n\r\nno route",
+    );
+    await peer.readToEnd();
+  });
+  const error = await rejection(
+    connect("ws://127.0.0.1:9/", {
+      pingInterval: 0,
+      proxy: `http://127.0.0.1:${proxy.port}`,
+    }),
+    "connect",
+  );
+  assert.ok(error instanceof HandshakeError, String(error));
+  assert.equal(error.status, 502);
+  assert.match(error.message, /proxy answered 502 Bad Gateway/);
+  assert.equal(decoder.decode(error.body), "no route");
+});
+
+Deno.test("connect() rejects with ConnectionRefused when nothing listens", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  const error = await rejection(
+    connect(`ws://127.0.0.1:${port}/`, { pingInterval: 0 }),
+    "connect",
+  );
+  assert.ok(error instanceof Deno.errors.ConnectionRefused, String(error));
+});
+
+Deno.test("connect() delivers frames that arrive in the same packet as the 101", async () => {
+  await using raw = new RawServer(async (peer) => {
+    const request = await peer.readHead();
+    const accept = await createAcceptKey(request.get("sec-websocket-key")!);
+    await peer.write(concat(
+      encoder.encode(
+        `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`,
+      ),
+      encodeFrame(frameOf(0x1, encoder.encode("early"))),
+      encodeFrame(frameOf(0x2, new Uint8Array([1, 2, 3]))),
+      encodeFrame(frameOf(0x8, new Uint8Array([0x03, 0xe8]))),
+    ));
+    closeCodeOf(await peer.readFrame());
+  });
+  const ws = await deadline(
+    connect(`ws://127.0.0.1:${raw.port}/`, { pingInterval: 0, deflate: false }),
+    "connect",
+  );
+  const received: WebSocketMessage[] = [];
+  await deadline(
+    (async () => {
+      for await (const message of ws) received.push(message);
+    })(),
+    "iteration",
+  );
+  assert.deepEqual(received, ["early", new Uint8Array([1, 2, 3])]);
+  assert.deepEqual(await deadline(ws.closed, "closed"), {
+    code: 1000,
+    reason: "",
+    wasClean: true,
+  });
+});
+
+Deno.test("connect() sends the URL's user info as Basic credentials", async () => {
+  const { server, requests } = echoServer();
+  await using _ = server;
+  const ws = await deadline(
+    connect(`ws://us%20er:p%40ss@127.0.0.1:${server.addr.port}/`, {
+      pingInterval: 0,
+    }),
+    "connect",
+  );
+  await closeCleanly(ws);
+  assert.equal(
+    requests[0]?.headers.get("authorization"),
+    `Basic ${encoder.encode("us er:p@ss").toBase64()}`,
+  );
+});
+
+Deno.test("connect() answers a server ping with a masked pong carrying its payload (RFC 6455 §5.5.3)", async () => {
+  const pong = Promise.withResolvers<Frame | null>();
+  await using raw = new RawServer(async (peer) => {
+    const request = await peer.readHead();
+    await peer.accept(request);
+    await peer.write(encodeFrame(frameOf(0xa, encoder.encode("unsolicited"))));
+    await peer.write(
+      encodeFrame(frameOf(0x9, encoder.encode("are you there"))),
+    );
+    pong.resolve(await peer.readFrame());
+    await peer.write(encodeFrame(frameOf(0x1, encoder.encode("still here"))));
+    closeCodeOf(await peer.readFrame());
+    await peer.write(encodeFrame(frameOf(0x8, new Uint8Array([0x03, 0xe8]))));
+  });
+  const ws = await deadline(
+    connect(`ws://127.0.0.1:${raw.port}/`, { pingInterval: 0, deflate: false }),
+    "connect",
+  );
+  const frame = await deadline(pong.promise, "pong");
+  assert.ok(frame !== null);
+  assert.equal(frame.opcode, 0xa);
+  assert.ok(frame.mask !== undefined, "client frames are masked");
+  assert.equal(decoder.decode(frame.payload), "are you there");
+  assert.equal(await receive(ws), "still here");
+  await closeCleanly(ws);
+});
+
+Deno.test("connect() fails the connection with 1007 on invalid UTF-8 from the server", async () => {
+  const closeFrame = Promise.withResolvers<Frame | null>();
+  await using raw = new RawServer(async (peer) => {
+    const request = await peer.readHead();
+    await peer.accept(request);
+    await peer.write(
+      encodeFrame(frameOf(0x1, new Uint8Array([0x68, 0xc3, 0x28]))),
+    );
+    closeFrame.resolve(await peer.readFrame());
+    await peer.readToEnd();
+  });
+  const ws = await deadline(
+    connect(`ws://127.0.0.1:${raw.port}/`, { pingInterval: 0, deflate: false }),
+    "connect",
+  );
+  const error = await rejection(
+    (async () => {
+      for await (const _ of ws) assert.fail("no message may arrive");
+    })(),
+    "iteration",
+  );
+  assert.ok(error instanceof ProtocolError, String(error));
+  assert.equal(error.closeCode, 1007);
+  assert.equal(
+    closeCodeOf(await deadline(closeFrame.promise, "close frame")),
+    1007,
+  );
+  await deadline(ws.closed, "closed");
+});
+
+Deno.test("connect() with keepalive pings the server and fails the connection when no pong comes", async () => {
+  const frames: Frame[] = [];
+  await using raw = new RawServer(async (peer) => {
+    const request = await peer.readHead();
+    await peer.accept(request);
+    // Never answer pings; record what the client sends until it hangs up.
+    for (let frame; (frame = await peer.readFrame()) !== null;) {
+      frames.push(frame);
+    }
+  });
+  const ws = await deadline(
+    connect(`ws://127.0.0.1:${raw.port}/`, {
+      pingInterval: 50,
+      pingTimeout: 100,
+      closeTimeout: 100,
+      deflate: false,
+    }),
+    "connect",
+  );
+  const error = await rejection(
+    (async () => {
+      for await (const _ of ws) assert.fail("no message may arrive");
+    })(),
+    "iteration",
+  );
+  assert.ok(error instanceof DOMException, String(error));
+  assert.equal(error.name, "TimeoutError");
+  const info = await deadline(ws.closed, "closed");
+  assert.equal(info.wasClean, false);
+  await raw[Symbol.asyncDispose]();
+  assert.equal(frames[0]?.opcode, 0x9, "a ping first");
+  const close = frames.find((frame) => frame.opcode === 0x8);
+  assert.ok(close !== undefined, "then a close frame");
+  assert.equal(closeCodeOf(close), 1011);
+});
+
+// ---------------------------------------------------------------------------
+// Redirects
+// ---------------------------------------------------------------------------
+
+Deno.test("connect() does not follow a redirect by default: HandshakeError with status 302", async () => {
+  const { server } = echoServer();
+  await using _ = server;
+  await using raw = new RawServer(async (peer) => {
+    await peer.readHead();
+    await peer.write(
+      `HTTP/1.1 302 Found\r\nLocation: ws://127.0.0.1:${server.addr.port}/moved\r\nContent-Length: 0\r\n\r\n`,
+    );
+    await peer.readToEnd();
+  });
+  const error = await rejection(
+    connect(`ws://127.0.0.1:${raw.port}/old`, { pingInterval: 0 }),
+    "connect",
+  );
+  assert.ok(error instanceof HandshakeError, String(error));
+  assert.equal(error.status, 302);
+  assert.equal(
+    error.headers?.get("location"),
+    `ws://127.0.0.1:${server.addr.port}/moved`,
+  );
+});
+
+Deno.test("connect() follows a redirect to serve() with maxRedirects: 1", async () => {
+  const { server, requests } = echoServer();
+  await using _ = server;
+  await using raw = new RawServer(async (peer) => {
+    await peer.readHead();
+    await peer.write(
+      `HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:${server.addr.port}/moved?x=1\r\nContent-Length: 0\r\n\r\n`,
+    );
+    await peer.readToEnd();
+  });
+  const ws = await deadline(
+    connect(`ws://127.0.0.1:${raw.port}/old`, {
+      pingInterval: 0,
+      maxRedirects: 1,
+    }),
+    "connect",
+  );
+  assert.equal(ws.url, `ws://127.0.0.1:${server.addr.port}/moved?x=1`);
+  await ws.send("redirected");
+  assert.equal(await receive(ws), "redirected");
+  await closeCleanly(ws);
+  assert.equal(new URL(requests[0]!.url).pathname, "/moved");
+
+  // Two hops with maxRedirects: 1 stop at the second.
+  await using twice = new RawServer(async (peer) => {
+    await peer.readHead();
+    await peer.write(
+      `HTTP/1.1 307 Temporary Redirect\r\nLocation: ws://127.0.0.1:${raw.port}/old\r\nContent-Length: 0\r\n\r\n`,
+    );
+    await peer.readToEnd();
+  });
+  const error = await rejection(
+    connect(`ws://127.0.0.1:${twice.port}/`, {
+      pingInterval: 0,
+      maxRedirects: 1,
+    }),
+    "connect",
+  );
+  assert.ok(error instanceof HandshakeError);
+  assert.equal(error.status, 302);
+});
+
+Deno.test("connect() drops Authorization and Cookie on a redirect to another host, and keeps them on the same host", async () => {
+  // One raw server, two host names: 127.0.0.1 and localhost.
+  const seen: RawRequest[] = [];
+  let target = "";
+  await using raw = new RawServer(async (peer) => {
+    const request = await peer.readHead();
+    seen.push(request);
+    if (request.line.startsWith("GET /start ")) {
+      await peer.write(
+        `HTTP/1.1 301 Moved Permanently\r\nLocation: ${target}\r\nContent-Length: 0\r\n\r\n`,
+      );
+      await peer.readToEnd();
+      return;
+    }
+    await peer.accept(request);
+    closeCodeOf(await peer.readFrame());
+    await peer.write(encodeFrame(frameOf(0x8, new Uint8Array([0x03, 0xe8]))));
+  });
+  const headers: [string, string][] = [
+    ["Authorization", "Bearer t0ken"],
+    ["Cookie", "session=s3cret"],
+    ["User-Agent", "crawler/1.0"],
+  ];
+  for (
+    const [from, to, kept] of [
+      ["127.0.0.1", "localhost", false],
+      ["127.0.0.1", "127.0.0.1", true],
+      ["localhost", "localhost", true],
+    ] as const
+  ) {
+    seen.length = 0;
+    target = `ws://${to}:${raw.port}/end`;
+    const ws = await deadline(
+      connect(`ws://${from}:${raw.port}/start`, {
+        pingInterval: 0,
+        deflate: false,
+        maxRedirects: 1,
+        headers,
+      }),
+      "connect",
+    );
+    await closeCleanly(ws);
+    assert.equal(seen.length, 2);
+    const [first, second] = seen as [RawRequest, RawRequest];
+    assert.equal(first.get("authorization"), "Bearer t0ken");
+    assert.equal(first.get("cookie"), "session=s3cret");
+    assert.equal(second.line, "GET /end HTTP/1.1");
+    assert.equal(second.get("host"), `${to}:${raw.port}`);
+    assert.equal(second.get("user-agent"), "crawler/1.0");
+    assert.equal(
+      second.get("authorization"),
+      kept ? "Bearer t0ken" : undefined,
+      `${from} -> ${to}`,
+    );
+    assert.equal(
+      second.get("cookie"),
+      kept ? "session=s3cret" : undefined,
+      `${from} -> ${to}`,
+    );
+  }
+});
+
+Deno.test("connect() drops Authorization and Cookie on a redirect from wss: to ws: on the same host", async () => {
+  // wss://localhost/ -> ws://localhost/: same host, but the credentials
+  // would cross in clear text. The proxy routes :443 to a TLS serve() that
+  // redirects and :80 to a raw server that records the request.
+  const { cert, key } = await makeCertificate();
+  await using secure = serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    cert,
+    key,
+    upgrade: () =>
+      new Response(null, {
+        status: 302,
+        headers: { Location: "ws://localhost/end" },
+      }),
+  }, () => {});
+  const seen: RawRequest[] = [];
+  await using raw = new RawServer(async (peer) => {
+    const request = await peer.readHead();
+    seen.push(request);
+    await peer.accept(request);
+    closeCodeOf(await peer.readFrame());
+    await peer.write(encodeFrame(frameOf(0x8, new Uint8Array([0x03, 0xe8]))));
+  });
+  await using proxy = new TestProxy({
+    route: (authority) =>
+      authority.endsWith(":443") ? secure.addr.port : raw.port,
+  });
+  const ws = await deadline(
+    connect("wss://localhost/start", {
+      pingInterval: 0,
+      deflate: false,
+      caCerts: [cert],
+      maxRedirects: 1,
+      proxy: `http://127.0.0.1:${proxy.port}`,
+      headers: [["Authorization", "Bearer t0ken"], ["Cookie", "a=b"]],
+    }),
+    "connect",
+  );
+  await closeCleanly(ws);
+  assert.deepEqual(proxy.connects, ["localhost:443", "localhost:80"]);
+  assert.equal(seen.length, 1);
+  assert.equal(seen[0]!.get("authorization"), undefined);
+  assert.equal(seen[0]!.get("cookie"), undefined);
+});
+
+Deno.test("connect() fails with a HandshakeError on a redirect to a bad Location", async () => {
+  let location = "";
+  await using raw = new RawServer(async (peer) => {
+    await peer.readHead();
+    await peer.write(
+      `HTTP/1.1 302 Found\r\nLocation: ${location}\r\nContent-Length: 0\r\n\r\n`,
+    );
+    await peer.readToEnd();
+  });
+  for (
+    location of ["ftp://127.0.0.1/file", "http://[::1", "file:///etc/passwd"]
+  ) {
+    const error = await rejection(
+      connect(`ws://127.0.0.1:${raw.port}/`, {
+        pingInterval: 0,
+        maxRedirects: 1,
+      }),
+      location,
+    );
+    assert.ok(error instanceof HandshakeError, `${location}: ${error}`);
+    assert.equal(error.status, 302);
+    assert.equal(error.header, "location");
+  }
+});
+
+Deno.test("connect() follows a redirect whose Location has a fragment, without the fragment", async () => {
+  const lines: string[] = [];
+  await using raw = new RawServer(async (peer) => {
+    const request = await peer.readHead();
+    lines.push(request.line);
+    if (request.line.startsWith("GET /start ")) {
+      await peer.write(
+        `HTTP/1.1 302 Found\r\nLocation: /end?x=1#section\r\nContent-Length: 0\r\n\r\n`,
+      );
+      await peer.readToEnd();
+      return;
+    }
+    await peer.accept(request);
+    closeCodeOf(await peer.readFrame());
+    await peer.write(encodeFrame(frameOf(0x8, new Uint8Array([0x03, 0xe8]))));
+  });
+  const ws = await deadline(
+    connect(`ws://127.0.0.1:${raw.port}/start`, {
+      pingInterval: 0,
+      deflate: false,
+      maxRedirects: 1,
+    }),
+    "connect",
+  );
+  assert.equal(ws.url, `ws://127.0.0.1:${raw.port}/end?x=1`);
+  await closeCleanly(ws);
+  assert.deepEqual(lines, ["GET /start HTTP/1.1", "GET /end?x=1 HTTP/1.1"]);
+});
+
+// ---------------------------------------------------------------------------
+// The echo client (examples/echo_client.ts) as a process
+// ---------------------------------------------------------------------------
+
+interface ProcessResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the echo client; kills it if it does not exit within the deadline. */
+async function runEchoClient(args: string[]): Promise<ProcessResult> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "examples/echo_client.ts", ...args],
+    cwd: ROOT,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const output = child.output();
+  try {
+    const { code, stdout, stderr } = await deadline(
+      output,
+      "the echo client to exit",
+      20_000,
+    );
+    return {
+      code,
+      stdout: decoder.decode(stdout),
+      stderr: decoder.decode(stderr),
+    };
+  } catch (error) {
+    try {
+      child.kill();
+    } catch {
+      // Exited already.
+    }
+    await output;
+    throw error;
+  }
+}
+
+Deno.test("the echo client echoes every message with its type and exits 0 after a clean close", async () => {
+  const messages: (string | Uint8Array<ArrayBuffer>)[] = [
+    "hello",
+    "",
+    new Uint8Array([0, 1, 2, 255]),
+    new Uint8Array(0),
+    "Здравствуй 😀".repeat(1000),
+    "z".repeat(300_000),
+    new Uint8Array(3 * 1024 * 1024).map((_, i) => (i * 31) & 0xff),
+  ];
+  const result = Promise.withResolvers<void>();
+  await using server = serve({ hostname: "127.0.0.1", port: 0 }, async (ws) => {
+    try {
+      for (const message of messages) await ws.send(message);
+      const echoes: WebSocketMessage[] = [];
+      for await (const message of ws) {
+        echoes.push(message);
+        if (echoes.length === messages.length) break;
+      }
+      assert.equal(echoes.length, messages.length);
+      for (let i = 0; i < messages.length; i++) {
+        const expected = messages[i]!;
+        const actual = echoes[i]!;
+        assert.equal(typeof actual, typeof expected, `message ${i}`);
+        assert.deepEqual(actual, expected, `message ${i}`);
+      }
+      await ws.close(1000, "done");
+      result.resolve();
+    } catch (error) {
+      result.reject(error);
+      await ws.close(1011);
+    }
+  });
+  const [run] = await Promise.all([
+    runEchoClient([`ws://127.0.0.1:${server.addr.port}/`]),
+    deadline(result.promise, "the server's checks", 20_000),
+  ]);
+  assert.equal(run.code, 0, run.stderr);
+  assert.equal(run.stderr, "");
+});
+
+Deno.test("the echo client takes flags before and after the URL", async () => {
+  const seen = Promise.withResolvers<
+    { header: string | null; protocol: string }
+  >();
+  await using server = serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    protocols: ["chat"],
+  }, async (ws, request) => {
+    seen.resolve({
+      header: request.headers.get("x-test"),
+      protocol: ws.protocol,
+    });
+    await ws.send("ping");
+    for await (const message of ws) {
+      if (message === "ping") break;
+    }
+    await ws.close(1000);
+  });
+  const run = await runEchoClient([
+    "--header",
+    "X-Test: 1",
+    `ws://127.0.0.1:${server.addr.port}/`,
+    "--protocol",
+    "chat",
+  ]);
+  assert.equal(run.code, 0, run.stderr);
+  assert.deepEqual(await seen.promise, { header: "1", protocol: "chat" });
+});
+
+Deno.test("the echo client trusts the --ca file for wss:", async () => {
+  const { cert, key } = await makeCertificate();
+  const done = Promise.withResolvers<void>();
+  await using server = serve(
+    { hostname: "127.0.0.1", port: 0, cert, key },
+    async (ws) => {
+      try {
+        await ws.send("secure");
+        const echo = await ws[Symbol.asyncIterator]().next();
+        assert.equal(echo.value, "secure");
+        await ws.close(1000);
+        done.resolve();
+      } catch (error) {
+        done.reject(error);
+      }
+    },
+  );
+  const file = await Deno.makeTempFile({ suffix: ".pem" });
+  try {
+    await Deno.writeTextFile(file, cert);
+    const [run] = await Promise.all([
+      runEchoClient([`wss://localhost:${server.addr.port}/`, "--ca", file]),
+      deadline(done.promise, "the server's checks", 20_000),
+    ]);
+    assert.equal(run.code, 0, run.stderr);
+  } finally {
+    await Deno.remove(file);
+  }
+});
+
+Deno.test("the echo client exits non-zero with the reason on stderr after a refused handshake", async () => {
+  await using server = serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    upgrade: () => new Response("go away", { status: 403 }),
+  }, () => {});
+  const run = await runEchoClient([`ws://127.0.0.1:${server.addr.port}/`]);
+  assert.notEqual(run.code, 0);
+  assert.match(run.stderr, /403/);
+});
+
+Deno.test("the echo client exits non-zero when the server drops TCP without a close frame", async () => {
+  await using raw = new RawServer(async (peer) => {
+    const request = await peer.readHead();
+    await peer.accept(request);
+    await peer.write(encodeFrame(frameOf(0x1, encoder.encode("one"))));
+    // Read the echo, then drop the connection without a close frame.
+    const frame = await peer.readFrame();
+    assert.equal(decoder.decode(frame?.payload), "one");
+  });
+  const run = await runEchoClient([
+    `ws://127.0.0.1:${raw.port}/`,
+    "--no-deflate",
+  ]);
+  assert.notEqual(run.code, 0);
+  assert.match(run.stderr, /1006/);
+});
