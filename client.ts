@@ -28,6 +28,12 @@
  * @module
  */
 
+import {
+  closeQuietly,
+  noDelay,
+  pickConnectionOptions,
+  writeAll,
+} from "./_socket.ts";
 import { type ConnectionOptions, WebSocketConnection } from "./connection.ts";
 import {
   acceptDeflateResponse,
@@ -415,11 +421,7 @@ async function attempt(
   const proxy = proxyFor(url, options.proxy);
   let conn: Deno.Conn | undefined;
   const onAbort = () => {
-    try {
-      conn?.close();
-    } catch {
-      // Closed already.
-    }
+    if (conn !== undefined) closeQuietly(conn);
   };
   signal.addEventListener("abort", onAbort, { once: true });
   let handedOver = false;
@@ -566,27 +568,6 @@ async function attempt(
 
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 
-function pickConnectionOptions(
-  options: ConnectOptions,
-): Omit<ConnectionOptions, "role"> {
-  const picked: Omit<ConnectionOptions, "role"> = {};
-  const keys = [
-    "maxMessageSize",
-    "maxFrameSize",
-    "maxFragments",
-    "pingInterval",
-    "pingTimeout",
-    "closeTimeout",
-    "writeHighWaterMark",
-    "maxBufferedAmount",
-  ] as const;
-  for (const key of keys) {
-    const value = options[key];
-    if (value !== undefined) picked[key] = value;
-  }
-  return picked;
-}
-
 // Reads the body of a refused handshake, up to `max` bytes, for the error.
 async function readBody(
   reader: ReadableStreamDefaultReader<Uint8Array>,
@@ -638,18 +619,6 @@ function basic(user: string, password: string): string {
   return `Basic ${new TextEncoder().encode(text).toBase64()}`;
 }
 
-// Small frames go out at once: Nagle's algorithm with delayed ACKs would hold
-// each batch of small messages for up to 40 ms.
-function noDelay(conn: Deno.Conn): void {
-  const setNoDelay = (conn as { setNoDelay?: (value: boolean) => void })
-    .setNoDelay;
-  try {
-    setNoDelay?.call(conn, true);
-  } catch {
-    // Not a TCP socket underneath: nothing to tune.
-  }
-}
-
 // The URL a connection reports: credentials in it are secrets.
 function withoutCredentials(url: URL): string {
   if (url.username === "" && url.password === "") return url.href;
@@ -657,13 +626,6 @@ function withoutCredentials(url: URL): string {
   copy.username = "";
   copy.password = "";
   return copy.href;
-}
-
-async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
-  let offset = 0;
-  while (offset < bytes.length) {
-    offset += await conn.write(bytes.subarray(offset));
-  }
 }
 
 // ---------------------------------------------------------------------------
@@ -819,11 +781,7 @@ async function tunnel(
     }
     return conn;
   } catch (error) {
-    try {
-      conn.close();
-    } catch {
-      // Closed already.
-    }
+    closeQuietly(conn);
     throw error;
   }
 }

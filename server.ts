@@ -29,6 +29,12 @@
  */
 
 import {
+  closeQuietly,
+  noDelay,
+  pickConnectionOptions,
+  writeAll,
+} from "./_socket.ts";
+import {
   type CloseInfo,
   type ConnectionOptions,
   type SendOptions,
@@ -42,8 +48,13 @@ import {
   PerMessageDeflate,
   type PerMessageDeflateOptions,
 } from "./deflate.ts";
-import { ConnectionClosedError, HandshakeError } from "./errors.ts";
 import {
+  ConnectionClosedError,
+  HandshakeError,
+  ProtocolError,
+} from "./errors.ts";
+import {
+  buildErrorResponse,
   buildUpgradeResponse,
   errorResponseFor,
   type ExtensionOffer,
@@ -56,7 +67,22 @@ import {
   validateUpgradeRequest,
 } from "./handshake.ts";
 
-/** What the upgrade hook of {@linkcode ServeOptions.upgrade} returns to accept a client. */
+/**
+ * What the upgrade hook of {@linkcode ServeOptions.upgrade} returns to accept
+ * a client.
+ *
+ * @example Accepting with a cookie and per-connection data
+ * ```ts
+ * import type { UpgradeAccept } from "@rfc6455/websocket/server";
+ * import assert from "node:assert/strict";
+ *
+ * const accept: UpgradeAccept<{ room: string }> = {
+ *   headers: [["Set-Cookie", "seen=1"]],
+ *   data: { room: "lobby" },
+ * };
+ * assert.equal(accept.data?.room, "lobby");
+ * ```
+ */
 export interface UpgradeAccept<T> {
   /** Extra headers for the `101` answer, such as `Set-Cookie`. @default {[]} */
   headers?: [string, string][];
@@ -69,7 +95,21 @@ export interface UpgradeAccept<T> {
   protocol?: string;
 }
 
-/** What an upgrade request looks like to the upgrade hook. */
+/**
+ * What an upgrade request looks like to the upgrade hook.
+ *
+ * @example Picking a subprotocol in the hook
+ * ```ts
+ * import type { UpgradeAccept, UpgradeInfo } from "@rfc6455/websocket/server";
+ * import assert from "node:assert/strict";
+ *
+ * function hook(_request: Request, info: UpgradeInfo): UpgradeAccept<undefined> {
+ *   return info.protocols.includes("v2") ? { protocol: "v2" } : {};
+ * }
+ * const info: UpgradeInfo = { protocols: ["v1", "v2"], extensions: [], remoteAddr: undefined };
+ * assert.equal(hook(new Request("http://localhost/"), info).protocol, "v2");
+ * ```
+ */
 export interface UpgradeInfo {
   /** The subprotocols the client offered, in its order. */
   protocols: string[];
@@ -86,6 +126,17 @@ export interface UpgradeInfo {
  * `onError`.
  *
  * @typeParam T The per-connection data the upgrade hook returns.
+ *
+ * @example A chat handler
+ * ```ts
+ * import type { WebSocketHandler } from "@rfc6455/websocket/server";
+ *
+ * const handler: WebSocketHandler<{ name: string }> = async (ws, _request, data) => {
+ *   await ws.send(`welcome ${data.name}`);
+ *   for await (const message of ws) await ws.send(`${data.name}: ${message}`);
+ * };
+ * void handler;
+ * ```
  */
 export type WebSocketHandler<T = undefined> = (
   ws: WebSocketSession,
@@ -100,6 +151,22 @@ export type WebSocketHandler<T = undefined> = (
  * `ConnectionOptions`.
  *
  * @typeParam T The per-connection data the upgrade hook returns.
+ *
+ * @example A locked-down server
+ * ```ts
+ * import type { ServeOptions } from "@rfc6455/websocket/server";
+ * import assert from "node:assert/strict";
+ *
+ * const options: ServeOptions = {
+ *   port: 9001,
+ *   origins: ["https://example.com"],
+ *   protocols: ["chat.v2"],
+ *   maxMessageSize: 1 << 20,
+ *   handshakeTimeout: 2_000,
+ *   deflate: { serverNoContextTakeover: true },
+ * };
+ * assert.equal(options.port, 9001);
+ * ```
  */
 export interface ServeOptions<T = undefined> extends
   Pick<
@@ -197,8 +264,10 @@ export interface ServeOptions<T = undefined> extends
   /**
    * Hears of every failure: refused upgrades (a `HandshakeError`), handlers
    * that threw, and upgrade hooks that threw. The server goes on. By
-   * default handler errors are printed with `console.error` and refused
-   * upgrades are not reported.
+   * default handler and hook errors are printed with `console.error`;
+   * refused upgrades (`HandshakeError`) and peers that broke the protocol
+   * (`ProtocolError`) are not reported, so that no client can fill the
+   * logs.
    *
    * @default {undefined}
    */
@@ -215,7 +284,23 @@ export interface ServeOptions<T = undefined> extends
   shutdownTimeout?: number;
 }
 
-/** A running server, from {@linkcode serve}. */
+/**
+ * A running server, from {@linkcode serve}.
+ *
+ * @example Broadcasting to every connection, then shutting down
+ * ```ts
+ * import { serve, type WebSocketServer } from "@rfc6455/websocket/server";
+ * import assert from "node:assert/strict";
+ *
+ * const server: WebSocketServer = serve({ hostname: "127.0.0.1", port: 0 }, async (ws) => {
+ *   for await (const _ of ws) { }
+ * });
+ * for (const ws of server.connections) await ws.send("news");
+ * assert.equal(server.connections.size, 0);
+ * await server.shutdown();
+ * await server.finished;
+ * ```
+ */
 export interface WebSocketServer extends AsyncDisposable {
   /** The address the server listens on. */
   readonly addr: Deno.NetAddr;
@@ -298,6 +383,8 @@ export function serve<T = undefined>(
     { ws: WebSocketConnection; request: Request; data: T } | undefined
   > {
     let request: Request | undefined;
+    // Whether an answer was (being) written: after that, no 500.
+    let answered = false;
     try {
       const reader = conn.readable.getReader();
       let head: Uint8Array;
@@ -322,7 +409,9 @@ export function serve<T = undefined>(
         const response = options.onRequest === undefined
           ? upgradeRequired()
           : await options.onRequest(request);
-        await writeAll(conn, await serializeResponse(response));
+        const bytes = await serializeResponse(response);
+        answered = true;
+        await writeAll(conn, bytes);
         return undefined;
       }
       const info = validateUpgradeRequest(parsed);
@@ -332,7 +421,9 @@ export function serve<T = undefined>(
         remoteAddr: conn.remoteAddr as Deno.NetAddr,
       });
       if (decision instanceof Response) {
-        await writeAll(conn, await serializeResponse(decision));
+        const bytes = await serializeResponse(decision);
+        answered = true;
+        await writeAll(conn, bytes);
         return undefined;
       }
       if (stopping || signal.aborted) return undefined;
@@ -351,6 +442,7 @@ export function serve<T = undefined>(
         ...(decision.protocol ? { protocol: decision.protocol } : {}),
         ...(decision.headers ? { headers: decision.headers } : {}),
       });
+      answered = true;
       await writeAll(conn, answer);
       const ws = new WebSocketConnection(conn, {
         ...connectionOptions,
@@ -374,6 +466,11 @@ export function serve<T = undefined>(
         await writeAll(conn, errorResponseFor(error)).catch(() => {});
         onError(error, request);
       } else if (!signal.aborted && !stopping) {
+        // A hook (onRequest, upgrade, protocols) threw: answer 500, without
+        // details, as createFetchHandler does. Read errors have no request.
+        if (request !== undefined && !answered) {
+          await writeAll(conn, buildErrorResponse(500)).catch(() => {});
+        }
         onError(error, request);
       }
       return undefined;
@@ -382,6 +479,7 @@ export function serve<T = undefined>(
 
   async function handle(conn: Deno.Conn): Promise<void> {
     pending.add(conn);
+    noDelay(conn);
     const deadline = new AbortController();
     const timer = setTimeout(
       () =>
@@ -401,7 +499,7 @@ export function serve<T = undefined>(
       pending.delete(conn);
     }
     if (opened === undefined) {
-      safeClose(conn);
+      closeQuietly(conn);
       return;
     }
     const { ws, request, data } = opened;
@@ -426,7 +524,7 @@ export function serve<T = undefined>(
     try {
       for await (const conn of listener) {
         if (stopping) {
-          safeClose(conn);
+          closeQuietly(conn);
           continue;
         }
         track(handle(conn));
@@ -446,7 +544,7 @@ export function serve<T = undefined>(
     }
     await acceptLoop;
     // Clients still in the handshake are cut off.
-    for (const conn of pending) safeClose(conn);
+    for (const conn of pending) closeQuietly(conn);
     for (const ws of sessions.keys()) {
       if (ws.isOpen) ws.close(1001, "server shutting down");
     }
@@ -456,9 +554,11 @@ export function serve<T = undefined>(
     });
     await Promise.race([Promise.allSettled([...tasks]), expired]);
     clearTimeout(timer);
-    // Whatever did not finish in time is closed now.
-    for (const conn of sessions.values()) safeClose(conn);
-    await Promise.allSettled([...tasks]);
+    // Whatever did not finish in time is closed now. Handlers that still
+    // run after their connection closed are not waited for: one that never
+    // returns must not hold shutdown() forever.
+    for (const conn of sessions.values()) closeQuietly(conn);
+    await Promise.allSettled([...sessions.keys()].map((ws) => ws.closed));
     options.signal?.removeEventListener("abort", onAbort);
     finished.resolve();
   }
@@ -496,30 +596,11 @@ function upgradeRequired(): Response {
 }
 
 function defaultOnError(error: unknown): void {
-  if (error instanceof HandshakeError) return;
+  // Refused upgrades and peers that broke the protocol are the peers'
+  // doing: logging them by default would let any client fill the logs.
+  if (error instanceof HandshakeError || error instanceof ProtocolError) return;
   // deno-lint-ignore no-console
   console.error("WebSocket server error:", error);
-}
-
-function pickConnectionOptions(
-  options: ServeOptions<unknown>,
-): Omit<ConnectionOptions, "role"> {
-  const picked: Omit<ConnectionOptions, "role"> = {};
-  const keys = [
-    "maxMessageSize",
-    "maxFrameSize",
-    "maxFragments",
-    "pingInterval",
-    "pingTimeout",
-    "closeTimeout",
-    "writeHighWaterMark",
-    "maxBufferedAmount",
-  ] as const;
-  for (const key of keys) {
-    const value = options[key];
-    if (value !== undefined) picked[key] = value;
-  }
-  return picked;
 }
 
 function isUpgrade(headers: Headers): boolean {
@@ -649,21 +730,6 @@ async function serializeResponse(response: Response): Promise<Uint8Array> {
   return out;
 }
 
-async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
-  let offset = 0;
-  while (offset < bytes.length) {
-    offset += await conn.write(bytes.subarray(offset));
-  }
-}
-
-function safeClose(conn: Deno.Conn): void {
-  try {
-    conn.close();
-  } catch {
-    // Closed already.
-  }
-}
-
 // ---------------------------------------------------------------------------
 // Edge platforms: the same handler API over Deno.serve + Deno.upgradeWebSocket
 // ---------------------------------------------------------------------------
@@ -674,6 +740,15 @@ function safeClose(conn: Deno.Conn): void {
  * `idleTimeout` (rounded up to seconds); the other limits are the runtime's.
  *
  * @typeParam T The per-connection data the upgrade hook returns.
+ *
+ * @example Options for the edge
+ * ```ts
+ * import type { FetchHandlerOptions } from "@rfc6455/websocket/server";
+ * import assert from "node:assert/strict";
+ *
+ * const options: FetchHandlerOptions = { origins: ["https://example.com"], pingInterval: 30_000 };
+ * assert.equal(options.pingInterval, 30_000);
+ * ```
  */
 export type FetchHandlerOptions<T = undefined> = Pick<
   ServeOptions<T>,

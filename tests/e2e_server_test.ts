@@ -1,0 +1,646 @@
+// Copyright 2026 the @rfc6455/websocket authors. MIT license.
+// End to end: serve() against hand-written (and hostile) clients on raw
+// sockets, and the echo service as a process.
+
+import assert from "node:assert/strict";
+import type { WebSocketSession } from "../connection.ts";
+import { ConnectionClosedError, HandshakeError } from "../errors.ts";
+import { encodeFrame, type Frame, FrameDecoder } from "../frame.ts";
+import { createAcceptKey, createKey } from "../handshake.ts";
+import {
+  serve,
+  type ServeOptions,
+  type WebSocketHandler,
+  type WebSocketServer,
+} from "../server.ts";
+import { makeCertificate, opensslAvailable } from "./_tls.ts";
+
+// ---------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------
+
+const WAIT = 10_000;
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** Rejects when `promise` does not settle within `ms`; the timer is cleared. */
+async function deadline<T>(
+  promise: Promise<T>,
+  what: string,
+  ms = WAIT,
+): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`Timed out after ${ms} ms: ${what}`)),
+          ms,
+        );
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function concat(...parts: Uint8Array[]): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
+  let offset = 0;
+  for (const part of parts) {
+    out.set(part, offset);
+    offset += part.length;
+  }
+  return out;
+}
+
+async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+  let offset = 0;
+  while (offset < bytes.length) {
+    offset += await conn.write(bytes.subarray(offset));
+  }
+}
+
+/** One read; `null` at the end of the stream or on a reset. */
+async function readChunk(conn: Deno.Conn): Promise<Uint8Array | null> {
+  const buffer = new Uint8Array(64 * 1024);
+  let count: number | null;
+  try {
+    count = await deadline(conn.read(buffer), "read");
+  } catch (error) {
+    if (error instanceof Deno.errors.ConnectionReset) return null;
+    throw error;
+  }
+  return count === null ? null : buffer.subarray(0, count);
+}
+
+/** Reads until the peer closes (or resets) the connection. */
+async function readToEnd(conn: Deno.Conn): Promise<Uint8Array> {
+  const parts: Uint8Array[] = [];
+  while (true) {
+    const chunk = await readChunk(conn);
+    if (chunk === null) return concat(...parts);
+    parts.push(chunk);
+  }
+}
+
+interface RawResponse {
+  status: number;
+  headers: Headers;
+  body: string;
+}
+
+function parseResponse(bytes: Uint8Array): RawResponse {
+  const text = decoder.decode(bytes);
+  const end = text.indexOf("\r\n\r\n");
+  assert.notEqual(
+    end,
+    -1,
+    `no complete response head in ${JSON.stringify(text)}`,
+  );
+  const [statusLine, ...lines] = text.slice(0, end).split("\r\n");
+  const match = /^HTTP\/1\.1 (\d{3}) /.exec(statusLine!);
+  assert.ok(match, `bad status line ${JSON.stringify(statusLine)}`);
+  const headers = new Headers();
+  for (const line of lines) {
+    const colon = line.indexOf(":");
+    headers.append(line.slice(0, colon), line.slice(colon + 1).trim());
+  }
+  return { status: Number(match[1]), headers, body: text.slice(end + 4) };
+}
+
+/** Sends a request head by hand and reads the whole answer. */
+async function request(port: number, head: string): Promise<RawResponse> {
+  using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  await writeAll(conn, encoder.encode(head));
+  return parseResponse(await readToEnd(conn));
+}
+
+function upgradeHead(port: number, key: string, extra = ""): string {
+  return `GET /raw HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n` +
+    "Upgrade: websocket\r\nConnection: Upgrade\r\n" +
+    `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n${extra}\r\n`;
+}
+
+/** Reads frames the server sends, as a client decodes them. */
+class FrameReader {
+  readonly #conn: Deno.Conn;
+  readonly #decoder = new FrameDecoder({ role: "client" });
+  #frames: Frame[] = [];
+
+  constructor(conn: Deno.Conn, rest: Uint8Array) {
+    this.#conn = conn;
+    if (rest.length > 0) this.#frames.push(...this.#decoder.push(rest));
+  }
+
+  /** The next frame, or `undefined` once the server closed the connection. */
+  async next(): Promise<Frame | undefined> {
+    while (this.#frames.length === 0) {
+      const chunk = await readChunk(this.#conn);
+      if (chunk === null) {
+        this.#decoder.finish();
+        return undefined;
+      }
+      this.#frames.push(...this.#decoder.push(chunk));
+    }
+    return this.#frames.shift();
+  }
+}
+
+interface RawClient {
+  conn: Deno.TcpConn | Deno.TlsConn;
+  frames: FrameReader;
+}
+
+/**
+ * Opens a WebSocket by hand: sends the upgrade request (with `after`
+ * written in the same write), checks the 101 and its Sec-WebSocket-Accept.
+ */
+async function rawUpgrade(
+  conn: Deno.TcpConn | Deno.TlsConn,
+  port: number,
+  after: Uint8Array = new Uint8Array(0),
+): Promise<RawClient> {
+  const key = createKey();
+  await writeAll(conn, concat(encoder.encode(upgradeHead(port, key)), after));
+  let received = new Uint8Array(0);
+  let end = -1;
+  while (end === -1) {
+    const chunk = await readChunk(conn);
+    assert.ok(chunk !== null, "connection closed before the 101 answer");
+    received = concat(received, chunk);
+    end = decoder.decode(received).indexOf("\r\n\r\n");
+  }
+  const head = parseResponse(received.subarray(0, end + 4));
+  assert.equal(head.status, 101);
+  assert.equal(head.headers.get("upgrade")?.toLowerCase(), "websocket");
+  assert.equal(head.headers.get("connection")?.toLowerCase(), "upgrade");
+  assert.equal(
+    head.headers.get("sec-websocket-accept"),
+    await createAcceptKey(key),
+  );
+  // The head is ASCII, so its length in characters is its length in bytes.
+  return { conn, frames: new FrameReader(conn, received.subarray(end + 4)) };
+}
+
+async function connectRaw(port: number): Promise<RawClient> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  return await rawUpgrade(conn, port);
+}
+
+const MASK = new Uint8Array([0x12, 0x34, 0x56, 0x78]);
+
+/** A masked client frame, as RFC 6455 §5.3 requires of clients. */
+function clientFrame(
+  opcode: number,
+  payload: Uint8Array | string,
+  masked = true,
+): Uint8Array<ArrayBuffer> {
+  const frame: Frame = {
+    fin: true,
+    rsv1: false,
+    rsv2: false,
+    rsv3: false,
+    opcode,
+    payload: typeof payload === "string" ? encoder.encode(payload) : payload,
+  };
+  if (masked) frame.mask = MASK;
+  return encodeFrame(frame);
+}
+
+function closeFrame(code: number, reason = ""): Uint8Array<ArrayBuffer> {
+  const body = concat(
+    new Uint8Array([code >> 8, code & 0xff]),
+    encoder.encode(reason),
+  );
+  return clientFrame(0x8, body);
+}
+
+function closeCodeOf(frame: Frame | undefined): number {
+  assert.ok(frame !== undefined, "expected a close frame, got the end");
+  assert.equal(
+    frame.opcode,
+    0x8,
+    `expected a close frame, got opcode ${frame.opcode}`,
+  );
+  assert.ok(frame.payload.length >= 2);
+  return (frame.payload[0]! << 8) | frame.payload[1]!;
+}
+
+/** Reads frames until the close frame; returns its code, then expects the end. */
+async function expectClose(client: RawClient): Promise<number> {
+  let frame = await deadline(client.frames.next(), "close frame");
+  while (frame !== undefined && frame.opcode !== 0x8) {
+    frame = await deadline(client.frames.next(), "close frame");
+  }
+  const code = closeCodeOf(frame);
+  assert.equal(
+    await deadline(client.frames.next(), "end of stream"),
+    undefined,
+  );
+  return code;
+}
+
+async function echo(ws: WebSocketSession): Promise<void> {
+  for await (const message of ws) await ws.send(message);
+}
+
+/** An echo handler whose failures (peer protocol errors) the test collects. */
+function quietServer(
+  options: ServeOptions = {},
+  handler: WebSocketHandler = echo,
+): { server: WebSocketServer; errors: unknown[] } {
+  const errors: unknown[] = [];
+  const server = serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    onError: (error) => errors.push(error),
+    ...options,
+  }, handler);
+  return { server, errors };
+}
+
+/** A full round trip with Deno's built-in client: proof the server serves. */
+async function assertServes(port: number, text: string): Promise<void> {
+  const socket = new WebSocket(`ws://127.0.0.1:${port}/`);
+  const closed = new Promise<CloseEvent>((resolve) => socket.onclose = resolve);
+  const echoed = new Promise<unknown>((resolve) => {
+    socket.onmessage = (event) => resolve(event.data);
+  });
+  socket.onopen = () => socket.send(text);
+  try {
+    assert.equal(await deadline(echoed, "echo"), text);
+  } finally {
+    socket.close();
+    await deadline(closed, "client close");
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Hostile requests
+// ---------------------------------------------------------------------------
+
+Deno.test("serve() disconnects a request head that never ends after handshakeTimeout, serving others meanwhile", async () => {
+  const { server, errors } = quietServer({ handshakeTimeout: 200 });
+  await using _server = server;
+  using slow = await Deno.connect({
+    hostname: "127.0.0.1",
+    port: server.addr.port,
+  });
+  await writeAll(slow, encoder.encode("GET / HTTP/1.1\r\nHost: a\r\n"));
+  await assertServes(server.addr.port, "while a slow client waits");
+  // The server closes it without an answer (there is no complete request).
+  assert.equal((await readToEnd(slow)).length, 0);
+  // A timeout is not a failure of the server: onError hears nothing.
+  assert.deepEqual(errors, []);
+  await assertServes(server.addr.port, "after the slow client");
+});
+
+Deno.test(
+  "serve() over TLS disconnects a request head that never ends after handshakeTimeout",
+  {
+    ignore: !opensslAvailable,
+  },
+  async () => {
+    // Only once the TLS handshake is done: Deno 2.9.6 cannot drop a TLS
+    // connection whose handshake is pending (the socket stays open until the
+    // client sends or leaves), so a client silent before its ClientHello is
+    // out of reach of handshakeTimeout.
+    const { cert, key } = await makeCertificate();
+    const { server, errors } = quietServer({
+      cert,
+      key,
+      handshakeTimeout: 200,
+    });
+    await using _server = server;
+    using slow = await Deno.connectTls({
+      hostname: "127.0.0.1",
+      port: server.addr.port,
+      caCerts: [cert],
+    });
+    await deadline(slow.handshake(), "TLS handshake");
+    await writeAll(slow, encoder.encode("GET / HTTP/1.1\r\nHost: a\r\n"));
+    assert.equal((await readToEnd(slow)).length, 0);
+    assert.deepEqual(errors, []);
+  },
+);
+
+Deno.test("serve() answers 1 MiB of headers with 431 and closes", async () => {
+  const { server, errors } = quietServer();
+  await using _server = server;
+  using conn = await Deno.connect({
+    hostname: "127.0.0.1",
+    port: server.addr.port,
+  });
+  const head = encoder.encode(
+    "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n" +
+      `X-Padding: ${"a".repeat(1024 * 1024)}\r\n\r\n`,
+  );
+  // The server answers before reading it all: keep writing until it stops
+  // taking bytes, while reading its answer.
+  const writing = writeAll(conn, head).catch((error) => error);
+  const answer = parseResponse(await readToEnd(conn));
+  const written = await deadline(writing, "write");
+  assert.ok(
+    written === undefined || written instanceof Deno.errors.ConnectionReset ||
+      written instanceof Deno.errors.BrokenPipe,
+    `unexpected write error ${written}`,
+  );
+  assert.ok([431, 400].includes(answer.status), `status ${answer.status}`);
+  assert.equal(answer.headers.get("connection"), "close");
+  assert.equal(errors.length, 1);
+  assert.ok(errors[0] instanceof HandshakeError);
+  await assertServes(server.addr.port, "after the big head");
+});
+
+Deno.test("serve() answers bad upgrade requests with 400, 405 and 426 and goes on", async () => {
+  const { server, errors } = quietServer();
+  await using _server = server;
+  const port = server.addr.port;
+  const key = createKey();
+  const base =
+    `Host: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n`;
+
+  const missingKey = await request(
+    port,
+    `GET / HTTP/1.1\r\n${base}Sec-WebSocket-Version: 13\r\n\r\n`,
+  );
+  assert.equal(missingKey.status, 400);
+  assert.match(missingKey.body, /Sec-WebSocket-Key/);
+
+  const version8 = await request(
+    port,
+    `GET / HTTP/1.1\r\n${base}Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 8\r\n\r\n`,
+  );
+  assert.equal(version8.status, 426);
+  assert.equal(version8.headers.get("sec-websocket-version"), "13");
+
+  const post = await request(
+    port,
+    `POST / HTTP/1.1\r\n${base}Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\nContent-Length: 0\r\n\r\n`,
+  );
+  assert.equal(post.status, 405);
+  assert.equal(post.headers.get("allow"), "GET");
+
+  const duplicateKey = await request(
+    port,
+    `GET / HTTP/1.1\r\n${base}Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Key: ${createKey()}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+  );
+  assert.equal(duplicateKey.status, 400);
+  assert.match(duplicateKey.body, /more than once/);
+  // The answers never echo the key.
+  for (const answer of [missingKey, version8, post, duplicateKey]) {
+    assert.ok(!answer.body.includes(key));
+    assert.equal(answer.headers.get("connection"), "close");
+  }
+
+  assert.deepEqual(
+    errors.map((error) => (error as HandshakeError).status),
+    [400, 426, 405, 400],
+  );
+  await assertServes(port, "after bad requests");
+});
+
+// ---------------------------------------------------------------------------
+// Hostile frames after a valid handshake
+// ---------------------------------------------------------------------------
+
+Deno.test("serve() closes with 1009 or 1002 on a frame header announcing 2^63-1 bytes, without allocating it", async () => {
+  const { server, errors } = quietServer();
+  await using _server = server;
+  const client = await connectRaw(server.addr.port);
+  using _conn = client.conn;
+  // FIN + binary, MASK + 127, then the largest 64-bit length §5.2 allows.
+  const header = new Uint8Array([
+    0x82,
+    0xff,
+    0x7f,
+    0xff,
+    0xff,
+    0xff,
+    0xff,
+    0xff,
+    0xff,
+    0xff,
+    ...MASK,
+  ]);
+  await writeAll(client.conn, header);
+  const code = await expectClose(client);
+  assert.ok([1009, 1002].includes(code), `close code ${code}`);
+  // The handler's iteration failed with the peer's protocol error.
+  assert.equal(errors.length, 1);
+  assert.equal((errors[0] as { closeCode?: number }).closeCode, code);
+  await assertServes(server.addr.port, "after the huge frame");
+});
+
+Deno.test("serve() closes with 1002 on an unmasked client frame", async () => {
+  const { server } = quietServer();
+  await using _server = server;
+  const client = await connectRaw(server.addr.port);
+  using _conn = client.conn;
+  await writeAll(client.conn, clientFrame(0x1, "not masked", false));
+  assert.equal(await expectClose(client), 1002);
+});
+
+Deno.test("serve() processes frames sent in the same write as the upgrade request", async () => {
+  const { server } = quietServer();
+  await using _server = server;
+  const conn = await Deno.connect({
+    hostname: "127.0.0.1",
+    port: server.addr.port,
+  });
+  using _conn = conn;
+  const client = await rawUpgrade(
+    conn,
+    server.addr.port,
+    concat(
+      clientFrame(0x1, "early text"),
+      clientFrame(0x2, new Uint8Array([0, 1, 2, 255])),
+      clientFrame(0x9, "early ping"),
+    ),
+  );
+  // The pong may be written before or after the echoes.
+  const frames: Frame[] = [];
+  while (frames.length < 3) {
+    const frame = await deadline(client.frames.next(), "frame");
+    assert.ok(frame !== undefined, "connection ended before the echoes");
+    frames.push(frame);
+  }
+  const data = frames.filter((frame) => frame.opcode !== 0xa);
+  assert.deepEqual(
+    data.map((frame) => [frame.opcode, [...frame.payload]]),
+    [
+      [0x1, [...encoder.encode("early text")]],
+      [0x2, [0, 1, 2, 255]],
+    ],
+  );
+  const pong = frames.find((frame) => frame.opcode === 0xa);
+  assert.ok(pong !== undefined);
+  assert.equal(decoder.decode(pong.payload), "early ping");
+  await writeAll(conn, closeFrame(4000, "done"));
+  assert.equal(await expectClose(client), 4000);
+});
+
+Deno.test("serve() over TLS completes a hand-made handshake and echoes", {
+  ignore: !opensslAvailable,
+}, async () => {
+  const { cert, key } = await makeCertificate();
+  const { server } = quietServer({ cert, key });
+  await using _server = server;
+  const conn = await Deno.connectTls({
+    hostname: "127.0.0.1",
+    port: server.addr.port,
+    caCerts: [cert],
+  });
+  using _conn = conn;
+  const client = await rawUpgrade(conn, server.addr.port);
+  await writeAll(conn, clientFrame(0x1, "over tls"));
+  const frame = await deadline(client.frames.next(), "echo");
+  assert.equal(frame?.opcode, 0x1);
+  assert.equal(decoder.decode(frame.payload), "over tls");
+  await writeAll(conn, closeFrame(1000));
+  assert.equal(await expectClose(client), 1000);
+});
+
+// ---------------------------------------------------------------------------
+// Backpressure
+// ---------------------------------------------------------------------------
+
+Deno.test("serve() keeps memory bounded for a client that stops reading, and serves others meanwhile", async () => {
+  const highWaterMark = 64 * 1024;
+  const message = new Uint8Array(1024 * 1024);
+  // The frame of one message: 1 MiB plus a 10-byte header.
+  const frameSize = message.length + 10;
+  let sent = 0;
+  let maxBuffered = 0;
+  const flooding = Promise.withResolvers<WebSocketSession>();
+  const floodEnded = Promise.withResolvers<unknown>();
+  const handler: WebSocketHandler = async (ws, request) => {
+    if (new URL(request.url).pathname !== "/raw") {
+      return await echo(ws);
+    }
+    flooding.resolve(ws);
+    try {
+      while (true) {
+        const written = ws.send(message);
+        maxBuffered = Math.max(maxBuffered, ws.bufferedAmount);
+        await written;
+        sent++;
+        maxBuffered = Math.max(maxBuffered, ws.bufferedAmount);
+      }
+    } catch (error) {
+      floodEnded.resolve(error);
+      throw error;
+    }
+  };
+  const { server, errors } = quietServer(
+    { writeHighWaterMark: highWaterMark, pingInterval: 0 },
+    handler,
+  );
+  await using _server = server;
+  // The hostile client: a valid handshake, then it never reads again.
+  const hostile = await connectRaw(server.addr.port);
+  using _hostile = hostile.conn;
+  const ws = await deadline(flooding.promise, "flood start");
+  await assertServes(server.addr.port, "while another client floods");
+  await assertServes(server.addr.port, "x".repeat(100_000));
+  assert.ok(ws.isOpen);
+  assert.ok(
+    maxBuffered <= highWaterMark + frameSize,
+    `bufferedAmount reached ${maxBuffered}`,
+  );
+  // Kernel buffers hold a few MiB at most: the handler is held back.
+  assert.ok(sent < 64, `${sent} MiB were sent to a client that reads nothing`);
+  hostile.conn.close();
+  const error = await deadline(floodEnded.promise, "flood end");
+  assert.ok(error instanceof ConnectionClosedError, `${error}`);
+  assert.equal((await deadline(ws.closed, "closed")).code, 1006);
+  // A closed connection is not a server failure.
+  assert.deepEqual(errors, []);
+});
+
+// ---------------------------------------------------------------------------
+// The echo service
+// ---------------------------------------------------------------------------
+
+Deno.test("examples/echo.ts echoes, selects the offered subprotocol and exits 0 with 1001 on SIGTERM", async () => {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-net",
+      "--allow-read",
+      "examples/echo.ts",
+      "--hostname",
+      "127.0.0.1",
+      "--port",
+      "0",
+    ],
+    cwd: new URL("..", import.meta.url),
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const stderr = new Response(child.stderr).text();
+  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let output = "";
+  let killed = false;
+  const clients: WebSocket[] = [];
+  try {
+    let match: RegExpExecArray | null = null;
+    while (match === null) {
+      const { value, done } = await deadline(
+        lines.read(),
+        "listening line",
+        30_000,
+      );
+      if (done) break;
+      output += value;
+      match = /listening on ws:\/\/127\.0\.0\.1:(\d+)/.exec(output);
+    }
+    assert.ok(match, `no listening line in ${JSON.stringify(output)}`);
+    const url = `ws://127.0.0.1:${match[1]}/any/path?q=1`;
+
+    const socket = new WebSocket(url, ["echo.v1", "other"]);
+    socket.binaryType = "arraybuffer";
+    clients.push(socket);
+    const closed = new Promise<CloseEvent>((resolve) =>
+      socket.onclose = resolve
+    );
+    const messages: unknown[] = [];
+    const two = Promise.withResolvers<void>();
+    socket.onmessage = (event) => {
+      messages.push(event.data);
+      if (messages.length === 2) two.resolve();
+    };
+    await deadline(
+      new Promise((resolve, reject) => {
+        socket.onopen = resolve;
+        socket.onerror = () => reject(new Error("echo client failed to open"));
+      }),
+      "open",
+    );
+    assert.equal(socket.protocol, "echo.v1");
+    socket.send("hello echo");
+    socket.send(new Uint8Array([9, 8, 7]));
+    await deadline(two.promise, "echoes");
+    assert.equal(messages[0], "hello echo");
+    assert.deepEqual(
+      new Uint8Array(messages[1] as ArrayBuffer),
+      new Uint8Array([9, 8, 7]),
+    );
+
+    child.kill("SIGTERM");
+    killed = true;
+    const status = await deadline(child.status, "exit", 15_000);
+    assert.equal(status.code, 0, await stderr);
+    const event = await deadline(closed, "client close");
+    assert.equal(event.code, 1001);
+  } finally {
+    for (const socket of clients) socket.close();
+    if (!killed) child.kill("SIGKILL");
+    await lines.cancel().catch(() => {});
+    await child.status;
+    await stderr;
+  }
+});

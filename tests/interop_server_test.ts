@@ -1,0 +1,962 @@
+// Copyright 2026 the @rfc6455/websocket authors. MIT license.
+// Interop: serve() and createFetchHandler() against real clients, Deno's
+// built-in WebSocket and Node's `ws`, plain and (ws) over TLS.
+
+import assert from "node:assert/strict";
+// @ts-types="npm:@types/ws@8.18.1"
+import NodeWebSocket from "npm:ws@8.23.0";
+import type { CloseInfo, WebSocketSession } from "../connection.ts";
+import {
+  createFetchHandler,
+  type FetchHandlerOptions,
+  serve,
+  type WebSocketHandler,
+} from "../server.ts";
+import { makeCertificate, opensslAvailable } from "./_tls.ts";
+
+// ---------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------
+
+const WAIT = 10_000;
+
+/** Rejects when `promise` does not settle within `ms`; the timer is cleared. */
+async function deadline<T>(
+  promise: Promise<T>,
+  what: string,
+  ms = WAIT,
+): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`Timed out after ${ms} ms: ${what}`)),
+          ms,
+        );
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+type Message = string | Uint8Array;
+
+/** A queue of received messages that tests await one at a time. */
+class Inbox {
+  #items: Message[] = [];
+  #waiters: Array<PromiseWithResolvers<Message>> = [];
+  #ended: Error | undefined;
+
+  push(message: Message): void {
+    const waiter = this.#waiters.shift();
+    if (waiter !== undefined) waiter.resolve(message);
+    else this.#items.push(message);
+  }
+
+  end(): void {
+    this.#ended = new Error("Connection closed before the next message");
+    for (const waiter of this.#waiters.splice(0)) waiter.reject(this.#ended);
+  }
+
+  next(): Promise<Message> {
+    const item = this.#items.shift();
+    if (item !== undefined) return Promise.resolve(item);
+    if (this.#ended !== undefined) return Promise.reject(this.#ended);
+    const waiter = Promise.withResolvers<Message>();
+    this.#waiters.push(waiter);
+    return deadline(waiter.promise, "next message");
+  }
+}
+
+/** One client connection, whatever library runs it. */
+interface TestClient {
+  readonly protocol: string;
+  readonly extensions: string;
+  send(data: Message): void;
+  next(): Promise<Message>;
+  close(code?: number, reason?: string): void;
+  /** Resolves on the client's close event. */
+  readonly closed: Promise<CloseInfo>;
+}
+
+interface ClientOptions {
+  protocols?: string[];
+  origin?: string;
+}
+
+/** A client library and transport that the tests run against. */
+interface Variant {
+  name: string;
+  kind: "deno" | "ws";
+  tls: boolean;
+  /** Whether the client offers permessage-deflate (ws does by default). */
+  deflate: boolean;
+}
+
+const VARIANTS: Variant[] = [
+  {
+    name: "Deno's built-in WebSocket",
+    kind: "deno",
+    tls: false,
+    deflate: false,
+  },
+  { name: "Node's ws", kind: "ws", tls: false, deflate: true },
+  { name: "Node's ws over TLS", kind: "ws", tls: true, deflate: true },
+  {
+    name: "Node's ws without permessage-deflate",
+    kind: "ws",
+    tls: false,
+    deflate: false,
+  },
+];
+const DENO = VARIANTS[0]!;
+const NODE = VARIANTS[1]!;
+const NODE_TLS = VARIANTS[2]!;
+
+async function listenOptions(
+  variant: Variant,
+): Promise<{ hostname: string; port: number; cert?: string; key?: string }> {
+  const base = { hostname: "127.0.0.1", port: 0 };
+  if (!variant.tls) return base;
+  const { cert, key } = await makeCertificate();
+  return { ...base, cert, key };
+}
+
+function urlOf(variant: Variant, port: number, path = "/"): string {
+  return `${variant.tls ? "wss" : "ws"}://127.0.0.1:${port}${path}`;
+}
+
+async function connectClient(
+  variant: Variant,
+  url: string,
+  options: ClientOptions = {},
+): Promise<TestClient> {
+  if (variant.kind === "deno") return await connectDeno(url, options);
+  const ca = variant.tls ? (await makeCertificate()).cert : undefined;
+  return await connectNode(url, options, ca, variant.deflate);
+}
+
+function connectDeno(url: string, options: ClientOptions): Promise<TestClient> {
+  const socket = new WebSocket(url, options.protocols ?? []);
+  socket.binaryType = "arraybuffer";
+  const inbox = new Inbox();
+  const closed = new Promise<CloseInfo>((resolve) => {
+    socket.addEventListener("close", (event) => {
+      inbox.end();
+      resolve({
+        code: event.code,
+        reason: event.reason,
+        wasClean: event.wasClean,
+      });
+    });
+  });
+  socket.addEventListener("message", (event) => {
+    const data = event.data;
+    inbox.push(
+      typeof data === "string" ? data : new Uint8Array(data as ArrayBuffer),
+    );
+  });
+  const client: TestClient = {
+    get protocol() {
+      return socket.protocol;
+    },
+    get extensions() {
+      return socket.extensions;
+    },
+    send: (data) => socket.send(data as string | Uint8Array<ArrayBuffer>),
+    next: () => inbox.next(),
+    close: (code, reason) => socket.close(code, reason),
+    closed,
+  };
+  return opened(
+    (listener) => socket.addEventListener("open", listener, { once: true }),
+    client,
+    closed,
+  );
+}
+
+function connectNode(
+  url: string,
+  options: ClientOptions,
+  ca: string | undefined,
+  deflate = true,
+): Promise<TestClient> {
+  const socket = new NodeWebSocket(url, options.protocols ?? [], {
+    perMessageDeflate: deflate,
+    ...(ca === undefined ? {} : { ca }),
+    ...(options.origin === undefined ? {} : { origin: options.origin }),
+  });
+  socket.binaryType = "arraybuffer";
+  const inbox = new Inbox();
+  const closed = new Promise<CloseInfo>((resolve) => {
+    socket.addEventListener("close", (event) => {
+      inbox.end();
+      resolve({
+        code: event.code,
+        reason: event.reason,
+        wasClean: event.wasClean,
+      });
+    });
+  });
+  socket.addEventListener("message", (event) => {
+    const data = event.data;
+    inbox.push(
+      typeof data === "string" ? data : new Uint8Array(data as ArrayBuffer),
+    );
+  });
+  // Errors also end in a close event, which settles `closed`.
+  socket.on("error", () => {});
+  const client: TestClient = {
+    get protocol() {
+      return socket.protocol;
+    },
+    get extensions() {
+      return socket.extensions;
+    },
+    send: (data) => socket.send(data),
+    next: () => inbox.next(),
+    close: (code, reason) => socket.close(code, reason),
+    closed,
+  };
+  return opened((listener) => socket.once("open", listener), client, closed);
+}
+
+/** Resolves on open; rejects (after the close event) when opening fails. */
+function opened(
+  onOpen: (listener: () => void) => void,
+  client: TestClient,
+  closed: Promise<CloseInfo>,
+): Promise<TestClient> {
+  const { promise, resolve, reject } = Promise.withResolvers<TestClient>();
+  onOpen(() => resolve(client));
+  closed.then((info) =>
+    reject(new Error(`Connection closed before open with code ${info.code}`))
+  );
+  return deadline(promise, "client open");
+}
+
+/** Closes a client with 1000 and waits for its close event. */
+async function closeClient(client: TestClient): Promise<CloseInfo> {
+  client.close(1000);
+  return await deadline(client.closed, "client close");
+}
+
+/** The echo handler of the brief: every message back, with its type. */
+async function echo(ws: WebSocketSession): Promise<void> {
+  for await (const message of ws) await ws.send(message);
+}
+
+/** The index of the first byte where `a` and `b` differ, or -1. */
+function firstDifference(a: Uint8Array, b: Uint8Array): number {
+  const length = Math.min(a.length, b.length);
+  for (let i = 0; i < length; i++) if (a[i] !== b[i]) return i;
+  return a.length === b.length ? -1 : length;
+}
+
+function assertBytes(actual: Message, expected: Uint8Array): void {
+  assert.ok(actual instanceof Uint8Array, "expected a binary message");
+  assert.equal(actual.length, expected.length);
+  assert.equal(firstDifference(actual, expected), -1);
+}
+
+/** Deterministic bytes: a seeded xorshift, so failures reproduce. */
+function patternBytes(length: number, seed: number): Uint8Array<ArrayBuffer> {
+  const bytes = new Uint8Array(length);
+  let x = seed | 1;
+  for (let i = 0; i < length; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    bytes[i] = x & 0xff;
+  }
+  return bytes;
+}
+
+/**
+ * A random string of `count` code points from every UTF-8 length class
+ * (1 to 4 bytes), never a lone surrogate, from a seeded generator.
+ */
+function randomText(count: number, seed: number): string {
+  let x = seed | 1;
+  const next = () => {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    return x >>> 0;
+  };
+  const ranges: [number, number][] = [
+    [0x20, 0x7e],
+    [0x80, 0x7ff],
+    [0x800, 0xd7ff],
+    [0xe000, 0xfffd],
+    [0x10000, 0x10ffff],
+  ];
+  const points: number[] = [];
+  for (let i = 0; i < count; i++) {
+    const [low, high] = ranges[next() % ranges.length]!;
+    points.push(low + (next() % (high - low + 1)));
+  }
+  return String.fromCodePoint(...points);
+}
+
+/** A handler that echoes and hands its session to the test. */
+function spyHandler(): {
+  handler: WebSocketHandler;
+  session: Promise<WebSocketSession>;
+  closed: Promise<CloseInfo>;
+} {
+  const session = Promise.withResolvers<WebSocketSession>();
+  const closed = Promise.withResolvers<CloseInfo>();
+  const handler: WebSocketHandler = async (ws) => {
+    session.resolve(ws);
+    for await (const message of ws) await ws.send(message);
+    closed.resolve(await ws.closed);
+  };
+  return {
+    handler,
+    session: session.promise,
+    closed: closed.promise,
+  };
+}
+
+// ---------------------------------------------------------------------------
+// serve() with each client
+// ---------------------------------------------------------------------------
+
+for (const variant of VARIANTS) {
+  Deno.test(
+    `serve() echoes text and binary messages of boundary sizes to ${variant.name}`,
+    { ignore: variant.tls && !opensslAvailable },
+    async () => {
+      await using server = serve(await listenOptions(variant), echo);
+      const client = await connectClient(
+        variant,
+        urlOf(variant, server.addr.port),
+      );
+      // serve() accepts permessage-deflate by default when offered.
+      if (variant.deflate) {
+        assert.match(client.extensions, /^permessage-deflate/);
+      } else assert.equal(client.extensions, "");
+      for (const size of [0, 1, 125, 126, 127, 65535, 65536, 65537]) {
+        const bytes = patternBytes(size, size + 7);
+        client.send(bytes);
+        assertBytes(await client.next(), bytes);
+        const text = "x".repeat(size);
+        client.send(text);
+        assert.equal(await client.next(), text);
+      }
+      assert.deepEqual(await closeClient(client), {
+        code: 1000,
+        reason: "",
+        wasClean: true,
+      });
+    },
+  );
+
+  Deno.test(
+    `serve() echoes a 16 MiB binary message exactly to ${variant.name}`,
+    { ignore: variant.tls && !opensslAvailable },
+    async () => {
+      await using server = serve(await listenOptions(variant), echo);
+      const client = await connectClient(
+        variant,
+        urlOf(variant, server.addr.port),
+      );
+      const bytes = patternBytes(16 * 1024 * 1024, 16);
+      client.send(bytes);
+      assertBytes(await client.next(), bytes);
+      await closeClient(client);
+    },
+  );
+
+  Deno.test(`serve() echoes multi-byte UTF-8 text exactly to ${variant.name}`, {
+    ignore: variant.tls && !opensslAvailable,
+  }, async () => {
+    await using server = serve(await listenOptions(variant), echo);
+    const client = await connectClient(
+      variant,
+      urlOf(variant, server.addr.port),
+    );
+    const texts = [
+      "😀🎉👩‍👩‍👧‍👦🏳️‍🌈",
+      "中文字符、日本語のテキスト、한국어 텍스트",
+      "é".repeat(70_000),
+      "𝄞".repeat(20_000), // 4-byte code points across the 64 KiB boundary
+    ];
+    for (let seed = 1; seed <= 20; seed++) {
+      texts.push(randomText(seed * 97, seed));
+    }
+    for (const text of texts) {
+      client.send(text);
+      assert.equal(await client.next(), text);
+    }
+    await closeClient(client);
+  });
+
+  Deno.test(
+    `serve() echoes 1,000 pipelined messages in order to ${variant.name}`,
+    { ignore: variant.tls && !opensslAvailable },
+    async () => {
+      await using server = serve(await listenOptions(variant), echo);
+      const client = await connectClient(
+        variant,
+        urlOf(variant, server.addr.port),
+      );
+      for (let i = 0; i < 1000; i++) {
+        client.send(i % 2 === 0 ? `message ${i}` : patternBytes(i, i));
+      }
+      for (let i = 0; i < 1000; i++) {
+        const message = await client.next();
+        if (i % 2 === 0) assert.equal(message, `message ${i}`);
+        else assertBytes(message, patternBytes(i, i));
+      }
+      await closeClient(client);
+    },
+  );
+
+  Deno.test(
+    `serve() selects the first subprotocol the client offers that the server speaks, with ${variant.name}`,
+    { ignore: variant.tls && !opensslAvailable },
+    async () => {
+      const spy = spyHandler();
+      await using server = serve(
+        { ...await listenOptions(variant), protocols: ["a", "b"] },
+        spy.handler,
+      );
+      const client = await connectClient(
+        variant,
+        urlOf(variant, server.addr.port),
+        { protocols: ["b", "a"] },
+      );
+      assert.equal(client.protocol, "b");
+      assert.equal((await deadline(spy.session, "session")).protocol, "b");
+      await closeClient(client);
+    },
+  );
+
+  Deno.test(
+    `serve() selects the subprotocol its protocols function picks, with ${variant.name}`,
+    { ignore: variant.tls && !opensslAvailable },
+    async () => {
+      const spy = spyHandler();
+      const seen: string[][] = [];
+      await using server = serve({
+        ...await listenOptions(variant),
+        protocols: (offered, request) => {
+          seen.push(offered);
+          assert.equal(new URL(request.url).pathname, "/chat");
+          return offered.find((protocol) => protocol.startsWith("chat.v2"));
+        },
+      }, spy.handler);
+      const client = await connectClient(
+        variant,
+        urlOf(variant, server.addr.port, "/chat"),
+        { protocols: ["chat.v1", "chat.v2.json", "chat.v2"] },
+      );
+      assert.equal(client.protocol, "chat.v2.json");
+      assert.equal(
+        (await deadline(spy.session, "session")).protocol,
+        "chat.v2.json",
+      );
+      assert.deepEqual(seen, [["chat.v1", "chat.v2.json", "chat.v2"]]);
+      await closeClient(client);
+    },
+  );
+
+  Deno.test(
+    `serve() gives the handler the close code and reason that ${variant.name} sends`,
+    { ignore: variant.tls && !opensslAvailable },
+    async () => {
+      const spy = spyHandler();
+      await using server = serve(await listenOptions(variant), spy.handler);
+      const client = await connectClient(
+        variant,
+        urlOf(variant, server.addr.port),
+      );
+      client.send("before close");
+      assert.equal(await client.next(), "before close");
+      client.close(4001, "bye");
+      assert.deepEqual(await deadline(spy.closed, "handler close"), {
+        code: 4001,
+        reason: "bye",
+        wasClean: true,
+      });
+      const info = await deadline(client.closed, "client close");
+      assert.equal(info.code, 4001);
+      assert.equal(info.wasClean, true);
+    },
+  );
+
+  Deno.test(
+    `serve() delivers the close code the handler sends to ${variant.name}`,
+    { ignore: variant.tls && !opensslAvailable },
+    async () => {
+      const handlerClosed = Promise.withResolvers<CloseInfo>();
+      await using server = serve(await listenOptions(variant), async (ws) => {
+        for await (const message of ws) {
+          if (message === "close please") {
+            handlerClosed.resolve(await ws.close(4002, "handler says bye"));
+          }
+        }
+      });
+      const client = await connectClient(
+        variant,
+        urlOf(variant, server.addr.port),
+      );
+      client.send("close please");
+      assert.deepEqual(await deadline(client.closed, "client close"), {
+        code: 4002,
+        reason: "handler says bye",
+        wasClean: true,
+      });
+      const info = await deadline(handlerClosed.promise, "handler close");
+      assert.equal(info.code, 4002);
+      assert.equal(info.wasClean, true);
+    },
+  );
+
+  Deno.test(
+    `serve() closes with 1011 when the handler throws, calls onError and keeps serving ${variant.name}`,
+    { ignore: variant.tls && !opensslAvailable },
+    async () => {
+      const errors: unknown[] = [];
+      await using server = serve({
+        ...await listenOptions(variant),
+        onError: (error) => errors.push(error),
+      }, async (ws) => {
+        for await (const message of ws) {
+          if (message === "throw") throw new Error("Handler failed on purpose");
+          await ws.send(message);
+        }
+      });
+      const url = urlOf(variant, server.addr.port);
+      const first = await connectClient(variant, url);
+      first.send("throw");
+      const info = await deadline(first.closed, "first client close");
+      assert.equal(info.code, 1011);
+      assert.equal(info.reason, "");
+      assert.equal(errors.length, 1);
+      assert.ok(errors[0] instanceof Error);
+      assert.equal(errors[0].message, "Handler failed on purpose");
+
+      const second = await connectClient(variant, url);
+      second.send("still here");
+      assert.equal(await second.next(), "still here");
+      assert.equal((await closeClient(second)).code, 1000);
+      assert.equal(errors.length, 1);
+    },
+  );
+}
+
+Deno.test("serve() shutdown() sends 1001 to every connected client", async () => {
+  // One plain server for both plain clients, and one TLS server for ws
+  // (plain too where openssl is missing).
+  const third = opensslAvailable ? NODE_TLS : NODE;
+  await using server = serve({ hostname: "127.0.0.1", port: 0 }, echo);
+  await using tlsServer = serve(await listenOptions(third), echo);
+  const clients = [
+    await connectClient(DENO, urlOf(DENO, server.addr.port)),
+    await connectClient(NODE, urlOf(NODE, server.addr.port)),
+    await connectClient(third, urlOf(third, tlsServer.addr.port)),
+  ];
+  for (const client of clients) {
+    client.send("ready");
+    assert.equal(await client.next(), "ready");
+  }
+  assert.equal(server.connections.size, 2);
+  assert.equal(tlsServer.connections.size, 1);
+  await deadline(
+    Promise.all([server.shutdown(), tlsServer.shutdown()]),
+    "shutdown",
+  );
+  for (const client of clients) {
+    assert.deepEqual(await deadline(client.closed, "client close"), {
+      code: 1001,
+      reason: "server shutting down",
+      wasClean: true,
+    });
+  }
+  assert.equal(server.connections.size, 0);
+  await deadline(server.finished, "finished");
+});
+
+Deno.test("serve() shuts down with 1001 when its signal aborts", async () => {
+  const controller = new AbortController();
+  await using server = serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    signal: controller.signal,
+  }, echo);
+  const client = await connectClient(NODE, urlOf(NODE, server.addr.port));
+  client.send("ready");
+  assert.equal(await client.next(), "ready");
+  controller.abort();
+  await deadline(server.finished, "finished");
+  assert.equal((await deadline(client.closed, "client close")).code, 1001);
+  // The listener is closed: nobody can connect any more.
+  await assert.rejects(
+    Deno.connect({ hostname: "127.0.0.1", port: server.addr.port }),
+    Deno.errors.ConnectionRefused,
+  );
+});
+
+Deno.test("serve() shutdown() finishes after shutdownTimeout when a handler never returns", async () => {
+  const release = Promise.withResolvers<void>();
+  const handlerClosed = Promise.withResolvers<CloseInfo>();
+  await using server = serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    shutdownTimeout: 100,
+  }, async (ws) => {
+    // A handler that waits on something else and never looks at `ws`.
+    handlerClosed.resolve(ws.closed);
+    await release.promise;
+  });
+  const client = await connectClient(DENO, urlOf(DENO, server.addr.port));
+  try {
+    await deadline(server.shutdown(), "shutdown");
+    assert.equal((await deadline(client.closed, "client close")).code, 1001);
+    assert.equal((await deadline(handlerClosed.promise, "closed")).code, 1001);
+  } finally {
+    release.resolve();
+  }
+});
+
+// ---------------------------------------------------------------------------
+// serve(): checks at upgrade time, and plain HTTP
+// ---------------------------------------------------------------------------
+
+/** Opens a ws client expected to be refused: its status and body. */
+function refusedNode(
+  url: string,
+  options: ClientOptions = {},
+): Promise<{ status: number; body: string }> {
+  const socket = new NodeWebSocket(url, options.protocols ?? [], {
+    ...(options.origin === undefined ? {} : { origin: options.origin }),
+  });
+  const result = Promise.withResolvers<{ status: number; body: string }>();
+  const closed = Promise.withResolvers<void>();
+  socket.on("open", () => {
+    result.reject(new Error("Expected the upgrade to be refused"));
+    socket.close();
+  });
+  // With this listener, ws leaves the request to us: read the body, then
+  // terminate, which ends in ws's error and close events (destroying the
+  // request alone leaves the client CONNECTING forever).
+  socket.on("unexpected-response", (_request, response) => {
+    const chunks: Uint8Array[] = [];
+    response.on("data", (chunk: Uint8Array) => chunks.push(chunk));
+    response.on("end", () => {
+      result.resolve({
+        status: response.statusCode ?? 0,
+        body: new TextDecoder().decode(
+          new Uint8Array(chunks.flatMap((chunk) => [...chunk])),
+        ),
+      });
+      socket.terminate();
+    });
+  });
+  socket.on("error", () => {});
+  socket.on("close", () => closed.resolve());
+  return deadline(
+    Promise.all([result.promise, closed.promise]).then(([value]) => value),
+    "refused client",
+  );
+}
+
+Deno.test("serve() refuses a foreign Origin with 403 and accepts an origin in origins", async () => {
+  const errors: unknown[] = [];
+  await using strict = serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    onError: (error) => errors.push(error),
+  }, echo);
+  const refused = await refusedNode(`ws://127.0.0.1:${strict.addr.port}/`, {
+    origin: "https://evil.example",
+  });
+  assert.equal(refused.status, 403);
+  assert.match(refused.body, /origin is not allowed/);
+  assert.equal(errors.length, 1);
+  assert.equal((errors[0] as { status?: number }).status, 403);
+
+  // Same origin, and no Origin at all, are allowed.
+  const same = await connectClient(
+    NODE,
+    `ws://127.0.0.1:${strict.addr.port}/`,
+    {
+      origin: `http://127.0.0.1:${strict.addr.port}`,
+    },
+  );
+  await closeClient(same);
+  const none = await connectClient(NODE, `ws://127.0.0.1:${strict.addr.port}/`);
+  await closeClient(none);
+
+  await using open = serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    origins: ["https://good.example", /^https:\/\/[a-z]+\.trusted\.example$/],
+  }, echo);
+  const url = `ws://127.0.0.1:${open.addr.port}/`;
+  for (
+    const origin of ["https://good.example", "https://app.trusted.example"]
+  ) {
+    const client = await connectClient(NODE, url, { origin });
+    client.send(origin);
+    assert.equal(await client.next(), origin);
+    await closeClient(client);
+  }
+  assert.equal(
+    (await refusedNode(url, { origin: "https://evil.example" })).status,
+    403,
+  );
+});
+
+Deno.test("serve() refuses an upgrade with the Response its upgrade hook returns", async () => {
+  await using server = serve<{ user: string }>({
+    hostname: "127.0.0.1",
+    port: 0,
+    upgrade: (request) => {
+      const token = new URL(request.url).searchParams.get("token");
+      if (token !== "secret") {
+        return new Response("token required", {
+          status: 401,
+          headers: { "www-authenticate": "Bearer" },
+        });
+      }
+      return { data: { user: "ada" }, headers: [["X-User", "ada"]] };
+    },
+  }, async (ws, _request, data) => {
+    await ws.send(`hello ${data.user}`);
+    for await (const _ of ws) { /* wait for the close */ }
+  });
+  const refused = await refusedNode(`ws://127.0.0.1:${server.addr.port}/`);
+  assert.deepEqual(refused, { status: 401, body: "token required" });
+
+  for (const variant of [DENO, NODE]) {
+    const client = await connectClient(
+      variant,
+      `ws://127.0.0.1:${server.addr.port}/?token=secret`,
+    );
+    assert.equal(await client.next(), "hello ada");
+    await closeClient(client);
+  }
+});
+
+Deno.test("serve() answers 500 without details when a hook throws, and goes on", async () => {
+  const errors: unknown[] = [];
+  const secret = "hook detail that must not leak";
+  await using server = serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    onError: (error) => errors.push(error),
+    onRequest: () => {
+      throw new Error(secret);
+    },
+    upgrade: (request) => {
+      if (new URL(request.url).pathname === "/throw") throw new Error(secret);
+    },
+    protocols: (offered) => {
+      if (offered.includes("throw")) throw new Error(secret);
+      return undefined;
+    },
+  }, echo);
+  const port = server.addr.port;
+
+  const plain = await deadline(fetch(`http://127.0.0.1:${port}/`), "fetch");
+  assert.equal(plain.status, 500);
+  assert.ok(!(await plain.text()).includes(secret));
+
+  const hook = await refusedNode(`ws://127.0.0.1:${port}/throw`);
+  assert.equal(hook.status, 500);
+  assert.ok(!hook.body.includes(secret));
+
+  const protocols = await refusedNode(`ws://127.0.0.1:${port}/`, {
+    protocols: ["throw"],
+  });
+  assert.equal(protocols.status, 500);
+
+  assert.equal(errors.length, 3);
+  for (const error of errors) {
+    assert.ok(error instanceof Error);
+    assert.equal(error.message, secret);
+  }
+  const client = await connectClient(NODE, `ws://127.0.0.1:${port}/`);
+  client.send("after the failures");
+  assert.equal(await client.next(), "after the failures");
+  await closeClient(client);
+});
+
+Deno.test("serve() answers plain HTTP with onRequest, and with 426 by default", async () => {
+  await using withRequest = serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    onRequest: (request) =>
+      new Response(`plain ${new URL(request.url).pathname}`, {
+        headers: { "content-type": "text/plain" },
+      }),
+  }, echo);
+  const ok = await deadline(
+    fetch(`http://127.0.0.1:${withRequest.addr.port}/health`),
+    "fetch",
+  );
+  assert.equal(ok.status, 200);
+  assert.equal(ok.headers.get("content-type"), "text/plain");
+  assert.equal(await ok.text(), "plain /health");
+
+  await using plain = serve({ hostname: "127.0.0.1", port: 0 }, echo);
+  const refused = await deadline(
+    fetch(`http://127.0.0.1:${plain.addr.port}/`),
+    "fetch",
+  );
+  assert.equal(refused.status, 426);
+  assert.equal(refused.headers.get("sec-websocket-version"), "13");
+  assert.equal(refused.headers.get("upgrade"), "websocket");
+  assert.match(await refused.text(), /WebSocket/);
+
+  // The WebSocket side still works next to plain HTTP.
+  const client = await connectClient(
+    DENO,
+    `ws://127.0.0.1:${plain.addr.port}/`,
+  );
+  client.send("after http");
+  assert.equal(await client.next(), "after http");
+  await closeClient(client);
+});
+
+Deno.test(
+  "serve() over TLS echoes to Deno's built-in WebSocket in a process that trusts the certificate",
+  {
+    ignore: !opensslAvailable,
+  },
+  async () => {
+    // The built-in client takes its roots at startup (--cert), never per
+    // connection, so it runs in a child process.
+    const { cert, key } = await makeCertificate();
+    await using server = serve(
+      { hostname: "127.0.0.1", port: 0, cert, key },
+      echo,
+    );
+    const dir = await Deno.makeTempDir({ prefix: "rfc6455_interop_" });
+    try {
+      await Deno.writeTextFile(`${dir}/cert.pem`, cert);
+      const script = `
+      const ws = new WebSocket(Deno.args[0], ["p"]);
+      ws.binaryType = "arraybuffer";
+      const got = [];
+      ws.onopen = () => { ws.send("tls text"); ws.send(new Uint8Array([1, 2, 3])); };
+      ws.onmessage = (e) => {
+        got.push(typeof e.data === "string" ? e.data : [...new Uint8Array(e.data)]);
+        if (got.length === 2) ws.close(4000, "done");
+      };
+      ws.onclose = (e) => console.log(JSON.stringify({ got, code: e.code, clean: e.wasClean }));
+    `;
+      const child = new Deno.Command(Deno.execPath(), {
+        args: [
+          "eval",
+          "--cert",
+          `${dir}/cert.pem`,
+          script,
+          `wss://127.0.0.1:${server.addr.port}/`,
+        ],
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      const output = await deadline(child.output(), "child process", 30_000);
+      const stderr = new TextDecoder().decode(output.stderr);
+      assert.equal(output.code, 0, stderr);
+      assert.deepEqual(JSON.parse(new TextDecoder().decode(output.stdout)), {
+        got: ["tls text", [1, 2, 3]],
+        code: 4000,
+        clean: true,
+      });
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
+
+// ---------------------------------------------------------------------------
+// createFetchHandler() on Deno.serve
+// ---------------------------------------------------------------------------
+
+function fetchServer(
+  options: FetchHandlerOptions,
+  handler: WebSocketHandler,
+): Deno.HttpServer<Deno.NetAddr> {
+  return Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    createFetchHandler(options, handler),
+  );
+}
+
+for (const variant of [DENO, NODE]) {
+  Deno.test(`createFetchHandler() on Deno.serve echoes to ${variant.name}`, async () => {
+    await using server = fetchServer({}, echo);
+    const client = await connectClient(
+      variant,
+      urlOf(variant, server.addr.port),
+    );
+    const bytes = patternBytes(70_000, 3);
+    client.send("edge text 😀");
+    assert.equal(await client.next(), "edge text 😀");
+    client.send(bytes);
+    assertBytes(await client.next(), bytes);
+    client.send(new Uint8Array(0));
+    assertBytes(await client.next(), new Uint8Array(0));
+    assert.equal((await closeClient(client)).code, 1000);
+  });
+
+  Deno.test(`createFetchHandler() selects a subprotocol for ${variant.name}`, async () => {
+    const spy = spyHandler();
+    await using server = fetchServer({ protocols: ["a", "b"] }, spy.handler);
+    const client = await connectClient(
+      variant,
+      urlOf(variant, server.addr.port),
+      { protocols: ["b", "a"] },
+    );
+    assert.equal(client.protocol, "b");
+    assert.equal((await deadline(spy.session, "session")).protocol, "b");
+    client.close(4001, "bye");
+    assert.deepEqual(await deadline(spy.closed, "handler close"), {
+      code: 4001,
+      reason: "bye",
+      wasClean: true,
+    });
+    await deadline(client.closed, "client close");
+  });
+}
+
+Deno.test("createFetchHandler() refuses a foreign Origin with 403", async () => {
+  const errors: unknown[] = [];
+  await using server = fetchServer({
+    origins: ["https://good.example"],
+    onError: (error) => errors.push(error),
+  }, echo);
+  const url = `ws://127.0.0.1:${server.addr.port}/`;
+  const refused = await refusedNode(url, { origin: "https://evil.example" });
+  assert.equal(refused.status, 403);
+  assert.match(refused.body, /origin is not allowed/);
+  assert.equal(errors.length, 1);
+
+  const client = await connectClient(NODE, url, {
+    origin: "https://good.example",
+  });
+  client.send("welcome");
+  assert.equal(await client.next(), "welcome");
+  await closeClient(client);
+});
+
+Deno.test("createFetchHandler() answers plain HTTP with 426 by default", async () => {
+  await using server = fetchServer({}, echo);
+  const response = await deadline(
+    fetch(`http://127.0.0.1:${server.addr.port}/`),
+    "fetch",
+  );
+  assert.equal(response.status, 426);
+  assert.equal(response.headers.get("sec-websocket-version"), "13");
+  await response.text();
+});
