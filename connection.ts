@@ -36,9 +36,9 @@
  * @module
  */
 
+import { copyOf, isOwned } from "./_alloc.ts";
 import { ConnectionClosedError, ProtocolError } from "./errors.ts";
 import {
-  encodeFrame,
   encodeFrameInto,
   type Frame,
   FrameDecoder,
@@ -369,10 +369,16 @@ const CLOSED = 2;
 // A message queue longer than this pauses reading from the transport.
 const READ_QUEUE_LIMIT = 16;
 // Frames up to SMALL_FRAME bytes are encoded straight into a shared batch
-// buffer of BATCH_SIZE bytes, written with one write.
+// buffer of BATCH_SIZE bytes, written with one write; a larger frame gets a
+// buffer of its own. A buffer the transport's own write() is done with is
+// kept for the next frames (one, of at most MAX_SPARE bytes).
 const SMALL_FRAME = 16 * 1024;
 const BATCH_SIZE = 64 * 1024;
-const READ_BUFFER_SIZE = 64 * 1024;
+const MAX_SPARE = 1024 * 1024 + 16;
+// The read buffer grows (x4) while reads fill it and shrinks (/4) after
+// reads that use a sixteenth of it: an idle connection holds 16 KiB.
+const MIN_READ_BUFFER = 16 * 1024;
+const MAX_READ_BUFFER = 256 * 1024;
 
 const encoder = new TextEncoder();
 const RESOLVED: Promise<void> = Promise.resolve();
@@ -402,12 +408,23 @@ function concat(parts: Uint8Array[], total: number): Uint8Array<ArrayBuffer> {
   return out;
 }
 
-// Keeps a received payload without pinning a larger read buffer it views.
+// Keeps a received payload that views the read buffer (which the next read
+// overwrites) or a much larger buffer (which it would pin).
 function own(bytes: Uint8Array): Uint8Array<ArrayBuffer> {
-  return bytes.byteLength === bytes.buffer.byteLength &&
-      bytes.buffer instanceof ArrayBuffer
-    ? bytes as Uint8Array<ArrayBuffer>
-    : bytes.slice();
+  return isOwned(bytes) ? bytes : copyOf(bytes);
+}
+
+// Encoding a string into a new array costs an allocation (about a
+// microsecond in Deno); encoding into a reused buffer does not.
+let scratch = new Uint8Array(64 * 1024);
+const SCRATCH_LIMIT = 1024 * 1024;
+function encodeToScratch(text: string): Uint8Array {
+  // UTF-8 takes at most 3 bytes per UTF-16 code unit.
+  const most = text.length * 3;
+  if (most > SCRATCH_LIMIT) return encoder.encode(text);
+  if (most > scratch.length) scratch = new Uint8Array(SCRATCH_LIMIT);
+  const { written } = encoder.encodeInto(text, scratch);
+  return scratch.subarray(0, written);
 }
 
 function toBytes(data: WebSocketData): Uint8Array {
@@ -701,8 +718,12 @@ export class WebSocketConnection implements WebSocketSession {
     const text = options.binary === undefined
       ? typeof data === "string"
       : !options.binary;
+    // A string sent at once is encoded into a scratch buffer that the frame
+    // encoder copies from; one that waits behind compression needs its own.
+    const waits = this.#compressing > 0 ||
+      (this.#deflate !== undefined && options.compress !== false);
     const payload = typeof data === "string"
-      ? encoder.encode(data)
+      ? (waits ? encoder.encode(data) : encodeToScratch(data))
       : toBytes(data);
     if (
       this.#queuedBytes > 0 &&
@@ -920,7 +941,7 @@ export class WebSocketConnection implements WebSocketSession {
       if (transport.read !== undefined) {
         // One read buffer for every read: frames that view it (unmasked
         // payloads inside one read) are copied before they are kept.
-        const buffer = new Uint8Array(READ_BUFFER_SIZE);
+        let buffer = new Uint8Array(MIN_READ_BUFFER);
         this.#viewsReadBuffer = true;
         while (!this.#readDone) {
           if (this.#mustPause()) await this.#paused();
@@ -929,6 +950,13 @@ export class WebSocketConnection implements WebSocketSession {
           const chunk = buffer.subarray(0, count);
           const pending = this.#receive(chunk);
           if (pending !== undefined) await pending;
+          if (count === buffer.length && count < MAX_READ_BUFFER) {
+            buffer = new Uint8Array(count * 4);
+          } else if (
+            count <= buffer.length / 16 && buffer.length > MIN_READ_BUFFER
+          ) {
+            buffer = new Uint8Array(buffer.length / 4);
+          }
         }
       } else {
         const reader = transport.readable.getReader();
@@ -1221,17 +1249,27 @@ export class WebSocketConnection implements WebSocketSession {
         this.#batchLength + size > this.#batch.length
       ) {
         this.#sealBatch();
-        this.#batch = this.#spare ?? new Uint8Array(BATCH_SIZE);
-        this.#spare = undefined;
+        this.#batch = this.#takeBuffer(BATCH_SIZE);
       }
       encodeFrameInto(frame, this.#batch, this.#batchLength);
       this.#batchLength += size;
     } else {
       this.#sealBatch();
-      this.#queue.push(encodeFrame(frame));
+      const buffer = this.#takeBuffer(size);
+      encodeFrameInto(frame, buffer, 0);
+      this.#queue.push(buffer.subarray(0, size));
     }
     this.#queuedBytes += size;
     this.#startPump();
+  }
+
+  #takeBuffer(size: number): Uint8Array<ArrayBuffer> {
+    const spare = this.#spare;
+    if (spare !== undefined && spare.length >= size) {
+      this.#spare = undefined;
+      return spare;
+    }
+    return new Uint8Array(Math.max(size, BATCH_SIZE));
   }
 
   #sealBatch(): void {
@@ -1257,7 +1295,10 @@ export class WebSocketConnection implements WebSocketSession {
 
   #startPump(): void {
     if (this.#pumpActive || this.#state === CLOSED) return;
-    if (this.#messages.length > 0 && this.#state === OPEN) {
+    if (
+      this.#messages.length > 0 && this.#state === OPEN &&
+      this.#queuedBytes <= this.#highWaterMark
+    ) {
       // Received messages wait to be consumed, and their consumer is likely
       // to send more (an echo, a reply): write once they are consumed, in one
       // write, or on the next task at the latest.
@@ -1318,12 +1359,13 @@ export class WebSocketConnection implements WebSocketSession {
   // A batch buffer written by the transport's own write() can be reused; one
   // handed to a WritableStream belongs to its reader now.
   #recycle(bytes: Uint8Array): void {
+    const buffer = bytes.buffer;
     if (
-      this.#spare === undefined && this.#transport.write !== undefined &&
-      bytes.byteOffset === 0 && bytes.buffer.byteLength === BATCH_SIZE &&
-      bytes.buffer instanceof ArrayBuffer
+      this.#transport.write !== undefined && buffer instanceof ArrayBuffer &&
+      bytes.byteOffset === 0 && buffer.byteLength <= MAX_SPARE &&
+      (this.#spare === undefined || this.#spare.length < buffer.byteLength)
     ) {
-      this.#spare = new Uint8Array(bytes.buffer);
+      this.#spare = new Uint8Array(buffer);
     }
   }
 

@@ -31,6 +31,7 @@
  * @module
  */
 
+import { allocate } from "./_alloc.ts";
 import { ProtocolError } from "./errors.ts";
 
 /**
@@ -612,17 +613,17 @@ export class FrameDecoder {
               let payload: Uint8Array = chunk.subarray(pos, pos + length);
               const mask = this.#mask;
               if (mask !== undefined) {
+                const copy = allocate(length);
                 if (length < 32) {
                   // Unmask while copying: cheaper than a copy and a pass.
-                  const copy = new Uint8Array(length);
                   for (let i = 0; i < length; i++) {
                     copy[i] = chunk[pos + i]! ^ mask[i & 3]!;
                   }
-                  payload = copy;
                 } else {
-                  payload = payload.slice();
-                  applyMask(payload, mask);
+                  copy.set(payload);
+                  applyMask(copy, mask);
                 }
+                payload = copy;
               }
               pos += length;
               frames.push(this.#emit(payload));
@@ -796,7 +797,18 @@ export class FrameDecoder {
       );
     }
     if (!control) this.#inMessage = (byte0 & 0x80) === 0;
-    this.#mask = masked ? bytes.slice(offset, offset + 4) : undefined;
+    if (masked) {
+      // From the slab allocator: a backing store of its own costs more
+      // than decoding a small frame.
+      const mask = allocate(4);
+      mask[0] = bytes[offset]!;
+      mask[1] = bytes[offset + 1]!;
+      mask[2] = bytes[offset + 2]!;
+      mask[3] = bytes[offset + 3]!;
+      this.#mask = mask;
+    } else {
+      this.#mask = undefined;
+    }
     this.#byte0 = byte0;
     this.#length = length;
     this.#state = PAYLOAD;
