@@ -370,13 +370,16 @@ const CLOSED = 2;
 const READ_QUEUE_LIMIT = 16;
 // Frames up to SMALL_FRAME bytes are encoded straight into a shared batch
 // buffer of BATCH_SIZE bytes, written with one write; a larger frame gets a
-// buffer of its own. A buffer the transport's own write() is done with is
-// kept for the next frames (one, of at most MAX_SPARE bytes).
+// buffer of its own. Buffers the transport's own write() is done with are
+// kept for the next frames (up to MAX_SPARES of them, each of at most
+// MAX_SPARE bytes).
 const SMALL_FRAME = 16 * 1024;
 const BATCH_SIZE = 64 * 1024;
 const MAX_SPARE = 1024 * 1024 + 16;
+const MAX_SPARES = 4;
 // The read buffer grows (x4) while reads fill it and shrinks (/4) after
-// reads that use a sixteenth of it: an idle connection holds 16 KiB.
+// reads that use a 64th of it (far apart, so that it does not swing back and
+// forth): an idle connection ends up holding 16 KiB.
 const MIN_READ_BUFFER = 16 * 1024;
 const MAX_READ_BUFFER = 256 * 1024;
 
@@ -572,7 +575,7 @@ export class WebSocketConnection implements WebSocketSession {
   #queuedBytes = 0;
   #batch: Uint8Array<ArrayBuffer> | undefined;
   #batchLength = 0;
-  #spare: Uint8Array<ArrayBuffer> | undefined;
+  #spares: Uint8Array<ArrayBuffer>[] = [];
   #pumpActive = false;
   #pumpTimer: ReturnType<typeof setTimeout> | undefined;
   #viewsReadBuffer = false;
@@ -953,7 +956,7 @@ export class WebSocketConnection implements WebSocketSession {
           if (count === buffer.length && count < MAX_READ_BUFFER) {
             buffer = new Uint8Array(count * 4);
           } else if (
-            count <= buffer.length / 16 && buffer.length > MIN_READ_BUFFER
+            count <= buffer.length / 64 && buffer.length > MIN_READ_BUFFER
           ) {
             buffer = new Uint8Array(buffer.length / 4);
           }
@@ -1264,10 +1267,14 @@ export class WebSocketConnection implements WebSocketSession {
   }
 
   #takeBuffer(size: number): Uint8Array<ArrayBuffer> {
-    const spare = this.#spare;
-    if (spare !== undefined && spare.length >= size) {
-      this.#spare = undefined;
-      return spare;
+    const spares = this.#spares;
+    for (let i = spares.length - 1; i >= 0; i--) {
+      const spare = spares[i]!;
+      if (spare.length >= size) {
+        spares[i] = spares[spares.length - 1]!;
+        spares.pop();
+        return spare;
+      }
     }
     return new Uint8Array(Math.max(size, BATCH_SIZE));
   }
@@ -1363,9 +1370,9 @@ export class WebSocketConnection implements WebSocketSession {
     if (
       this.#transport.write !== undefined && buffer instanceof ArrayBuffer &&
       bytes.byteOffset === 0 && buffer.byteLength <= MAX_SPARE &&
-      (this.#spare === undefined || this.#spare.length < buffer.byteLength)
+      this.#spares.length < MAX_SPARES
     ) {
-      this.#spare = new Uint8Array(buffer);
+      this.#spares.push(new Uint8Array(buffer));
     }
   }
 

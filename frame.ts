@@ -233,7 +233,14 @@ export function applyMask(
       ? (m0 | (m1 << 8) | (m2 << 16) | (m3 << 24))
       : ((m0 << 24) | (m1 << 16) | (m2 << 8) | m3);
     const view = new Int32Array(data.buffer, data.byteOffset + i, words);
-    for (let w = 0; w < words; w++) view[w]! ^= key;
+    let w = 0;
+    for (; w + 4 <= words; w += 4) {
+      view[w]! ^= key;
+      view[w + 1]! ^= key;
+      view[w + 2]! ^= key;
+      view[w + 3]! ^= key;
+    }
+    for (; w < words; w++) view[w]! ^= key;
     i += words << 2;
   }
   // Whole words keep the phase, so the tail continues from it.
