@@ -133,6 +133,15 @@ export interface ConnectOptions extends
    */
   caCerts?: string[];
   /**
+   * The TLS server name for `wss:` (SNI, and the name the certificate must
+   * carry), when it differs from the URL's host: for example to reach a
+   * server by its IP address. The `Host` header stays the URL's unless
+   * `headers` overrides it.
+   *
+   * @default {the URL's host name}
+   */
+  serverName?: string;
+  /**
    * The HTTP proxy to tunnel through with CONNECT,
    * `http://[user:pass@]host:port`; `false` to ignore the environment.
    * Absent, the `HTTPS_PROXY` (for `wss:`) or `HTTP_PROXY` (for `ws:`)
@@ -426,26 +435,18 @@ async function attempt(
   signal.addEventListener("abort", onAbort, { once: true });
   let handedOver = false;
   try {
-    if (proxy !== undefined) {
-      conn = await tunnel(proxy, hostname, port, url, options, signal);
-      if (secure) {
-        conn = await Deno.startTls(conn as Deno.TcpConn, {
-          hostname,
-          ...(options.caCerts === undefined
-            ? {}
-            : { caCerts: options.caCerts }),
-        });
-      }
-    } else if (secure) {
-      conn = await Deno.connectTls({
-        hostname,
-        port,
+    conn = proxy === undefined
+      ? await Deno.connect({ hostname, port, transport: "tcp" })
+      : await tunnel(proxy, hostname, port, url, options, signal);
+    noDelay(conn);
+    if (secure) {
+      // TLS over the TCP connection (or the tunnel): certificate errors
+      // are errors, there is no opt-out.
+      conn = await Deno.startTls(conn as Deno.TcpConn, {
+        hostname: options.serverName ?? hostname,
         ...(options.caCerts === undefined ? {} : { caCerts: options.caCerts }),
       });
-    } else {
-      conn = await Deno.connect({ hostname, port, transport: "tcp" });
     }
-    noDelay(conn);
     signal.throwIfAborted();
     // Userinfo in the URL becomes Basic credentials, unless given.
     const extra = [...headers];

@@ -523,6 +523,29 @@ for (const variant of VARIANTS.filter((variant) => variant.tls)) {
   });
 }
 
+for (const variant of VARIANTS.filter((variant) => variant.tls)) {
+  Deno.test(`connect() checks the certificate of ${variant.name} against serverName`, async () => {
+    await using server = await startServer(variant);
+    // The certificate names 127.0.0.1 and localhost.
+    const ws = await connectTo(server, "/", { serverName: "localhost" });
+    await ws.send("by name");
+    assert.equal(await receive(ws), "by name");
+    await closeCleanly(ws);
+    const error = await deadline(
+      connectTo(server, "/", { serverName: "wrong.example" }).then(
+        (ws) => {
+          ws.close();
+          return undefined;
+        },
+        (error: unknown) => error,
+      ),
+      "connect",
+    );
+    assert.ok(error instanceof Error, "connect() must reject");
+    assert.match(error.message, /certificate|name/i);
+  });
+}
+
 // ---------------------------------------------------------------------------
 // permessage-deflate
 // ---------------------------------------------------------------------------
