@@ -375,8 +375,8 @@ const READ_QUEUE_LIMIT = 16;
 // MAX_SPARE bytes).
 const SMALL_FRAME = 16 * 1024;
 const BATCH_SIZE = 64 * 1024;
-const MAX_SPARE = 1024 * 1024 + 16;
-const MAX_SPARES = 4;
+const MAX_SPARE = 256 * 1024 + 16;
+const MAX_SPARES = 2;
 // The read buffer grows (x4) while reads fill it and shrinks (/4) after
 // reads that use a 64th of it (far apart, so that it does not swing back and
 // forth): an idle connection ends up holding 16 KiB.

@@ -11,37 +11,15 @@ import { encodeFrame, type Frame, FrameDecoder } from "../frame.ts";
 import { createAcceptKey } from "../handshake.ts";
 import { serve, type WebSocketHandler } from "../server.ts";
 import { makeCertificate } from "./_tls.ts";
+import { concat, deadline } from "./_util.ts";
 
 // ---------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------
 
-const WAIT = 10_000;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const ROOT = new URL("../", import.meta.url);
-
-/** Rejects when `promise` does not settle within `ms`; the timer is cleared. */
-async function deadline<T>(
-  promise: Promise<T>,
-  what: string,
-  ms = WAIT,
-): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () => reject(new Error(`Timed out after ${ms} ms: ${what}`)),
-          ms,
-        );
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /** The settled error of `promise`, which must reject within the deadline. */
 async function rejection(
@@ -78,16 +56,6 @@ async function closeCleanly(ws: WebSocketClient): Promise<void> {
   const info = await deadline(ws.close(1000), "client close");
   assert.equal(info.code, 1000);
   assert.equal(info.wasClean, true);
-}
-
-function concat(...parts: Uint8Array[]): Uint8Array<ArrayBuffer> {
-  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
 }
 
 function indexOfHeadEnd(bytes: Uint8Array): number {

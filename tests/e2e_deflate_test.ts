@@ -20,54 +20,15 @@ import {
   type WebSocketHandler,
   type WebSocketServer,
 } from "../server.ts";
+import { concat, deadline, writeAll } from "./_util.ts";
 
 // ---------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------
 
-const WAIT = 10_000;
 const MIB = 1024 * 1024;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-
-/** Rejects when `promise` does not settle within `ms`; the timer is cleared. */
-async function deadline<T>(
-  promise: Promise<T>,
-  what: string,
-  ms = WAIT,
-): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () => reject(new Error(`Timed out after ${ms} ms: ${what}`)),
-          ms,
-        );
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-function concat(...parts: Uint8Array[]): Uint8Array<ArrayBuffer> {
-  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
-}
-
-async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
-  let offset = 0;
-  while (offset < bytes.length) {
-    offset += await conn.write(bytes.subarray(offset));
-  }
-}
 
 /** One read; `null` at the end of the stream or on a reset. */
 async function readChunk(conn: Deno.Conn): Promise<Uint8Array | null> {

@@ -12,34 +12,11 @@ import { connect, type WebSocketClient } from "../client.ts";
 import type { WebSocketMessage } from "../connection.ts";
 import { serve } from "../server.ts";
 import { makeCertificate } from "./_tls.ts";
+import { deadline } from "./_util.ts";
 
 // ---------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------
-
-const WAIT = 10_000;
-
-/** Rejects when `promise` does not settle within `ms`; the timer is cleared. */
-async function deadline<T>(
-  promise: Promise<T>,
-  what: string,
-  ms = WAIT,
-): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () => reject(new Error(`Timed out after ${ms} ms: ${what}`)),
-          ms,
-        );
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /** A queue that tests await one item at a time, each wait bounded. */
 class Queue<T> {

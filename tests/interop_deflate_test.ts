@@ -17,35 +17,13 @@ import {
   PythonPeer,
   pythonWebsockets,
 } from "./_python.ts";
+import { deadline } from "./_util.ts";
 
 // ---------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------
 
-const WAIT = 10_000;
 const MIB = 1024 * 1024;
-
-/** Rejects when `promise` does not settle within `ms`; the timer is cleared. */
-async function deadline<T>(
-  promise: Promise<T>,
-  what: string,
-  ms = WAIT,
-): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () => reject(new Error(`Timed out after ${ms} ms: ${what}`)),
-          ms,
-        );
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /** Compressible JSON text of about `size` bytes. */
 function jsonText(size: number): string {

@@ -13,34 +13,11 @@ import {
   type WebSocketHandler,
 } from "../server.ts";
 import { makeCertificate, opensslAvailable } from "./_tls.ts";
+import { deadline } from "./_util.ts";
 
 // ---------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------
-
-const WAIT = 10_000;
-
-/** Rejects when `promise` does not settle within `ms`; the timer is cleared. */
-async function deadline<T>(
-  promise: Promise<T>,
-  what: string,
-  ms = WAIT,
-): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () => reject(new Error(`Timed out after ${ms} ms: ${what}`)),
-          ms,
-        );
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 type Message = string | Uint8Array;
 
