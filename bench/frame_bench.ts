@@ -5,37 +5,32 @@
  * same bytes as its baseline, so `deno bench` prints ratios ("x times slower
  * than the copy") that mean the same on any machine.
  *
- * Results of one run (`deno bench bench/frame_bench.ts`, Deno 2.9.6, V8
- * 15.0, x86_64 Linux, 2 vCPUs shared with other jobs: load average ~5 and
- * swapping, so absolute times varied up to 5x between runs; the ratio to
- * the copy in the same group is the figure to compare). MB/s = bytes /
- * average time.
+ * Results of one run after the allocation work (`deno bench
+ * bench/frame_bench.ts`, Deno 2.9.6, x86_64 Linux, 2 vCPUs shared with other
+ * jobs, so absolute times vary several-fold between runs; the ratio to the
+ * copy in the same group is the figure to compare):
  *
- * | group         | benchmark                       |      avg | vs copy |      MB/s |
- * | ------------- | ------------------------------- | -------: | ------: | --------: |
- * | mask 1 MiB    | copy (`target.set`)             |  67.1 µs |   1.00x |    15,627 |
- * | mask 1 MiB    | `applyMask` in place            | 214.3 µs |   3.19x |     4,893 |
- * | mask 1 MiB    | naive byte-loop XOR             | 942.0 µs |  14.03x |     1,113 |
- * | decode 64 B   | copy of the chunk               |  53.7 µs |   1.00x |    19,526 |
- * | decode 64 B   | masked frames (server)          |  28.3 ms | 527.20x |        37 |
- * | decode 64 B   | unmasked frames (client)        |   4.5 ms |  83.63x |       233 |
- * | decode 1 KiB  | copy of the chunk               |  44.1 µs |   1.00x |    23,776 |
- * | decode 1 KiB  | masked frames (server)          |   2.8 ms |  62.64x |       380 |
- * | decode 1 KiB  | unmasked frames (client)        | 198.6 µs |   4.51x |     5,280 |
- * | decode 64 KiB | copy of the chunk               |  37.6 µs |   1.00x |    26,150 |
- * | decode 64 KiB | masked frames (server)          | 342.6 µs |   9.12x |     2,870 |
- * | decode 64 KiB | unmasked frames (client, views) |   3.7 µs |   0.10x | (no copy) |
- * | encode        | copy of a 64 KiB payload        |   1.8 µs |   1.00x |    36,409 |
- * | encode        | `encodeFrame` 64 B unmasked     | 542.7 ns |   0.31x |       118 |
- * | encode        | `encodeFrame` 64 B masked       | 942.5 ns |   0.54x |        68 |
- * | encode        | `encodeFrame` 1 KiB unmasked    |   1.5 µs |   0.85x |       692 |
- * | encode        | `encodeFrame` 1 KiB masked      |   1.2 µs |   0.68x |       863 |
- * | encode        | `encodeFrame` 64 KiB unmasked   |   7.4 µs |   4.22x |     8,856 |
- * | encode        | `encodeFrame` 64 KiB masked     |  16.8 µs |   9.61x |     3,901 |
+ * | group         | benchmark                       |      avg | vs copy |
+ * | ------------- | ------------------------------- | -------: | ------: |
+ * | mask 1 MiB    | copy (`target.set`)             |  43.2 µs |   1.00x |
+ * | mask 1 MiB    | `applyMask` in place            | 146.3 µs |   3.39x |
+ * | mask 1 MiB    | naive byte-loop XOR             | 692.8 µs |  16.04x |
+ * | decode 64 B   | masked frames (server)          |   6.4 ms | 144.00x |
+ * | decode 64 B   | unmasked frames (client)        |   2.3 ms |  51.77x |
+ * | decode 1 KiB  | masked frames (server)          | 783.0 µs |  19.61x |
+ * | decode 1 KiB  | unmasked frames (client)        | 139.8 µs |   3.50x |
+ * | decode 64 KiB | masked frames (server)          | 339.2 µs |   9.93x |
+ * | decode 64 KiB | unmasked frames (client, views) |   2.8 µs |   0.08x |
+ * | encode        | `encodeFrame` 64 B unmasked     | 795.2 ns |   0.46x |
+ * | encode        | `encodeFrame` 1 KiB masked      |   1.6 µs |   0.95x |
+ * | encode        | `encodeFrame` 64 KiB masked     |  21.0 µs |  12.29x |
  *
- * Small masked frames cost about 2 µs each. Not profiled; the likely cost is
- * the two `ArrayBuffer`s the decoder allocates per masked frame (the key and
- * the payload copy) and the GC they cause.
+ * Before it, small masked frames cost about 2 µs each (527x the copy at 64
+ * B): in Deno 2.9.6 every `new Uint8Array(n)` or `slice()` costs 0.6 to 1 µs,
+ * whatever `n`. The decoder now carves payloads and masking keys out of
+ * shared slabs (`_alloc.ts`). `encodeFrame` still allocates one buffer per
+ * frame; the connection encodes into reused buffers instead
+ * (`encodeFrameInto`).
  *
  * @module
  */
