@@ -2,10 +2,10 @@
 // Private helpers of client.ts and server.ts: the socket chores both sides
 // share. Not an entry point.
 
-import type { ConnectionOptions } from "./connection.ts";
+import type { ConnectionLimits, ConnectionOptions } from "./connection.ts";
 
-/** The connection options `connect()` and `serve()` pass through. */
-export const CONNECTION_OPTION_KEYS = [
+/** The keys of {@linkcode ConnectionLimits}, which `connect()` and `serve()` pass through. */
+export const CONNECTION_OPTION_KEYS: readonly (keyof ConnectionLimits)[] = [
   "maxMessageSize",
   "maxFrameSize",
   "maxFragments",
@@ -14,11 +14,11 @@ export const CONNECTION_OPTION_KEYS = [
   "closeTimeout",
   "writeHighWaterMark",
   "maxBufferedAmount",
-] as const;
+];
 
 /** The connection options among `options`, without the absent ones. */
 export function pickConnectionOptions(
-  options: Pick<ConnectionOptions, typeof CONNECTION_OPTION_KEYS[number]>,
+  options: ConnectionLimits,
 ): Omit<ConnectionOptions, "role"> {
   const picked: Omit<ConnectionOptions, "role"> = {};
   for (const key of CONNECTION_OPTION_KEYS) {

@@ -34,7 +34,11 @@ import {
   pickConnectionOptions,
   writeAll,
 } from "./_socket.ts";
-import { type ConnectionOptions, WebSocketConnection } from "./connection.ts";
+import {
+  type ConnectionLimits,
+  type ConnectionOptions,
+  WebSocketConnection,
+} from "./connection.ts";
 import {
   acceptDeflateResponse,
   createDeflateOffer,
@@ -70,18 +74,7 @@ import {
  * assert.equal(options.protocols?.[0], "chat.v2");
  * ```
  */
-export interface ConnectOptions extends
-  Pick<
-    ConnectionOptions,
-    | "maxMessageSize"
-    | "maxFrameSize"
-    | "maxFragments"
-    | "pingInterval"
-    | "pingTimeout"
-    | "closeTimeout"
-    | "writeHighWaterMark"
-    | "maxBufferedAmount"
-  > {
+export interface ConnectOptions extends ConnectionLimits {
   /**
    * Extra handshake headers, sent in this order and case: `Origin`,
    * `User-Agent`, `Cookie`, `Authorization`, a `Host` override, anything

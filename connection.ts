@@ -231,28 +231,19 @@ export interface SendOptions {
 }
 
 /**
- * Options of a {@linkcode WebSocketConnection}. Times are in milliseconds, sizes in bytes.
+ * The limits and timeouts of a connection, the same on both sides; `connect()`
+ * and `serve()` take them too. Times are in milliseconds, sizes in bytes.
  *
  * @example Tight limits for an untrusted peer
  * ```ts
- * import type { ConnectionOptions } from "@rfc6455/websocket/connection";
+ * import type { ConnectionLimits } from "@rfc6455/websocket/connection";
  * import assert from "node:assert/strict";
  *
- * const options: ConnectionOptions = {
- *   role: "server",
- *   maxMessageSize: 1 << 20,
- *   pingInterval: 10_000,
- *   closeTimeout: 2_000,
- * };
- * assert.equal(options.role, "server");
+ * const limits: ConnectionLimits = { maxMessageSize: 1 << 20, maxFragments: 100, closeTimeout: 2_000 };
+ * assert.equal(limits.maxFragments, 100);
  * ```
  */
-export interface ConnectionOptions {
-  /**
-   * The side of this endpoint: a `"client"` masks every frame it sends and
-   * rejects masked frames; a `"server"` the reverse (RFC 6455 §5.1).
-   */
-  role: "client" | "server";
+export interface ConnectionLimits {
   /**
    * The largest message accepted, in bytes, after decompression. A larger
    * message closes the connection with 1009 without being buffered whole.
@@ -313,6 +304,31 @@ export interface ConnectionOptions {
    * @default {16777216} (16 MiB)
    */
   maxBufferedAmount?: number;
+}
+
+/**
+ * Options of a {@linkcode WebSocketConnection}. Times are in milliseconds, sizes in bytes.
+ *
+ * @example Tight limits for an untrusted peer
+ * ```ts
+ * import type { ConnectionOptions } from "@rfc6455/websocket/connection";
+ * import assert from "node:assert/strict";
+ *
+ * const options: ConnectionOptions = {
+ *   role: "server",
+ *   maxMessageSize: 1 << 20,
+ *   pingInterval: 10_000,
+ *   closeTimeout: 2_000,
+ * };
+ * assert.equal(options.role, "server");
+ * ```
+ */
+export interface ConnectionOptions extends ConnectionLimits {
+  /**
+   * The side of this endpoint: a `"client"` masks every frame it sends and
+   * rejects masked frames; a `"server"` the reverse (RFC 6455 §5.1).
+   */
+  role: "client" | "server";
   /** The negotiated subprotocol ("" when none). @default {""} */
   protocol?: string;
   /** The negotiated extensions, as the `Sec-WebSocket-Extensions` value. @default {""} */

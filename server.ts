@@ -36,7 +36,7 @@ import {
 } from "./_socket.ts";
 import {
   type CloseInfo,
-  type ConnectionOptions,
+  type ConnectionLimits,
   type SendOptions,
   WebSocketConnection,
   type WebSocketData,
@@ -148,7 +148,7 @@ export type WebSocketHandler<T = undefined> = (
  * Options of {@linkcode serve} (and, where they apply, of
  * {@linkcode createFetchHandler}). Times are in milliseconds, sizes in bytes.
  * The connection limits (`maxMessageSize`, `pingInterval`, ...) are those of
- * `ConnectionOptions`.
+ * {@linkcode ConnectionLimits}.
  *
  * @typeParam T The per-connection data the upgrade hook returns.
  *
@@ -168,18 +168,7 @@ export type WebSocketHandler<T = undefined> = (
  * assert.equal(options.port, 9001);
  * ```
  */
-export interface ServeOptions<T = undefined> extends
-  Pick<
-    ConnectionOptions,
-    | "maxMessageSize"
-    | "maxFrameSize"
-    | "maxFragments"
-    | "pingInterval"
-    | "pingTimeout"
-    | "closeTimeout"
-    | "writeHighWaterMark"
-    | "maxBufferedAmount"
-  > {
+export interface ServeOptions<T = undefined> extends ConnectionLimits {
   /**
    * Accept permessage-deflate (RFC 7692) when a client offers it: `true`
    * with the defaults, an object to set what the server allows (window
