@@ -599,7 +599,7 @@ export class WebSocketConnection implements WebSocketSession {
   #pumping: Promise<void> | undefined;
   #writer: WritableStreamDefaultWriter<Uint8Array> | undefined;
   #drainWaiters: Array<
-    { limit: number; resolve(): void; reject(e: unknown): void }
+    { resolve(): void; reject(e: unknown): void }
   > = [];
   #sendChain: Promise<void> = RESOLVED;
   #compressing = 0;
@@ -1072,7 +1072,7 @@ export class WebSocketConnection implements WebSocketSession {
         case 0x2:
           return this.#onDataStart(frame);
         case 0x0:
-          return this.#onContinuation(frame);
+          return this.#onFragment(frame);
         case 0x8:
           this.#onClose(frame.payload);
           return undefined;
@@ -1103,10 +1103,6 @@ export class WebSocketConnection implements WebSocketSession {
     this.#fragmentCompressed = frame.rsv1;
     this.#fragmentCount = 0;
     this.#fragmentSize = 0;
-    return this.#onFragment(frame);
-  }
-
-  #onContinuation(frame: Frame): Promise<void> | undefined {
     return this.#onFragment(frame);
   }
 
@@ -1242,8 +1238,11 @@ export class WebSocketConnection implements WebSocketSession {
       // §7.1.1: the server closes the TCP connection first.
       this.#flushThenTerminate();
     } else {
+      // §7.1.1: the client writes its answer, then waits for the server to
+      // close the TCP connection: the read loop sees the end, or the close
+      // timer fires.
       this.#armCloseTimer();
-      this.#flushThenWaitForEnd();
+      void this.#flush();
     }
   }
 
@@ -1312,7 +1311,7 @@ export class WebSocketConnection implements WebSocketSession {
     if (this.#queuedBytes <= this.#highWaterMark) return RESOLVED;
     if (this.#state === CLOSED) return this.#rejected(this.#closedError());
     const { promise, resolve, reject } = Promise.withResolvers<void>();
-    this.#drainWaiters.push({ limit: this.#highWaterMark, resolve, reject });
+    this.#drainWaiters.push({ resolve, reject });
     return this.#handled(promise);
   }
 
@@ -1491,12 +1490,6 @@ export class WebSocketConnection implements WebSocketSession {
     this.#armCloseTimer();
     await this.#flush();
     this.#terminate();
-  }
-
-  async #flushThenWaitForEnd(): Promise<void> {
-    await this.#flush();
-    // The client waits for the server to close the TCP connection; the read
-    // loop sees the end (or the close timer fires).
   }
 
   #endMessages(): void {
