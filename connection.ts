@@ -37,6 +37,7 @@
  */
 
 import { copyOf, isOwned } from "./_alloc.ts";
+import { messageReadable, messageWritable } from "./_streams.ts";
 import { ConnectionClosedError, ProtocolError } from "./errors.ts";
 import {
   encodeFrameInto,
@@ -863,16 +864,10 @@ export class WebSocketConnection implements WebSocketSession {
    * Reading it and iterating the connection share one queue.
    */
   get readable(): ReadableStream<WebSocketMessage> {
-    this.#readable ??= new ReadableStream<WebSocketMessage>({
-      pull: async (controller) => {
-        const result = await this.#next();
-        if (result.done) controller.close();
-        else controller.enqueue(result.value);
-      },
-      cancel: () => {
-        this.#closeInternal(1000, "");
-      },
-    }, { highWaterMark: 0 });
+    this.#readable ??= messageReadable(
+      () => this.#next(),
+      () => this.#closeInternal(1000, ""),
+    );
     return this.#readable;
   }
   #readable: ReadableStream<WebSocketMessage> | undefined;
@@ -883,16 +878,13 @@ export class WebSocketConnection implements WebSocketSession {
    * with 1000.
    */
   get writable(): WritableStream<WebSocketData> {
-    this.#writable ??= new WritableStream<WebSocketData>({
-      write: (chunk) => this.send(chunk),
-      close: async () => {
+    this.#writable ??= messageWritable(
+      (chunk) => this.send(chunk),
+      () => {
         this.#closeInternal(1000, "");
-        await this.#closed;
+        return this.#closed;
       },
-      abort: () => {
-        this.#closeInternal(1000, "");
-      },
-    });
+    );
     return this.#writable;
   }
   #writable: WritableStream<WebSocketData> | undefined;

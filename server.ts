@@ -28,6 +28,7 @@
  * @module
  */
 
+import { messageReadable, messageWritable } from "./_streams.ts";
 import {
   closeQuietly,
   noDelay,
@@ -953,26 +954,15 @@ class EdgeWebSocket implements WebSocketSession {
   }
 
   get readable(): ReadableStream<WebSocketMessage> {
-    this.#readable ??= new ReadableStream<WebSocketMessage>({
-      pull: async (controller) => {
-        const result = await this.#next();
-        if (result.done) controller.close();
-        else controller.enqueue(result.value);
-      },
-      cancel: () => {
-        this.close();
-      },
-    }, { highWaterMark: 0 });
+    this.#readable ??= messageReadable(() => this.#next(), () => this.close());
     return this.#readable;
   }
 
   get writable(): WritableStream<WebSocketData> {
-    this.#writable ??= new WritableStream<WebSocketData>({
-      write: (chunk) => this.send(chunk),
-      close: async () => {
-        await this.close();
-      },
-    });
+    this.#writable ??= messageWritable(
+      (chunk) => this.send(chunk),
+      () => this.close(),
+    );
     return this.#writable;
   }
 

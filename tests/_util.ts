@@ -1,6 +1,14 @@
 // Copyright 2026 the @rfc6455/websocket authors. MIT license.
 // Helpers shared by the test files.
 
+import { echoHandler } from "../examples/echo_handler.ts";
+import {
+  serve,
+  type ServeOptions,
+  type WebSocketHandler,
+  type WebSocketServer,
+} from "../server.ts";
+
 /** How long a test waits for one thing before it fails, in milliseconds. */
 export const WAIT = 10_000;
 
@@ -46,4 +54,56 @@ export async function writeAll(
   while (offset < bytes.length) {
     offset += await conn.write(bytes.subarray(offset));
   }
+}
+
+/** Deterministic bytes from a seeded xorshift, so failures reproduce. */
+export function patternBytes(
+  length: number,
+  seed: number,
+): Uint8Array<ArrayBuffer> {
+  const bytes = new Uint8Array(length);
+  let x = seed | 1;
+  for (let i = 0; i < length; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    bytes[i] = x & 0xff;
+  }
+  return bytes;
+}
+
+/** A JSON array of about `size` characters: compressible, like real traffic. */
+export function jsonText(size: number): string {
+  const items = [];
+  let length = 2;
+  for (let id = 0; length < size; id++) {
+    const item = JSON.stringify({
+      id,
+      name: `user-${id}`,
+      active: id % 3 === 0,
+      score: (id * 7919) % 1000,
+      tags: ["alpha", "beta", id % 2 ? "gamma" : "delta"],
+    });
+    items.push(item);
+    length += item.length + 1;
+  }
+  return `[${items.join(",")}]`;
+}
+
+/**
+ * A server on 127.0.0.1, port 0, whose `onError` reports the test collects;
+ * by default it runs the echo service's handler.
+ */
+export function quietServer(
+  options: ServeOptions = {},
+  handler: WebSocketHandler = echoHandler,
+): { server: WebSocketServer; errors: unknown[] } {
+  const errors: unknown[] = [];
+  const server = serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    onError: (error) => errors.push(error),
+    ...options,
+  }, handler);
+  return { server, errors };
 }

@@ -14,13 +14,15 @@ import {
 import { HandshakeError } from "../errors.ts";
 import { encodeFrame, type Frame, FrameDecoder } from "../frame.ts";
 import { createAcceptKey, createKey } from "../handshake.ts";
+import type { ServeOptions } from "../server.ts";
 import {
-  serve,
-  type ServeOptions,
-  type WebSocketHandler,
-  type WebSocketServer,
-} from "../server.ts";
-import { concat, deadline, writeAll } from "./_util.ts";
+  concat,
+  deadline,
+  jsonText,
+  patternBytes,
+  quietServer,
+  writeAll,
+} from "./_util.ts";
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -260,56 +262,6 @@ function rawServer(): RawServer {
       return Promise.resolve();
     },
   };
-}
-
-const echo: WebSocketHandler = async (ws) => {
-  for await (const message of ws) await ws.send(message);
-};
-
-/** A server on 127.0.0.1 whose handler failures the test collects. */
-function quietServer(
-  options: ServeOptions = {},
-  handler: WebSocketHandler = echo,
-): { server: WebSocketServer; errors: unknown[] } {
-  const errors: unknown[] = [];
-  const server = serve({
-    hostname: "127.0.0.1",
-    port: 0,
-    onError: (error) => errors.push(error),
-    ...options,
-  }, handler);
-  return { server, errors };
-}
-
-/** Compressible JSON text of about `size` bytes. */
-function jsonText(size: number): string {
-  const items = [];
-  let length = 2;
-  for (let id = 0; length < size; id++) {
-    const item = JSON.stringify({
-      id,
-      name: `user-${id}`,
-      active: id % 3 === 0,
-      score: (id * 7919) % 1000,
-      tags: ["alpha", "beta", id % 2 ? "gamma" : "delta"],
-    });
-    items.push(item);
-    length += item.length + 1;
-  }
-  return `[${items.join(",")}]`;
-}
-
-/** Deterministic bytes: a seeded xorshift, so failures reproduce. */
-function patternBytes(length: number, seed: number): Uint8Array<ArrayBuffer> {
-  const bytes = new Uint8Array(length);
-  let x = seed | 1;
-  for (let i = 0; i < length; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    bytes[i] = x & 0xff;
-  }
-  return bytes;
 }
 
 function assertSameBytes(actual: unknown, expected: Uint8Array): void {

@@ -7,14 +7,10 @@ import type { WebSocketSession } from "../connection.ts";
 import { ConnectionClosedError, HandshakeError } from "../errors.ts";
 import { encodeFrame, type Frame, FrameDecoder } from "../frame.ts";
 import { createAcceptKey, createKey } from "../handshake.ts";
-import {
-  serve,
-  type ServeOptions,
-  type WebSocketHandler,
-  type WebSocketServer,
-} from "../server.ts";
+import type { WebSocketHandler } from "../server.ts";
 import { makeCertificate, opensslAvailable } from "./_tls.ts";
-import { concat, deadline, writeAll } from "./_util.ts";
+import { concat, deadline, quietServer, writeAll } from "./_util.ts";
+import { echoHandler as echo } from "../examples/echo_handler.ts";
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -201,25 +197,6 @@ async function expectClose(client: RawClient): Promise<number> {
     undefined,
   );
   return code;
-}
-
-async function echo(ws: WebSocketSession): Promise<void> {
-  for await (const message of ws) await ws.send(message);
-}
-
-/** An echo handler whose failures (peer protocol errors) the test collects. */
-function quietServer(
-  options: ServeOptions = {},
-  handler: WebSocketHandler = echo,
-): { server: WebSocketServer; errors: unknown[] } {
-  const errors: unknown[] = [];
-  const server = serve({
-    hostname: "127.0.0.1",
-    port: 0,
-    onError: (error) => errors.push(error),
-    ...options,
-  }, handler);
-  return { server, errors };
 }
 
 /** A full round trip with Deno's built-in client: proof the server serves. */

@@ -12,7 +12,7 @@ import { connect, type WebSocketClient } from "../client.ts";
 import type { WebSocketMessage } from "../connection.ts";
 import { serve } from "../server.ts";
 import { makeCertificate } from "./_tls.ts";
-import { deadline } from "./_util.ts";
+import { deadline, patternBytes } from "./_util.ts";
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -56,19 +56,6 @@ async function receive(ws: WebSocketClient): Promise<WebSocketMessage> {
 async function closeCleanly(ws: WebSocketClient): Promise<void> {
   const info = await deadline(ws.close(1000), "client close");
   assert.deepEqual(info, { code: 1000, reason: "", wasClean: true });
-}
-
-/** Deterministic bytes from a seeded xorshift, so failures reproduce. */
-function patternBytes(length: number, seed: number): Uint8Array<ArrayBuffer> {
-  const bytes = new Uint8Array(length);
-  let x = seed | 1;
-  for (let i = 0; i < length; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    bytes[i] = x & 0xff;
-  }
-  return bytes;
 }
 
 /** The index of the first byte where `a` and `b` differ, or -1. */

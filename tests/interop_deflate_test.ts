@@ -10,51 +10,21 @@ import NodeWebSocket, { WebSocketServer } from "npm:ws@8.23.0";
 import { connect, type ConnectOptions } from "../client.ts";
 import type { WebSocketMessage, WebSocketSession } from "../connection.ts";
 import type { PerMessageDeflateOptions } from "../deflate.ts";
-import { serve, type WebSocketHandler } from "../server.ts";
+import { serve } from "../server.ts";
 import {
   PYTHON_ECHO_CLIENT,
   PYTHON_ECHO_SERVER,
   PythonPeer,
   pythonWebsockets,
 } from "./_python.ts";
-import { deadline } from "./_util.ts";
+import { deadline, jsonText, patternBytes } from "./_util.ts";
+import { echoHandler as echo } from "../examples/echo_handler.ts";
 
 // ---------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------
 
 const MIB = 1024 * 1024;
-
-/** Compressible JSON text of about `size` bytes. */
-function jsonText(size: number): string {
-  const items = [];
-  let length = 2;
-  for (let id = 0; length < size; id++) {
-    const item = JSON.stringify({
-      id,
-      name: `user-${id}`,
-      active: id % 3 === 0,
-      score: (id * 7919) % 1000,
-      tags: ["alpha", "beta", id % 2 ? "gamma" : "delta"],
-    });
-    items.push(item);
-    length += item.length + 1;
-  }
-  return `[${items.join(",")}]`;
-}
-
-/** Deterministic incompressible bytes: a seeded xorshift. */
-function patternBytes(length: number, seed: number): Uint8Array<ArrayBuffer> {
-  const bytes = new Uint8Array(length);
-  let x = seed | 1;
-  for (let i = 0; i < length; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    bytes[i] = x & 0xff;
-  }
-  return bytes;
-}
 
 const BIG_JSON = jsonText(MIB);
 const BIG_RANDOM = patternBytes(MIB, 11);
@@ -101,10 +71,6 @@ async function assertEchoes(
   }
 }
 
-const echo: WebSocketHandler = async (ws) => {
-  for await (const message of ws) await ws.send(message);
-};
-
 /** A server that echoes and hands the test its sessions' extensions. */
 function echoServer(deflate?: boolean | PerMessageDeflateOptions) {
   const extensions = Promise.withResolvers<string>();
@@ -114,9 +80,9 @@ function echoServer(deflate?: boolean | PerMessageDeflateOptions) {
     port: 0,
     onError: (error) => errors.push(error),
     ...(deflate === undefined ? {} : { deflate }),
-  }, async (ws, request, data) => {
+  }, async (ws) => {
     extensions.resolve(ws.extensions);
-    await echo(ws, request, data);
+    await echo(ws);
   });
   return { server, extensions: extensions.promise, errors };
 }

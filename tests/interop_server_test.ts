@@ -13,7 +13,8 @@ import {
   type WebSocketHandler,
 } from "../server.ts";
 import { makeCertificate, opensslAvailable } from "./_tls.ts";
-import { deadline } from "./_util.ts";
+import { deadline, patternBytes } from "./_util.ts";
+import { echoHandler as echo } from "../examples/echo_handler.ts";
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -221,11 +222,6 @@ async function closeClient(client: TestClient): Promise<CloseInfo> {
   return await deadline(client.closed, "client close");
 }
 
-/** The echo handler of the brief: every message back, with its type. */
-async function echo(ws: WebSocketSession): Promise<void> {
-  for await (const message of ws) await ws.send(message);
-}
-
 /** The index of the first byte where `a` and `b` differ, or -1. */
 function firstDifference(a: Uint8Array, b: Uint8Array): number {
   const length = Math.min(a.length, b.length);
@@ -237,19 +233,6 @@ function assertBytes(actual: Message, expected: Uint8Array): void {
   assert.ok(actual instanceof Uint8Array, "expected a binary message");
   assert.equal(actual.length, expected.length);
   assert.equal(firstDifference(actual, expected), -1);
-}
-
-/** Deterministic bytes: a seeded xorshift, so failures reproduce. */
-function patternBytes(length: number, seed: number): Uint8Array<ArrayBuffer> {
-  const bytes = new Uint8Array(length);
-  let x = seed | 1;
-  for (let i = 0; i < length; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    bytes[i] = x & 0xff;
-  }
-  return bytes;
 }
 
 /**
