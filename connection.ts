@@ -392,6 +392,8 @@ const READ_QUEUE_LIMIT = 16;
 // MAX_SPARE bytes).
 const SMALL_FRAME = 16 * 1024;
 const BATCH_SIZE = 64 * 1024;
+const BATCH_FRAME_LIMIT = 64 * 1024 + 14;
+const LARGE_BATCH_SIZE = 256 * 1024;
 const MAX_SPARE = 256 * 1024 + 16;
 const MAX_SPARES = 2;
 // The read buffer grows (x4) when a read fills it and shrinks (/4) after
@@ -1274,13 +1276,15 @@ export class WebSocketConnection implements WebSocketSession {
     };
     if (this.#role === "client") frame.mask = this.#maskGenerator();
     const size = frameSize(payload.length, frame.mask !== undefined);
-    if (size <= SMALL_FRAME) {
+    if (size <= BATCH_FRAME_LIMIT) {
       if (
         this.#batch === undefined ||
         this.#batchLength + size > this.#batch.length
       ) {
         this.#sealBatch();
-        this.#batch = this.#takeBuffer(BATCH_SIZE);
+        this.#batch = this.#takeBuffer(
+          size <= SMALL_FRAME ? BATCH_SIZE : LARGE_BATCH_SIZE,
+        );
       }
       encodeFrameInto(frame, this.#batch, this.#batchLength);
       this.#batchLength += size;

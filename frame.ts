@@ -489,6 +489,10 @@ export const DEFAULT_MAX_PAYLOAD_SIZE = 64 * 1024 * 1024;
 
 const HEADER = 0;
 const PAYLOAD = 1;
+// A payload that spans chunks and announces at most this many bytes gets its
+// whole buffer at once (one allocation, no regrowth): no more than the read
+// buffer a connection may hold anyway.
+const EAGER_PAYLOAD = 256 * 1024;
 
 /**
  * An incremental frame decoder: push chunks of any size, one byte or many
@@ -637,11 +641,14 @@ export class FrameDecoder {
               continue;
             }
             if (pos >= end) break;
-            // The payload spans chunks: gather it, growing the buffer with
-            // the bytes that really arrive (a header alone never allocates
-            // the announced length).
+            // The payload spans chunks: gather it. Up to EAGER_PAYLOAD bytes
+            // get their whole buffer at once; a larger one grows with the
+            // bytes that really arrive (a header alone never allocates more
+            // than EAGER_PAYLOAD).
             this.#partial = new Uint8Array(
-              Math.min(length, Math.max(4096, 2 * (end - pos))),
+              length <= EAGER_PAYLOAD
+                ? length
+                : Math.min(length, Math.max(EAGER_PAYLOAD, 2 * (end - pos))),
             );
             this.#filled = 0;
           }
