@@ -612,6 +612,7 @@ export class WebSocketConnection implements WebSocketSession {
   #batchLength = 0;
   #spares: Uint8Array<ArrayBuffer>[] = [];
   #pumpActive = false;
+  #replying = false;
   #pumpTimer: unknown;
   #viewsReadBuffer = false;
   #pong: Uint8Array | undefined;
@@ -941,8 +942,6 @@ export class WebSocketConnection implements WebSocketSession {
     if (this.#closeInfo !== undefined || this.#readDone) {
       return this.#endOfMessages();
     }
-    // The consumer caught up: what it sent meanwhile goes out now.
-    if (this.#pumpTimer !== undefined) this.#startPumpNow();
     return new Promise((resolve, reject) =>
       this.#waiters.push({ resolve, reject })
     );
@@ -1056,6 +1055,9 @@ export class WebSocketConnection implements WebSocketSession {
       this.#fail(error);
       return undefined;
     }
+    // A read that brought several frames is likely to get several replies:
+    // they are written together (see #startPump).
+    if (frames.length > 1) this.#replying = true;
     for (let i = 0; i < frames.length; i++) {
       if (this.#discard) return undefined;
       const pending = this.#onFrame(frames[i]!);
@@ -1335,12 +1337,15 @@ export class WebSocketConnection implements WebSocketSession {
   #startPump(): void {
     if (this.#pumpActive || this.#state === CLOSED) return;
     if (
-      this.#messages.length > 0 && this.#state === OPEN &&
+      (this.#replying || this.#messages.length > 0) &&
+      this.#state === OPEN &&
       this.#queuedBytes <= this.#highWaterMark
     ) {
-      // Received messages wait to be consumed, and their consumer is likely
-      // to send more (an echo, a reply): write once they are consumed, in one
-      // write, or on the next task at the latest.
+      // Received messages wait to be consumed, or a read just brought
+      // several: their consumer is likely to send more (echoes, replies, often
+      // from another promise chain than the one reading). Write them together
+      // on the next task. A lone message read gets its reply written at once
+      // (request/response latency), and so does a sender over the mark.
       this.#pumpTimer ??= nextTask(this.#onPumpTimer);
       return;
     }
@@ -1349,6 +1354,7 @@ export class WebSocketConnection implements WebSocketSession {
 
   readonly #onPumpTimer = (): void => {
     this.#pumpTimer = undefined;
+    this.#replying = false;
     this.#startPumpNow();
   };
 
