@@ -5,21 +5,22 @@
  * same bytes as its baseline, so `deno bench` prints ratios ("x times slower
  * than the copy") that mean the same on any machine.
  *
- * Results of one run after the allocation work (`deno bench
+ * Results of one run after the allocation work (mask and masked decode rows
+ * after `applyMask` went to eight words a round; `deno bench
  * bench/frame_bench.ts`, Deno 2.9.6, x86_64 Linux, 2 vCPUs shared with other
  * jobs, so absolute times vary several-fold between runs; the ratio to the
  * copy in the same group is the figure to compare):
  *
  * | group         | benchmark                       |      avg | vs copy |
  * | ------------- | ------------------------------- | -------: | ------: |
- * | mask 1 MiB    | copy (`target.set`)             |  43.2 µs |   1.00x |
- * | mask 1 MiB    | `applyMask` in place            | 146.3 µs |   3.39x |
- * | mask 1 MiB    | naive byte-loop XOR             | 692.8 µs |  16.04x |
+ * | mask 1 MiB    | copy (`target.set`)             |  40.9 µs |   1.00x |
+ * | mask 1 MiB    | `applyMask` in place            |  98.4 µs |   2.41x |
+ * | mask 1 MiB    | naive byte-loop XOR             | 640.8 µs |  15.67x |
  * | decode 64 B   | masked frames (server)          |   6.4 ms | 144.00x |
  * | decode 64 B   | unmasked frames (client)        |   2.3 ms |  51.77x |
- * | decode 1 KiB  | masked frames (server)          | 783.0 µs |  19.61x |
+ * | decode 1 KiB  | masked frames (server)          | 632.3 µs |  16.16x |
  * | decode 1 KiB  | unmasked frames (client)        | 139.8 µs |   3.50x |
- * | decode 64 KiB | masked frames (server)          | 339.2 µs |   9.93x |
+ * | decode 64 KiB | masked frames (server)          | 319.7 µs |   9.60x |
  * | decode 64 KiB | unmasked frames (client, views) |   2.8 µs |   0.08x |
  * | encode        | `encodeFrame` 64 B unmasked     | 795.2 ns |   0.46x |
  * | encode        | `encodeFrame` 1 KiB masked      |   1.6 µs |   0.95x |
