@@ -1754,6 +1754,100 @@ Deno.test("WebSocketConnection masks frames as its role requires", async (t) => 
 // ---------------------------------------------------------------------------
 // Transport and teardown
 
+Deno.test("WebSocketConnection writes the replies to one read together", async (t) => {
+  await t.step("echoes from the iterating chain: one write", async () => {
+    const raw = new RawPeer({ role: "server" });
+    const echo = (async () => {
+      for await (const message of raw.conn) await raw.conn.send(message);
+    })();
+    const frames = Array.from(
+      { length: 10 },
+      (_, i) => raw.frame(OPCODE.Text, `message ${i}`),
+    );
+    raw.write(concat(frames));
+    for (let i = 0; i < 10; i++) {
+      assert.equal(decoder.decode((await raw.next()).payload), `message ${i}`);
+    }
+    assert.equal(raw.received.length, 1, "ten echoes in one write");
+    raw.send(OPCODE.Close);
+    await raw.expectClose(1000);
+    await within(echo);
+    await raw.finish();
+  });
+
+  await t.step(
+    "replies from another promise chain, one message behind: one write",
+    async () => {
+      // The shape of a client that sends when an answer frees a slot: the
+      // receiving loop hands each message to a sender loop.
+      const raw = new RawPeer({ role: "server" });
+      const inbox: string[] = [];
+      let wake: (() => void) | undefined;
+      const receiver = (async () => {
+        for await (const message of raw.conn) {
+          inbox.push(message as string);
+          wake?.();
+        }
+      })();
+      const sender = (async () => {
+        let sent = 0;
+        while (sent < 10) {
+          if (inbox.length === 0) {
+            await new Promise<void>((resolve) => wake = resolve);
+            continue;
+          }
+          await raw.conn.send(`reply to ${inbox.shift()}`);
+          sent++;
+        }
+      })();
+      raw.write(concat(
+        Array.from({ length: 10 }, (_, i) => raw.frame(OPCODE.Text, `${i}`)),
+      ));
+      for (let i = 0; i < 10; i++) {
+        assert.equal(
+          decoder.decode((await raw.next()).payload),
+          `reply to ${i}`,
+        );
+      }
+      assert.equal(raw.received.length, 1, "ten replies in one write");
+      await within(sender);
+      raw.send(OPCODE.Close);
+      await raw.expectClose(1000);
+      await within(receiver);
+      await raw.finish();
+    },
+  );
+
+  await t.step(
+    "a sender with nothing received: the first message alone, the rest together",
+    async () => {
+      const raw = new RawPeer({ role: "server" });
+      // Sends with nothing received: the first goes out by itself, the
+      // rest follow together while it is written.
+      for (let i = 0; i < 5; i++) raw.conn.send(`push ${i}`).catch(() => {});
+      for (let i = 0; i < 5; i++) {
+        assert.equal(decoder.decode((await raw.next()).payload), `push ${i}`);
+      }
+      assert.ok(
+        raw.received.length <= 2,
+        `${raw.received.length} writes for 5 sends`,
+      );
+      raw.received.length = 0;
+      const answer = (async () => {
+        for await (const message of raw.conn) {
+          await raw.conn.send(`re: ${message}`);
+        }
+      })();
+      raw.send(OPCODE.Text, "question");
+      assert.equal(decoder.decode((await raw.next()).payload), "re: question");
+      raw.send(OPCODE.Close);
+      await raw.expectClose(1000);
+      await within(answer);
+      await raw.finish();
+    },
+  );
+});
+
 Deno.test("WebSocketConnection reads the bytes that came with the handshake first", async () => {
   const a = new TransformStream<Uint8Array, Uint8Array>();
   const b = new TransformStream<Uint8Array, Uint8Array>();
