@@ -385,11 +385,12 @@ const CLOSED = 2;
 
 // A message queue longer than this pauses reading from the transport.
 const READ_QUEUE_LIMIT = 16;
-// Frames up to SMALL_FRAME bytes are encoded straight into a shared batch
-// buffer of BATCH_SIZE bytes, written with one write; a larger frame gets a
-// buffer of its own. Buffers the transport's own write() is done with are
-// kept for the next frames (up to MAX_SPARES of them, each of at most
-// MAX_SPARE bytes).
+// Frames are encoded straight into a shared batch buffer, written with one
+// write: one of BATCH_SIZE bytes for frames up to SMALL_FRAME bytes, one of
+// LARGE_BATCH_SIZE bytes (several 64 KiB frames) for frames up to
+// BATCH_FRAME_LIMIT; a larger frame gets a buffer of its own. Buffers the
+// transport's own write() is done with are kept for the next frames (up to
+// MAX_SPARES of them, each of at most MAX_SPARE bytes).
 const SMALL_FRAME = 16 * 1024;
 const BATCH_SIZE = 64 * 1024;
 const BATCH_FRAME_LIMIT = 64 * 1024 + 14;

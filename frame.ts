@@ -233,7 +233,7 @@ export function applyMask(
       ? (m0 | (m1 << 8) | (m2 << 16) | (m3 << 24))
       : ((m0 << 24) | (m1 << 16) | (m2 << 8) | m3);
     const view = new Int32Array(data.buffer, data.byteOffset + i, words);
-    // Eight words a round: V8 compiles this about 1.5x faster than four.
+    // Eight words a round: about 1.4x faster than four in V8 (Deno 2.9.6).
     const rounds = words & ~7;
     let w = 0;
     while (w < rounds) {
