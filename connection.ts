@@ -940,7 +940,10 @@ export class WebSocketConnection implements WebSocketSession {
       }
       return Promise.resolve({ value, done: false });
     }
-    if (this.#closeInfo !== undefined || this.#readDone) {
+    if (
+      this.#closeInfo !== undefined || this.#readDone ||
+      this.#error !== undefined
+    ) {
       return this.#endOfMessages();
     }
     return new Promise((resolve, reject) =>
@@ -1066,7 +1069,17 @@ export class WebSocketConnection implements WebSocketSession {
         return this.#receiveRest(pending, frames, i + 1);
       }
     }
+    this.#failOnDecoderError();
     return undefined;
+  }
+
+  // The decoder returns the good frames of a chunk that breaks later on,
+  // and keeps the error: the connection fails once they are handled.
+  #failOnDecoderError(): void {
+    const error = this.#decoder.error;
+    if (error === undefined || this.#discard) return;
+    this.#discard = true;
+    this.#fail(error);
   }
 
   async #receiveRest(
@@ -1080,6 +1093,7 @@ export class WebSocketConnection implements WebSocketSession {
       const next = this.#onFrame(frames[i]!);
       if (next !== undefined) await next;
     }
+    this.#failOnDecoderError();
   }
 
   #onFrame(frame: Frame): Promise<void> | undefined {

@@ -511,6 +511,9 @@ const EAGER_PAYLOAD = 256 * 1024;
  * lengths above `maxPayloadSize`. Every failure is a
  * {@linkcode ProtocolError} whose `closeCode` is 1002 (protocol error) or
  * 1009 (too big); after one, the decoder throws it again on every call.
+ * Frames that a chunk completes before a broken one are not lost:
+ * {@linkcode FrameDecoder.push} returns them, keeps the error in
+ * {@linkcode FrameDecoder.error}, and throws it from the next call.
  *
  * An unmasked payload that lies inside one pushed chunk is returned as a view
  * of that chunk, without copying: do not overwrite a chunk after pushing it.
@@ -591,7 +594,8 @@ export class FrameDecoder {
    *
    * @param chunk The next bytes of the stream.
    * @returns The frames completed by this chunk (often none or one).
-   * @throws {ProtocolError} If the stream breaks RFC 6455 §5 or a limit.
+   * @throws {ProtocolError} If the stream breaks RFC 6455 §5 or a limit
+   * (from the next call when this chunk completed frames before the break).
    */
   push(chunk: Uint8Array): Frame[] {
     if (this.#error !== undefined) throw this.#error;
@@ -682,10 +686,23 @@ export class FrameDecoder {
         }
       }
     } catch (error) {
-      if (error instanceof ProtocolError) this.#error = error;
-      throw error;
+      if (!(error instanceof ProtocolError)) throw error;
+      this.#error = error;
+      // The frames before the broken one are good: they are returned, and
+      // the error waits for the next call (and `error`).
+      if (frames.length === 0) throw error;
     }
     return frames;
+  }
+
+  /**
+   * The error that stopped the decoder, if any. A chunk whose good frames
+   * come before a broken one returns those frames, and the decoder is
+   * stopped: check `error` after handling them, or let the next
+   * {@linkcode FrameDecoder.push} or {@linkcode FrameDecoder.finish} throw it.
+   */
+  get error(): ProtocolError | undefined {
+    return this.#error;
   }
 
   /**
@@ -854,7 +871,9 @@ export class FrameDecoder {
 /**
  * A `TransformStream` from bytes to frames: a thin shell over
  * {@linkcode FrameDecoder}. A stream that ends inside a frame, or that breaks
- * RFC 6455 §5, errors with a {@linkcode ProtocolError}.
+ * RFC 6455 §5, errors with a {@linkcode ProtocolError}; the frames of a chunk
+ * that came before the break are passed on first, and the error follows with
+ * the next chunk or the end of the input.
  *
  * @example Decoding a stream of bytes
  * ```ts

@@ -1754,6 +1754,36 @@ Deno.test("WebSocketConnection masks frames as its role requires", async (t) => 
 // ---------------------------------------------------------------------------
 // Transport and teardown
 
+Deno.test("WebSocketConnection delivers the messages read before a broken frame", async (t) => {
+  await t.step(
+    "RFC 6455 §5.1 two messages and an unmasked frame in one read: 1002 after both",
+    async () => {
+      const raw = new RawPeer({ role: "server" });
+      const iterator = raw.conn[Symbol.asyncIterator]();
+      // One chunk: the connection reads it in one read.
+      raw.write(
+        concat([
+          raw.frame(OPCODE.Text, "first"),
+          raw.frame(OPCODE.Binary, bytes(1, 2, 3)),
+          bytes(0x81, 0x02, 0x68, 0x69),
+        ]),
+      );
+      assert.deepEqual(await within(iterator.next()), {
+        value: "first",
+        done: false,
+      });
+      assert.deepEqual(await within(iterator.next()), {
+        value: bytes(1, 2, 3),
+        done: false,
+      });
+      await rejectsWithCloseCode(iterator.next(), 1002);
+      assert.equal(closeCodeOf(await raw.next()), 1002);
+      await raw.finish();
+      assert.equal((await raw.conn.closed).wasClean, false);
+    },
+  );
+});
+
 Deno.test("WebSocketConnection writes the replies to one read together", async (t) => {
   await t.step("echoes from the iterating chain: one write", async () => {
     const raw = new RawPeer({ role: "server" });

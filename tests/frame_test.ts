@@ -171,7 +171,7 @@ function assertRefusedFromHeader(
 ): void {
   const whole = new FrameDecoder(options);
   assertProtocolError(
-    () => whole.push(concat([prefix, bad])),
+    () => pushOrThrow(whole, concat([prefix, bad])),
     closeCode,
     message,
   );
@@ -185,6 +185,16 @@ function assertRefusedFromHeader(
     closeCode,
     message,
   );
+}
+
+/**
+ * Pushes a chunk and throws the decoder's error, if it has one: a chunk
+ * with good frames before a broken one returns them and keeps the error.
+ */
+function pushOrThrow(decoder: FrameDecoder, chunk: Uint8Array): Frame[] {
+  const frames = decoder.push(chunk);
+  if (decoder.error !== undefined) throw decoder.error;
+  return frames;
 }
 
 const HELLO = new TextEncoder().encode("Hello");
@@ -658,6 +668,56 @@ Deno.test("FrameDecoder refuses every RFC 6455 §5 violation with its close code
 // of the 1002 that the same frame gets with any smaller length. Fails until
 // frame.ts drops its separate 2^53 check (the maxPayloadSize check already
 // refuses such lengths, since maxPayloadSize is a safe integer).
+Deno.test("FrameDecoder returns the good frames of a chunk before a broken one", async (t) => {
+  await t.step(
+    "RFC 6455 §5.1 a masked frame, then an unmasked one, to a server",
+    () => {
+      // "Hello" masked (§5.7), then an unmasked "hi": one chunk.
+      const decoder = new FrameDecoder({ role: "server" });
+      const frames = decoder.push(
+        hex("81 85 37 fa 21 3d 7f 9f 4d 51 58  81 02 68 69"),
+      );
+      assert.equal(frames.length, 1);
+      assert.equal(new TextDecoder().decode(frames[0]!.payload), "Hello");
+      const error = decoder.error;
+      assert.ok(error !== undefined && isCloseCode(error, 1002));
+      assert.match(error.message, /mask/i);
+      // The decoder is stopped: the same error, from every later call.
+      assert.throws(() => decoder.push(hex("89 00")), (e) => e === error);
+      assert.throws(() => decoder.finish(), (e) => e === error);
+    },
+  );
+
+  await t.step(
+    "RFC 6455 §5.2 a chunk that breaks at once throws at once",
+    () => {
+      const decoder = new FrameDecoder();
+      assertProtocolError(() => decoder.push(hex("83 00 81 00")), 1002);
+      assert.ok(decoder.error !== undefined);
+      assert.equal(new FrameDecoder().error, undefined);
+    },
+  );
+
+  await t.step(
+    "RFC 6455 §5.2 the decoder stream passes them on, then errors",
+    async () => {
+      const frames: Frame[] = [];
+      const stream = ReadableStream.from([hex("89 01 61 81 00 83 00")])
+        .pipeThrough(new FrameDecoderStream());
+      await assert.rejects(
+        (async () => {
+          for await (const decoded of stream) frames.push(decoded);
+        })(),
+        (error) => isCloseCode(error, 1002),
+      );
+      assert.deepEqual(frames, [
+        frame(OPCODE.Ping, hex("61")),
+        frame(OPCODE.Text, new Uint8Array()),
+      ]);
+    },
+  );
+});
+
 Deno.test("FrameDecoder checks the kind of a frame before its 64-bit length", async (t) => {
   await t.step("RFC 6455 §5.5 a ping announcing 2^63 - 1 bytes", () => {
     assertRefusedFromHeader(hex("89 7f 7f ff ff ff ff ff ff ff"), 1002);
