@@ -1261,8 +1261,10 @@ export class WebSocketConnection implements WebSocketSession {
     this.#discard = true;
     this.#closeInfo ??= { code, reason, wasClean: true };
     if (!this.#closeSent) {
-      // §5.5.1: answer with the same code; an empty body gets 1000.
-      this.#sendClose(code === 1005 ? 1000 : code, "");
+      // §5.5.1: answer with the same code (and reason, as ws and Python's
+      // websockets do: a browser shows the reason of the answer); an empty
+      // body gets 1000.
+      this.#sendClose(code === 1005 ? 1000 : code, reason);
     }
     this.#state = CLOSING;
     this.#endMessages();

@@ -928,9 +928,10 @@ Deno.test("WebSocketConnection validates the code and reason of close()", async 
           reason: "r",
           wasClean: true,
         });
+        // The peer's answer carries the same code and reason back.
         assert.deepEqual(await within(client.closed), {
           code,
-          reason: "",
+          reason: "r",
           wasClean: true,
         });
       }
@@ -961,7 +962,7 @@ Deno.test("WebSocketConnection runs the close handshake", async (t) => {
       });
       assert.deepEqual(await within(closing), {
         code: 1000,
-        reason: "",
+        reason: "bye",
         wasClean: true,
       });
     },
@@ -975,7 +976,7 @@ Deno.test("WebSocketConnection runs the close handshake", async (t) => {
     assert.deepEqual(await clientMessages, ["last words"]);
     assert.deepEqual(await within(closing), {
       code: 1001,
-      reason: "",
+      reason: "shutdown",
       wasClean: true,
     });
     assert.deepEqual(await within(client.closed), {
@@ -986,11 +987,11 @@ Deno.test("WebSocketConnection runs the close handshake", async (t) => {
   });
 
   await t.step(
-    "RFC 6455 §5.5.1 a peer's close is answered with the same code",
+    "RFC 6455 §5.5.1 a peer's close is answered with the same code and reason",
     async () => {
       const raw = new RawPeer({ role: "server" });
       raw.send(OPCODE.Close, closePayload(4000, "custom"));
-      assert.equal(await raw.expectClose(4000), "");
+      assert.equal(await raw.expectClose(4000), "custom");
       assert.deepEqual(await within(raw.conn.closed), {
         code: 4000,
         reason: "custom",
@@ -1584,7 +1585,7 @@ Deno.test("WebSocketConnection reads the peer's close even when messages are not
       const closing = client.close(1000, "not reading");
       assert.deepEqual(await within(closing, 1000), {
         code: 1000,
-        reason: "",
+        reason: "not reading",
         wasClean: true,
       });
       assert.deepEqual(await within(server.closed, 1000), {
