@@ -364,13 +364,16 @@ export function serve<T = undefined>(
   let stopping = false;
   const finished = Promise.withResolvers<void>();
 
-  // Runs the opening handshake; resolves with the open connection, or
-  // undefined when the request was answered some other way.
+  // Runs the opening handshake; resolves with the open connection,
+  // "answered" when the request got another answer, or undefined when it
+  // got none (timeouts, shutdown, a client gone).
   async function handshake(
     conn: Deno.Conn,
     signal: AbortSignal,
   ): Promise<
-    { ws: WebSocketConnection; request: Request; data: T } | undefined
+    | { ws: WebSocketConnection; request: Request; data: T }
+    | "answered"
+    | undefined
   > {
     let request: Request | undefined;
     // Whether an answer was (being) written: after that, no 500.
@@ -402,7 +405,7 @@ export function serve<T = undefined>(
         const bytes = await serializeResponse(response);
         answered = true;
         await writeAll(conn, bytes);
-        return undefined;
+        return "answered";
       }
       const info = validateUpgradeRequest(parsed);
       const decision = await decide(options, request, {
@@ -414,7 +417,7 @@ export function serve<T = undefined>(
         const bytes = await serializeResponse(decision);
         answered = true;
         await writeAll(conn, bytes);
-        return undefined;
+        return "answered";
       }
       if (stopping || signal.aborted) return undefined;
       const deflateOptions = options.deflate === false
@@ -453,15 +456,24 @@ export function serve<T = undefined>(
       return { ws, request, data: decision.data as T };
     } catch (error) {
       if (error instanceof HandshakeError) {
-        await writeAll(conn, errorResponseFor(error)).catch(() => {});
+        const sent = await writeAll(conn, errorResponseFor(error)).then(
+          () => true,
+          () => false,
+        );
         onError(error, request);
+        return sent ? "answered" : undefined;
       } else if (!signal.aborted && !stopping) {
         // A hook (onRequest, upgrade, protocols) threw: answer 500, without
         // details, as createFetchHandler does. Read errors have no request.
+        let sent = false;
         if (request !== undefined && !answered) {
-          await writeAll(conn, buildErrorResponse(500)).catch(() => {});
+          sent = await writeAll(conn, buildErrorResponse(500)).then(
+            () => true,
+            () => false,
+          );
         }
         onError(error, request);
+        return sent ? "answered" : undefined;
       }
       return undefined;
     }
@@ -484,11 +496,17 @@ export function serve<T = undefined>(
     let opened;
     try {
       opened = await handshake(conn, deadline.signal);
+      clearTimeout(timer);
+      // After an answer that ends the connection, the client may still be
+      // sending (a body, frames behind its request): closing with unread
+      // bytes would reset the connection, and a reset can destroy the
+      // answer before the client reads it.
+      if (opened === "answered" && !stopping) await linger(conn);
     } finally {
       clearTimeout(timer);
       pending.delete(conn);
     }
-    if (opened === undefined) {
+    if (opened === undefined || opened === "answered") {
       closeQuietly(conn);
       return;
     }
@@ -689,6 +707,39 @@ async function decide<T>(
 }
 
 const textEncoder = new TextEncoder();
+// After answering a request it does not upgrade, the server reads and drops
+// at most LINGER_BYTES more from the client, for at most LINGER_TIME ms,
+// before it closes the connection.
+const LINGER_BYTES = 1024 * 1024;
+const LINGER_TIME = 2000;
+
+/**
+ * Half-closes `conn` (the answer is followed by a FIN) and reads what the
+ * client still sends until it closes its side, LINGER_BYTES arrived or
+ * LINGER_TIME passed: a lingering close, as HTTP servers do, so that closing
+ * does not reset a connection whose client has not read the answer yet.
+ */
+async function linger(conn: Deno.Conn): Promise<void> {
+  try {
+    await conn.closeWrite();
+  } catch {
+    return; // the client is gone
+  }
+  const timer = setTimeout(() => closeQuietly(conn), LINGER_TIME);
+  const buffer = new Uint8Array(16 * 1024);
+  try {
+    for (let left = LINGER_BYTES; left > 0;) {
+      const count = await conn.read(buffer);
+      if (count === null) break;
+      left -= count;
+    }
+  } catch {
+    // Reset, or closed by the timer or shutdown().
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 // The largest body of an answer to a refused or plain HTTP request.
 const MAX_RESPONSE_BODY = 1024 * 1024;
 

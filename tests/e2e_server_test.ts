@@ -292,6 +292,40 @@ Deno.test("serve() answers 1 MiB of headers with 431 and closes", async () => {
   await assertServes(server.addr.port, "after the big head");
 });
 
+Deno.test("serve() refuses an upgrade with a lingering close: a client still sending is not reset", async () => {
+  const { server, errors } = quietServer();
+  await using _server = server;
+  const port = server.addr.port;
+  using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  // A page from another origin (403) whose client goes on sending frames
+  // after its request. A server that closed right after its answer would
+  // reset the connection (RFC 9112 §9.6: the reset can destroy the answer
+  // before the client reads it); this one half-closes and drains.
+  await writeAll(
+    conn,
+    encoder.encode(
+      upgradeHead(port, createKey(), "Origin: https://elsewhere.example\r\n"),
+    ),
+  );
+  const parts: Uint8Array[] = [];
+  const buffer = new Uint8Array(64 * 1024);
+  while (true) {
+    const count = await deadline(conn.read(buffer), "read");
+    if (count === null) break; // the server's FIN: the whole answer is here
+    parts.push(buffer.slice(0, count));
+  }
+  const answer = parseResponse(concat(...parts));
+  assert.equal(answer.status, 403);
+  assert.equal(answer.headers.get("connection"), "close");
+  const frame = clientFrame(0x2, new Uint8Array(32 * 1024));
+  for (let i = 0; i < 8; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    await deadline(writeAll(conn, frame), `write ${i}`);
+  }
+  assert.equal(errors.length, 1);
+  await assertServes(port, "after the refused upgrade");
+});
+
 Deno.test("serve() answers bad upgrade requests with 400, 405 and 426 and goes on", async () => {
   const { server, errors } = quietServer();
   await using _server = server;
