@@ -34,6 +34,7 @@ import {
   pickConnectionOptions,
   writeAll,
 } from "./_socket.ts";
+import { checkSocksCredentials, socksConnect } from "./_socks.ts";
 import {
   type ConnectionLimits,
   type ConnectionOptions,
@@ -135,12 +136,15 @@ export interface ConnectOptions extends ConnectionLimits {
    */
   serverName?: string;
   /**
-   * The HTTP proxy to tunnel through with CONNECT,
-   * `http://[user:pass@]host:port`; `false` to ignore the environment.
-   * Absent, the `HTTPS_PROXY` (for `wss:`) or `HTTP_PROXY` (for `ws:`)
-   * environment variable is used (lower-case names too), unless `NO_PROXY`
-   * lists the host. Reading the environment needs `--allow-env`; without
-   * it, no proxy is used.
+   * The proxy to tunnel through: an HTTP proxy with CONNECT,
+   * `http://[user:pass@]host:port`, or a SOCKS5 proxy (RFC 1928, with
+   * RFC 1929 user and password), `socks5://[user:pass@]host[:1080]` or
+   * `socks5h://...` (the same: host names always go to a SOCKS5 proxy
+   * unresolved, so no DNS query leaks around it); `false` to ignore the
+   * environment. Absent, the `HTTPS_PROXY` (for `wss:`) or `HTTP_PROXY`
+   * (for `ws:`) environment variable is used (lower-case names too),
+   * unless `NO_PROXY` lists the host. Reading the environment needs
+   * `--allow-env`; without it, no proxy is used.
    *
    * @default {undefined}
    */
@@ -430,7 +434,9 @@ async function attempt(
   try {
     conn = proxy === undefined
       ? await Deno.connect({ hostname, port, transport: "tcp" })
-      : await tunnel(proxy, hostname, port, url, options, signal);
+      : proxy.protocol === "http:"
+      ? await tunnel(proxy, hostname, port, url, options, signal)
+      : await socksConnect(proxy, hostname, port, signal);
     noDelay(conn);
     if (secure) {
       // TLS over the TCP connection (or the tunnel): certificate errors
@@ -660,11 +666,13 @@ function proxyFor(
       cause: error,
     });
   }
-  if (proxy.protocol !== "http:") {
+  if (proxy.protocol === "socks5:" || proxy.protocol === "socks5h:") {
+    checkSocksCredentials(proxy);
+  } else if (proxy.protocol !== "http:") {
     throw new TypeError(
       `Cannot connect: proxy scheme is "${
         proxy.protocol.slice(0, -1)
-      }", only "http" is supported`,
+      }", only "http", "socks5" and "socks5h" are supported`,
     );
   }
   return proxy;

@@ -11,7 +11,7 @@ import { encodeFrame, type Frame, FrameDecoder } from "../frame.ts";
 import { createAcceptKey } from "../handshake.ts";
 import { serve, type WebSocketHandler } from "../server.ts";
 import { makeCertificate } from "./_tls.ts";
-import { concat, deadline } from "./_util.ts";
+import { concat, deadline, writeAll } from "./_util.ts";
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -542,31 +542,26 @@ interface TestProxyOptions {
   route?: (authority: string) => number;
 }
 
-/** A small HTTP CONNECT proxy on Deno.listen. */
-class TestProxy implements AsyncDisposable {
-  readonly #listener: Deno.Listener;
+/**
+ * A proxy on Deno.listen (127.0.0.1, port 0) that runs `handle` for every
+ * client; disposing it closes everything and rethrows a handler's error.
+ */
+abstract class TestTunnelServer implements AsyncDisposable {
+  readonly #listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   readonly #tasks = new Set<Promise<void>>();
   readonly #conns = new Set<Deno.Conn>();
   readonly #errors: unknown[] = [];
   readonly #loop: Promise<void>;
-  readonly #options: TestProxyOptions;
-  /** The authority of each CONNECT request, in order. */
-  readonly connects: string[] = [];
-  /** The `Proxy-Authorization` value of each request (or undefined). */
-  readonly authorizations: (string | undefined)[] = [];
   /** How many TCP connections the proxy accepted. */
   accepted = 0;
 
-  constructor(options: TestProxyOptions = {}) {
-    this.#options = options;
-    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    this.#listener = listener;
+  constructor() {
     this.#loop = (async () => {
       try {
-        for await (const conn of listener) {
+        for await (const conn of this.#listener) {
           this.accepted++;
           this.#conns.add(conn);
-          const task = this.#handle(conn).catch((error) => {
+          const task = this.handle(conn).catch((error) => {
             this.#errors.push(error);
           }).finally(() => {
             closeQuietly(conn);
@@ -585,7 +580,51 @@ class TestProxy implements AsyncDisposable {
     return (this.#listener.addr as Deno.NetAddr).port;
   }
 
-  async #handle(client: Deno.Conn): Promise<void> {
+  protected abstract handle(client: Deno.Conn): Promise<void>;
+
+  /**
+   * Connects to 127.0.0.1:`port`, calls `ready` (the proxy's success
+   * answer), then copies bytes both ways until both sides end.
+   */
+  protected async bridge(
+    client: Deno.Conn,
+    port: number,
+    ready: () => Promise<unknown>,
+  ): Promise<void> {
+    const upstream = await Deno.connect({ hostname: "127.0.0.1", port });
+    this.#conns.add(upstream);
+    try {
+      await ready();
+      await Promise.all([pipe(client, upstream), pipe(upstream, client)]);
+    } finally {
+      closeQuietly(upstream);
+      this.#conns.delete(upstream);
+    }
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    closeQuietly(this.#listener);
+    await this.#loop;
+    await deadline(Promise.all(this.#tasks), "proxy connections");
+    for (const conn of this.#conns) closeQuietly(conn);
+    if (this.#errors.length > 0) throw this.#errors[0];
+  }
+}
+
+/** A small HTTP CONNECT proxy. */
+class TestProxy extends TestTunnelServer {
+  readonly #options: TestProxyOptions;
+  /** The authority of each CONNECT request, in order. */
+  readonly connects: string[] = [];
+  /** The `Proxy-Authorization` value of each request (or undefined). */
+  readonly authorizations: (string | undefined)[] = [];
+
+  constructor(options: TestProxyOptions = {}) {
+    super();
+    this.#options = options;
+  }
+
+  protected async handle(client: Deno.Conn): Promise<void> {
     const peer = new RawPeer(client);
     const request = await peer.readHead();
     const match = /^CONNECT (\S+) HTTP\/1\.1$/.exec(request.line);
@@ -612,23 +651,11 @@ class TestProxy implements AsyncDisposable {
     }
     const port = this.#options.route?.(authority) ??
       Number(authority.slice(authority.lastIndexOf(":") + 1));
-    const upstream = await Deno.connect({ hostname: "127.0.0.1", port });
-    this.#conns.add(upstream);
-    try {
-      await peer.write("HTTP/1.1 200 Connection Established\r\n\r\n");
-      await Promise.all([pipe(client, upstream), pipe(upstream, client)]);
-    } finally {
-      closeQuietly(upstream);
-      this.#conns.delete(upstream);
-    }
-  }
-
-  async [Symbol.asyncDispose](): Promise<void> {
-    closeQuietly(this.#listener);
-    await this.#loop;
-    await deadline(Promise.all(this.#tasks), "proxy connections");
-    for (const conn of this.#conns) closeQuietly(conn);
-    if (this.#errors.length > 0) throw this.#errors[0];
+    await this.bridge(
+      client,
+      port,
+      () => peer.write("HTTP/1.1 200 Connection Established\r\n\r\n"),
+    );
   }
 }
 
@@ -862,6 +889,237 @@ Deno.test("connect() bypasses the proxy for hosts in NO_PROXY, and with proxy: f
     await closeCleanly(ws);
   });
   assert.equal(proxy.accepted, 0);
+});
+
+// ---------------------------------------------------------------------------
+// SOCKS5 proxy (RFC 1928, RFC 1929)
+// ---------------------------------------------------------------------------
+
+/** What the SOCKS5 test proxy saw of one CONNECT. */
+interface SocksRequest {
+  /** The methods the client offered (RFC 1928 §3). */
+  methods: number[];
+  /** The user name and password it sent (RFC 1929), if any. */
+  credentials?: string;
+  /** The address type (1 IPv4, 3 name, 4 IPv6) and the address. */
+  type: number;
+  host: string;
+  port: number;
+}
+
+/**
+ * A small SOCKS5 proxy on Deno.listen: it requires `credentials`
+ * (`user:pass`) when given, and connects every request to 127.0.0.1 at the
+ * port asked for, unless `refuse` answers it with a reply code.
+ */
+class TestSocksProxy extends TestTunnelServer {
+  readonly requests: SocksRequest[] = [];
+
+  constructor(
+    readonly options: { credentials?: string; refuse?: number } = {},
+  ) {
+    super();
+  }
+
+  async #read(conn: Deno.Conn, length: number): Promise<Uint8Array> {
+    const bytes = new Uint8Array(length);
+    for (let filled = 0; filled < length;) {
+      const count = await conn.read(bytes.subarray(filled));
+      if (count === null) throw new Error("client went away");
+      filled += count;
+    }
+    return bytes;
+  }
+
+  protected async handle(client: Deno.Conn): Promise<void> {
+    const [version, count] = await this.#read(client, 2);
+    assert.equal(version, 5);
+    const methods = [...await this.#read(client, count!)];
+    let credentials: string | undefined;
+    if (this.options.credentials === undefined) {
+      await writeAll(client, new Uint8Array([5, 0]));
+    } else if (!methods.includes(2)) {
+      await writeAll(client, new Uint8Array([5, 0xff]));
+      return;
+    } else {
+      await writeAll(client, new Uint8Array([5, 2]));
+      const [, userLength] = await this.#read(client, 2);
+      const user = decoder.decode(await this.#read(client, userLength!));
+      const [passLength] = await this.#read(client, 1);
+      const pass = decoder.decode(await this.#read(client, passLength!));
+      credentials = `${user}:${pass}`;
+      const ok = credentials === this.options.credentials;
+      await writeAll(client, new Uint8Array([1, ok ? 0 : 1]));
+      if (!ok) return;
+    }
+    const [, command, , type] = await this.#read(client, 4);
+    assert.equal(command, 1);
+    let host: string;
+    if (type === 1) host = [...await this.#read(client, 4)].join(".");
+    else if (type === 4) {
+      const bytes = await this.#read(client, 16);
+      const groups = [];
+      for (let i = 0; i < 16; i += 2) {
+        groups.push(((bytes[i]! << 8) | bytes[i + 1]!).toString(16));
+      }
+      host = groups.join(":");
+    } else {
+      const [length] = await this.#read(client, 1);
+      host = decoder.decode(await this.#read(client, length!));
+    }
+    const portBytes = await this.#read(client, 2);
+    const port = (portBytes[0]! << 8) | portBytes[1]!;
+    this.requests.push({
+      methods,
+      ...(credentials === undefined ? {} : { credentials }),
+      type: type!,
+      host,
+      port,
+    });
+    // The reply: a code, then the bound address (0.0.0.0:0).
+    const reply = (code: number) =>
+      writeAll(client, new Uint8Array([5, code, 0, 1, 0, 0, 0, 0, 0, 0]));
+    if (this.options.refuse !== undefined) {
+      await reply(this.options.refuse);
+      return;
+    }
+    await this.bridge(client, port, () => reply(0));
+  }
+}
+
+Deno.test("connect() tunnels ws: and wss: through a SOCKS5 proxy, host names unresolved", async () => {
+  const { cert, key } = await makeCertificate();
+  const { server } = echoServer();
+  await using _ = server;
+  const { server: secure } = echoServer({ cert, key });
+  await using _secure = secure;
+  await using proxy = new TestSocksProxy();
+  const ws = await deadline(
+    connect(`ws://127.0.0.1:${server.addr.port}/`, {
+      pingInterval: 0,
+      proxy: `socks5://127.0.0.1:${proxy.port}`,
+    }),
+    "connect",
+  );
+  await ws.send("through SOCKS5");
+  assert.equal(await receive(ws), "through SOCKS5");
+  await closeCleanly(ws);
+  const wss = await deadline(
+    connect(`wss://localhost:${secure.addr.port}/`, {
+      pingInterval: 0,
+      caCerts: [cert],
+      proxy: `socks5h://127.0.0.1:${proxy.port}`,
+    }),
+    "connect",
+  );
+  const big = new Uint8Array(200_000).fill(9);
+  await wss.send(big);
+  assert.deepEqual(await receive(wss), big);
+  await closeCleanly(wss);
+  assert.deepEqual(proxy.requests, [
+    { methods: [0], type: 1, host: "127.0.0.1", port: server.addr.port },
+    // The name went to the proxy as a name (RFC 1928 §5, type 3).
+    { methods: [0], type: 3, host: "localhost", port: secure.addr.port },
+  ]);
+});
+
+Deno.test("connect() sends SOCKS5 credentials (RFC 1929) and reports a refusal without the password", async () => {
+  const { server } = echoServer();
+  await using _ = server;
+  await using proxy = new TestSocksProxy({ credentials: "user:p@ss w0rd" });
+  const ws = await deadline(
+    connect(`ws://127.0.0.1:${server.addr.port}/`, {
+      pingInterval: 0,
+      proxy: `socks5://user:p%40ss%20w0rd@127.0.0.1:${proxy.port}`,
+    }),
+    "connect",
+  );
+  await ws.send("authorized");
+  assert.equal(await receive(ws), "authorized");
+  await closeCleanly(ws);
+  assert.deepEqual(proxy.requests[0]!.methods, [0, 2]);
+  assert.equal(proxy.requests[0]!.credentials, "user:p@ss w0rd");
+
+  const password = "wr0ng-s3cret";
+  const wrong = await rejection(
+    connect(`ws://127.0.0.1:${server.addr.port}/`, {
+      pingInterval: 0,
+      proxy: `socks5://user:${password}@127.0.0.1:${proxy.port}`,
+    }),
+    "connect",
+  );
+  assert.ok(wrong instanceof HandshakeError, String(wrong));
+  assert.match(wrong.message, /SOCKS5 proxy .*: proxy authentication failed$/);
+  assert.ok(!String(wrong.stack).includes(password));
+
+  const none = await rejection(
+    connect(`ws://127.0.0.1:${server.addr.port}/`, {
+      pingInterval: 0,
+      proxy: `socks5://127.0.0.1:${proxy.port}`,
+    }),
+    "connect",
+  );
+  assert.ok(none instanceof HandshakeError, String(none));
+  assert.match(none.message, /the proxy requires authentication$/);
+  // Over-long credentials are a TypeError before any I/O (RFC 1929 §2).
+  await assert.rejects(
+    connect(`ws://127.0.0.1:${server.addr.port}/`, {
+      proxy: `socks5://${"u".repeat(256)}:p@127.0.0.1:${proxy.port}`,
+    }),
+    TypeError,
+  );
+  assert.equal(server.connections.size, 0);
+});
+
+Deno.test("connect() reports a SOCKS5 reply code, and a proxy that is not SOCKS5", async () => {
+  await using refusing = new TestSocksProxy({ refuse: 5 });
+  const refused = await rejection(
+    connect("ws://[::1]:9/", {
+      pingInterval: 0,
+      proxy: `socks5://127.0.0.1:${refusing.port}`,
+    }),
+    "connect",
+  );
+  assert.ok(refused instanceof HandshakeError, String(refused));
+  assert.equal(
+    refused.message,
+    "Cannot connect through SOCKS5 proxy to [::1]:9: connection refused",
+  );
+  // The IPv6 address went as 16 bytes (RFC 1928 §5, type 4).
+  assert.deepEqual(refusing.requests, [
+    { methods: [0], type: 4, host: "0:0:0:0:0:0:0:1", port: 9 },
+  ]);
+  // An HTTP proxy given as SOCKS5: its answer is not a SOCKS5 reply.
+  await using http = new RawServer(async (peer) => {
+    await peer.write(
+      "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    );
+    await peer.readToEnd();
+  });
+  const confused = await rejection(
+    connect("ws://127.0.0.1:9/", {
+      pingInterval: 0,
+      proxy: `socks5://127.0.0.1:${http.port}`,
+    }),
+    "connect",
+  );
+  assert.ok(confused instanceof HandshakeError, String(confused));
+  assert.equal(
+    confused.message,
+    "Cannot connect through SOCKS5 proxy to 127.0.0.1:9: the proxy does not speak SOCKS5",
+  );
+  // A SOCKS5 proxy that never answers: handshakeTimeout ends the wait.
+  await using silent = new RawServer((peer) => peer.readToEnd());
+  const waited = await rejection(
+    connect("ws://127.0.0.1:9/", {
+      pingInterval: 0,
+      handshakeTimeout: 300,
+      proxy: `socks5://127.0.0.1:${silent.port}`,
+    }),
+    "connect",
+  );
+  assert.ok(waited instanceof Error, String(waited));
+  assert.equal(waited.name, "TimeoutError");
 });
 
 // ---------------------------------------------------------------------------
