@@ -455,23 +455,18 @@ export function serve<T = undefined>(
       });
       return { ws, request, data: decision.data as T };
     } catch (error) {
+      // Whether the error answer went out.
+      const send = (bytes: Uint8Array) =>
+        writeAll(conn, bytes).then(() => true, () => false);
       if (error instanceof HandshakeError) {
-        const sent = await writeAll(conn, errorResponseFor(error)).then(
-          () => true,
-          () => false,
-        );
+        const sent = await send(errorResponseFor(error));
         onError(error, request);
         return sent ? "answered" : undefined;
       } else if (!signal.aborted && !stopping) {
         // A hook (onRequest, upgrade, protocols) threw: answer 500, without
         // details, as createFetchHandler does. Read errors have no request.
-        let sent = false;
-        if (request !== undefined && !answered) {
-          sent = await writeAll(conn, buildErrorResponse(500)).then(
-            () => true,
-            () => false,
-          );
-        }
+        const sent = request !== undefined && !answered &&
+          await send(buildErrorResponse(500));
         onError(error, request);
         return sent ? "answered" : undefined;
       }
