@@ -107,3 +107,17 @@ export function quietServer(
   }, handler);
   return { server, errors };
 }
+
+/**
+ * The header of a binary frame announcing 2^63 - 1 bytes, the largest
+ * length RFC 6455 §5.2 allows: FIN + binary, then 127 (with the MASK bit
+ * when `masked`) and the 64-bit length (the masking key is not included).
+ */
+export function maxLengthHeader(masked: boolean): Uint8Array {
+  return new Uint8Array([
+    0x82,
+    masked ? 0xff : 0x7f,
+    0x7f,
+    ...Array(7).fill(0xff),
+  ]);
+}

@@ -5,13 +5,13 @@
 
 import assert from "node:assert/strict";
 import { connect, type WebSocketClient } from "../client.ts";
-import type { WebSocketMessage } from "../connection.ts";
+import type { CloseInfo, WebSocketMessage } from "../connection.ts";
 import { HandshakeError, ProtocolError } from "../errors.ts";
 import { encodeFrame, type Frame, FrameDecoder } from "../frame.ts";
 import { createAcceptKey } from "../handshake.ts";
 import { serve, type WebSocketHandler } from "../server.ts";
 import { makeCertificate } from "./_tls.ts";
-import { concat, deadline, writeAll } from "./_util.ts";
+import { concat, deadline, maxLengthHeader, writeAll } from "./_util.ts";
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -1178,89 +1178,20 @@ Deno.test("connect() fails with a HandshakeError naming sec-websocket-protocol f
   }
 });
 
-Deno.test("connect() fails the connection with 1002 on a masked server frame (RFC 6455 §5.1)", async () => {
+/**
+ * A raw server accepts the client, sends `bytes`, and records the client's
+ * close frame; the client's iteration must fail without a message. Returns
+ * that failure, the code of the close frame the client sent, and `closed`.
+ */
+async function failureOnServerBytes(
+  bytes: Uint8Array,
+  options: { maxMessageSize?: number } = {},
+): Promise<{ error: unknown; sentCode: number; info: CloseInfo }> {
   const closeFrame = Promise.withResolvers<Frame | null>();
   await using raw = new RawServer(async (peer) => {
     const request = await peer.readHead();
     await peer.accept(request);
-    await peer.write(
-      encodeFrame(
-        frameOf(0x1, encoder.encode("masked"), new Uint8Array([1, 2, 3, 4])),
-      ),
-    );
-    closeFrame.resolve(await peer.readFrame());
-    await peer.readToEnd();
-  });
-  const ws = await deadline(
-    connect(`ws://127.0.0.1:${raw.port}/`, { pingInterval: 0, deflate: false }),
-    "connect",
-  );
-  const error = await rejection(
-    (async () => {
-      for await (const _ of ws) assert.fail("no message may arrive");
-    })(),
-    "iteration",
-  );
-  assert.ok(error instanceof ProtocolError, String(error));
-  assert.equal(error.closeCode, 1002);
-  assert.equal(
-    closeCodeOf(await deadline(closeFrame.promise, "close frame")),
-    1002,
-  );
-  const info = await deadline(ws.closed, "closed");
-  assert.equal(info.wasClean, false);
-});
-
-Deno.test("connect() refuses a frame announcing 2^63 - 1 bytes from its header", async () => {
-  const closeFrame = Promise.withResolvers<Frame | null>();
-  await using raw = new RawServer(async (peer) => {
-    const request = await peer.readHead();
-    await peer.accept(request);
-    // FIN + binary, 127 = 64-bit length 0x7FFF_FFFF_FFFF_FFFF, then a little
-    // payload: the client must decide from the header alone.
-    await peer.write(
-      new Uint8Array([
-        0x82,
-        0x7f,
-        0x7f,
-        0xff,
-        0xff,
-        0xff,
-        0xff,
-        0xff,
-        0xff,
-        0xff,
-        1,
-        2,
-        3,
-      ]),
-    );
-    closeFrame.resolve(await peer.readFrame());
-    await peer.readToEnd();
-  });
-  const ws = await deadline(
-    connect(`ws://127.0.0.1:${raw.port}/`, { pingInterval: 0, deflate: false }),
-    "connect",
-  );
-  const error = await rejection(
-    (async () => {
-      for await (const _ of ws) assert.fail("no message may arrive");
-    })(),
-    "iteration",
-  );
-  assert.ok(error instanceof ProtocolError, String(error));
-  assert.ok([1002, 1009].includes(error.closeCode), String(error.closeCode));
-  const code = closeCodeOf(await deadline(closeFrame.promise, "close frame"));
-  assert.equal(code, error.closeCode);
-  assert.equal((await deadline(ws.closed, "closed")).wasClean, false);
-});
-
-Deno.test("connect() refuses a frame over maxMessageSize with 1009", async () => {
-  const closeFrame = Promise.withResolvers<Frame | null>();
-  await using raw = new RawServer(async (peer) => {
-    const request = await peer.readHead();
-    await peer.accept(request);
-    await peer.write(encodeFrame(frameOf(0x2, new Uint8Array(1001))));
+    await peer.write(bytes);
     closeFrame.resolve(await peer.readFrame());
     await peer.readToEnd();
   });
@@ -1268,7 +1199,7 @@ Deno.test("connect() refuses a frame over maxMessageSize with 1009", async () =>
     connect(`ws://127.0.0.1:${raw.port}/`, {
       pingInterval: 0,
       deflate: false,
-      maxMessageSize: 1000,
+      ...options,
     }),
     "connect",
   );
@@ -1278,13 +1209,45 @@ Deno.test("connect() refuses a frame over maxMessageSize with 1009", async () =>
     })(),
     "iteration",
   );
+  const sentCode = closeCodeOf(
+    await deadline(closeFrame.promise, "close frame"),
+  );
+  const info = await deadline(ws.closed, "closed");
+  return { error, sentCode, info };
+}
+
+Deno.test("connect() fails the connection with 1002 on a masked server frame (RFC 6455 §5.1)", async () => {
+  const { error, sentCode, info } = await failureOnServerBytes(
+    encodeFrame(
+      frameOf(0x1, encoder.encode("masked"), new Uint8Array([1, 2, 3, 4])),
+    ),
+  );
+  assert.ok(error instanceof ProtocolError, String(error));
+  assert.equal(error.closeCode, 1002);
+  assert.equal(sentCode, 1002);
+  assert.equal(info.wasClean, false);
+});
+
+Deno.test("connect() refuses a frame announcing 2^63 - 1 bytes from its header", async () => {
+  // FIN + binary, 127 = 64-bit length 0x7FFF_FFFF_FFFF_FFFF, then a little
+  // payload: the client must decide from the header alone.
+  const { error, sentCode, info } = await failureOnServerBytes(
+    concat(maxLengthHeader(false), new Uint8Array([1, 2, 3])),
+  );
+  assert.ok(error instanceof ProtocolError, String(error));
+  assert.ok([1002, 1009].includes(error.closeCode), String(error.closeCode));
+  assert.equal(sentCode, error.closeCode);
+  assert.equal(info.wasClean, false);
+});
+
+Deno.test("connect() refuses a frame over maxMessageSize with 1009", async () => {
+  const { error, sentCode } = await failureOnServerBytes(
+    encodeFrame(frameOf(0x2, new Uint8Array(1001))),
+    { maxMessageSize: 1000 },
+  );
   assert.ok(error instanceof ProtocolError, String(error));
   assert.equal(error.closeCode, 1009);
-  assert.equal(
-    closeCodeOf(await deadline(closeFrame.promise, "close frame")),
-    1009,
-  );
-  await deadline(ws.closed, "closed");
+  assert.equal(sentCode, 1009);
 });
 
 Deno.test("connect() rejects with a TimeoutError after handshakeTimeout when the server never answers", async () => {
@@ -1559,33 +1522,12 @@ Deno.test("connect() answers a server ping with a masked pong carrying its paylo
 });
 
 Deno.test("connect() fails the connection with 1007 on invalid UTF-8 from the server", async () => {
-  const closeFrame = Promise.withResolvers<Frame | null>();
-  await using raw = new RawServer(async (peer) => {
-    const request = await peer.readHead();
-    await peer.accept(request);
-    await peer.write(
-      encodeFrame(frameOf(0x1, new Uint8Array([0x68, 0xc3, 0x28]))),
-    );
-    closeFrame.resolve(await peer.readFrame());
-    await peer.readToEnd();
-  });
-  const ws = await deadline(
-    connect(`ws://127.0.0.1:${raw.port}/`, { pingInterval: 0, deflate: false }),
-    "connect",
-  );
-  const error = await rejection(
-    (async () => {
-      for await (const _ of ws) assert.fail("no message may arrive");
-    })(),
-    "iteration",
+  const { error, sentCode } = await failureOnServerBytes(
+    encodeFrame(frameOf(0x1, new Uint8Array([0x68, 0xc3, 0x28]))),
   );
   assert.ok(error instanceof ProtocolError, String(error));
   assert.equal(error.closeCode, 1007);
-  assert.equal(
-    closeCodeOf(await deadline(closeFrame.promise, "close frame")),
-    1007,
-  );
-  await deadline(ws.closed, "closed");
+  assert.equal(sentCode, 1007);
 });
 
 Deno.test("connect() with keepalive pings the server and fails the connection when no pong comes", async () => {

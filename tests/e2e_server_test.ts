@@ -9,7 +9,13 @@ import { encodeFrame, type Frame, FrameDecoder } from "../frame.ts";
 import { createAcceptKey, createKey } from "../handshake.ts";
 import type { WebSocketHandler } from "../server.ts";
 import { makeCertificate, opensslAvailable } from "./_tls.ts";
-import { concat, deadline, quietServer, writeAll } from "./_util.ts";
+import {
+  concat,
+  deadline,
+  maxLengthHeader,
+  quietServer,
+  writeAll,
+} from "./_util.ts";
 import { echoHandler as echo } from "../examples/echo_handler.ts";
 
 // ---------------------------------------------------------------------------
@@ -384,19 +390,7 @@ Deno.test("serve() closes with 1009 or 1002 on a frame header announcing 2^63-1 
   const client = await connectRaw(server.addr.port);
   using _conn = client.conn;
   // FIN + binary, MASK + 127, then the largest 64-bit length §5.2 allows.
-  const header = new Uint8Array([
-    0x82,
-    0xff,
-    0x7f,
-    0xff,
-    0xff,
-    0xff,
-    0xff,
-    0xff,
-    0xff,
-    0xff,
-    ...MASK,
-  ]);
+  const header = concat(maxLengthHeader(true), MASK);
   await writeAll(client.conn, header);
   const code = await expectClose(client);
   assert.ok([1009, 1002].includes(code), `close code ${code}`);
