@@ -3,7 +3,9 @@
 // .ci/run installs). Chromium's own WebSocket client, on a page that serve()
 // itself serves, runs the message matrix against serve(), with and without
 // permessage-deflate, and meets the Origin check and the close handshake in
-// both directions. The test drives the browser with the Chrome DevTools
+// both directions, over ws: and over wss: (from an https: page, with a
+// certificate made in the test that Chromium is told to trust by its key
+// hash). The test drives the browser with the Chrome DevTools
 // Protocol over connect(): Chromium's DevTools server is one more peer that
 // nobody here wrote.
 
@@ -13,6 +15,7 @@ import type { CloseInfo, WebSocketSession } from "../connection.ts";
 import { HandshakeError } from "../errors.ts";
 import { serve, type ServeOptions, type WebSocketServer } from "../server.ts";
 import { deadline } from "./_util.ts";
+import { makeCertificate, opensslAvailable } from "./_tls.ts";
 import { echoHandler as echo } from "../examples/echo_handler.ts";
 
 // ---------------------------------------------------------------------------
@@ -79,7 +82,11 @@ class Browser implements AsyncDisposable {
     this.#reading = this.#read();
   }
 
-  static async launch(executable: string): Promise<Browser> {
+  /** Starts Chromium with `extraArgs` besides the headless ones. */
+  static async launch(
+    executable: string,
+    extraArgs: string[] = [],
+  ): Promise<Browser> {
     const profile = await Deno.makeTempDir({ prefix: "rfc6455-chromium-" });
     const child = new Deno.Command(executable, {
       args: [
@@ -92,6 +99,7 @@ class Browser implements AsyncDisposable {
         "--remote-debugging-address=127.0.0.1",
         "--remote-debugging-port=0",
         `--user-data-dir=${profile}`,
+        ...extraArgs,
         "about:blank",
       ],
       stdin: "null",
@@ -221,6 +229,38 @@ class Browser implements AsyncDisposable {
     await stop(this.#child, this.#log.done);
     await Deno.remove(this.#profile, { recursive: true }).catch(() => {});
   }
+}
+
+/**
+ * The base64 SHA-256 of the public key (SubjectPublicKeyInfo) of a P-256
+ * private key in PKCS #8 PEM: what Chromium's
+ * `--ignore-certificate-errors-spki-list` takes to trust exactly the
+ * certificates of that key, and no other.
+ */
+async function spkiHash(keyPem: string): Promise<string> {
+  const der = Uint8Array.fromBase64(
+    keyPem.replace(/-----[A-Z ]+-----/g, "").replace(/\s+/g, ""),
+  );
+  const algorithm = { name: "ECDSA", namedCurve: "P-256" };
+  const privateKey = await crypto.subtle.importKey(
+    "pkcs8",
+    der,
+    algorithm,
+    true,
+    ["sign"],
+  );
+  // Web Crypto exports no SPKI from a private key: go through its JWK.
+  const { d: _, ...jwk } = await crypto.subtle.exportKey("jwk", privateKey);
+  const publicKey = await crypto.subtle.importKey(
+    "jwk",
+    { ...jwk, key_ops: ["verify"] },
+    algorithm,
+    true,
+    ["verify"],
+  );
+  const spki = await crypto.subtle.exportKey("spki", publicKey);
+  return new Uint8Array(await crypto.subtle.digest("SHA-256", spki))
+    .toBase64();
 }
 
 /** Waits for a child to exit, killing it after 10 s, and for its log. */
@@ -390,7 +430,7 @@ interface Seen {
 /**
  * serve() on 127.0.0.1 that serves a blank page on plain GETs, echoes on
  * every path but `/close` (where it sends "closing" and closes with 4001),
- * and keeps what it saw.
+ * and keeps what it saw. With `cert` and `key` it is https: and wss:.
  */
 function pageServer(options: ServeOptions = {}): {
   server: WebSocketServer;
@@ -424,9 +464,10 @@ function pageServer(options: ServeOptions = {}): {
     }
     await echo(ws);
   });
+  const scheme = options.cert === undefined ? "http" : "https";
   return {
     server,
-    origin: `http://127.0.0.1:${server.addr.port}`,
+    origin: `${scheme}://127.0.0.1:${server.addr.port}`,
     seen,
     errors,
   };
@@ -440,7 +481,14 @@ Deno.test({
   name: "Chromium's WebSocket against serve(), driven over connect()",
   ignore: CHROMIUM === undefined,
   async fn(t) {
-    await using browser = await Browser.launch(CHROMIUM!);
+    // The wss: step needs a certificate, trusted by its key alone.
+    const certificate = opensslAvailable ? await makeCertificate() : undefined;
+    const trust = certificate === undefined
+      ? []
+      : [`--ignore-certificate-errors-spki-list=${await spkiHash(
+        certificate.key,
+      )}`];
+    await using browser = await Browser.launch(CHROMIUM!, trust);
 
     await t.step(
       "connect() talks to Chromium's DevTools server (permessage-deflate, ping)",
@@ -453,19 +501,29 @@ Deno.test({
       },
     );
 
-    for (const deflate of [true, false]) {
-      await t.step(
-        `RFC 6455 §5.6 the message matrix, ${
-          deflate ? "with" : "without"
-        } permessage-deflate`,
-        async () => {
-          const { server, origin, seen, errors } = pageServer({ deflate });
+    for (
+      const { deflate, tls } of [
+        { deflate: true, tls: false },
+        { deflate: false, tls: false },
+        { deflate: true, tls: true },
+      ]
+    ) {
+      await t.step({
+        name: `RFC 6455 §5.6 the message matrix over ${
+          tls ? "wss: from an https: page" : "ws:"
+        }, ${deflate ? "with" : "without"} permessage-deflate`,
+        ignore: tls && certificate === undefined,
+        fn: async () => {
+          const { server, origin, seen, errors } = pageServer({
+            deflate,
+            ...(tls ? certificate : {}),
+          });
           try {
             await using tab = await browser.open(`${origin}/`);
             const result = await browser.run(
               tab.session,
               pageEcho,
-              `ws://127.0.0.1:${server.addr.port}/echo?x=1`,
+              `${tls ? "wss" : "ws"}://127.0.0.1:${server.addr.port}/echo?x=1`,
               ["superchat", "chat"],
             );
             assert.deepEqual(result.failures, []);
@@ -496,7 +554,7 @@ Deno.test({
             await server.shutdown();
           }
         },
-      );
+      });
     }
 
     await t.step(
