@@ -139,17 +139,20 @@ function assertMessageStyle(message: string): void {
   assert.ok(!message.includes(KEY), `message leaks the key: ${message}`);
 }
 
-Deno.test("handshake.ts uses only the Web platform and relative imports", async () => {
-  const source = await Deno.readTextFile(
-    new URL("../handshake.ts", import.meta.url),
-  );
-  assert.ok(!source.includes("Deno."), "handshake.ts must not use Deno.*");
-  assert.match(source, /This module is browser compatible/);
-  const imports = /^(?:import|export)\b[^;]*?\bfrom "([^"]+)"/gm;
-  const specifiers = [...source.matchAll(imports)].map((match) => match[1]);
-  assert.deepEqual(specifiers, ["./errors.ts", "./errors.ts"]);
-  for (const specifier of specifiers) {
-    assert.match(specifier ?? "", /^\.\//, `third-party import ${specifier}`);
+Deno.test("handshake.ts and _http.ts use only the Web platform and each other", async () => {
+  const expected: Record<string, string[]> = {
+    "handshake.ts": ["./errors.ts", "./_http.ts", "./_http.ts", "./errors.ts"],
+    "_http.ts": ["./errors.ts"],
+  };
+  for (const [file, imported] of Object.entries(expected)) {
+    const source = await Deno.readTextFile(
+      new URL(`../${file}`, import.meta.url),
+    );
+    assert.ok(!source.includes("Deno."), `${file} must not use Deno.*`);
+    assert.match(source, /This module is browser compatible/);
+    const imports = /^(?:import|export)\b[^;]*?\bfrom "([^"]+)"/gm;
+    const specifiers = [...source.matchAll(imports)].map((match) => match[1]);
+    assert.deepEqual(specifiers, imported, file);
   }
 });
 
