@@ -28,7 +28,7 @@
  * @module
  */
 
-import { messageReadable, messageWritable } from "./_streams.ts";
+import { EdgeWebSocket } from "./_edge.ts";
 import {
   closeQuietly,
   noDelay,
@@ -36,12 +36,8 @@ import {
   writeAll,
 } from "./_socket.ts";
 import {
-  type CloseInfo,
   type ConnectionLimits,
-  type SendOptions,
   WebSocketConnection,
-  type WebSocketData,
-  type WebSocketMessage,
   type WebSocketSession,
 } from "./connection.ts";
 import {
@@ -898,148 +894,4 @@ export function createFetchHandler<T = undefined>(
     }, { once: true });
     return response;
   };
-}
-
-// A WebSocketSession over the runtime's WebSocket object.
-class EdgeWebSocket implements WebSocketSession {
-  readonly #socket: WebSocket;
-  readonly #url: string;
-  readonly #protocol: string;
-  #messages: WebSocketMessage[] = [];
-  #waiters: Array<{
-    resolve(result: IteratorResult<WebSocketMessage>): void;
-    reject(error: unknown): void;
-  }> = [];
-  #info: CloseInfo | undefined;
-  #failed = false;
-  readonly #closed = Promise.withResolvers<CloseInfo>();
-  #readable: ReadableStream<WebSocketMessage> | undefined;
-  #writable: WritableStream<WebSocketData> | undefined;
-
-  constructor(socket: WebSocket, url: string, protocol: string) {
-    this.#socket = socket;
-    this.#url = url;
-    this.#protocol = protocol;
-    socket.binaryType = "arraybuffer";
-    socket.addEventListener("message", (event) => {
-      const data = event.data;
-      const message = typeof data === "string"
-        ? data
-        : new Uint8Array(data as ArrayBuffer);
-      const waiter = this.#waiters.shift();
-      if (waiter !== undefined) waiter.resolve({ value: message, done: false });
-      else this.#messages.push(message);
-    });
-    socket.addEventListener("error", () => {
-      this.#failed = true;
-    });
-    socket.addEventListener("close", (event) => {
-      this.#info = {
-        code: event.code,
-        reason: event.reason,
-        wasClean: event.wasClean,
-      };
-      const waiters = this.#waiters;
-      this.#waiters = [];
-      for (const waiter of waiters) {
-        if (this.#failed) waiter.reject(this.#closedError());
-        else waiter.resolve({ value: undefined, done: true });
-      }
-      this.#closed.resolve(this.#info);
-    });
-  }
-
-  get protocol(): string {
-    return this.#protocol;
-  }
-  get extensions(): string {
-    return this.#socket.extensions;
-  }
-  get url(): string {
-    return this.#url;
-  }
-  get isOpen(): boolean {
-    return this.#socket.readyState === WebSocket.OPEN;
-  }
-  get bufferedAmount(): number {
-    return this.#socket.bufferedAmount;
-  }
-  get closed(): Promise<CloseInfo> {
-    return this.#closed.promise;
-  }
-
-  send(data: WebSocketData, options: SendOptions = {}): Promise<void> {
-    if (!this.isOpen) return handled(Promise.reject(this.#closedError()));
-    if (typeof data === "string") {
-      this.#socket.send(options.binary ? textEncoder.encode(data) : data);
-    } else {
-      const bytes = data instanceof ArrayBuffer
-        ? new Uint8Array(data)
-        : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-      if (options.binary === false) {
-        this.#socket.send(new TextDecoder().decode(bytes));
-      } else this.#socket.send(bytes);
-    }
-    return Promise.resolve();
-  }
-
-  ping(): Promise<number> {
-    return handled(Promise.reject(
-      new DOMException(
-        "Cannot send ping: the runtime's WebSocket has no ping API",
-        "NotSupportedError",
-      ),
-    ));
-  }
-
-  close(code = 1000, reason = ""): Promise<CloseInfo> {
-    if (this.#socket.readyState <= WebSocket.OPEN) {
-      this.#socket.close(code, reason);
-    }
-    return this.#closed.promise;
-  }
-
-  get readable(): ReadableStream<WebSocketMessage> {
-    this.#readable ??= messageReadable(() => this.#next(), () => this.close());
-    return this.#readable;
-  }
-
-  get writable(): WritableStream<WebSocketData> {
-    this.#writable ??= messageWritable(
-      (chunk) => this.send(chunk),
-      () => this.close(),
-    );
-    return this.#writable;
-  }
-
-  [Symbol.asyncIterator](): AsyncIterator<WebSocketMessage> {
-    return { next: () => this.#next() };
-  }
-
-  #next(): Promise<IteratorResult<WebSocketMessage>> {
-    const message = this.#messages.shift();
-    if (message !== undefined) {
-      return Promise.resolve({ value: message, done: false });
-    }
-    if (this.#info !== undefined) {
-      return this.#failed
-        ? Promise.reject(this.#closedError())
-        : Promise.resolve({ value: undefined, done: true });
-    }
-    return new Promise((resolve, reject) =>
-      this.#waiters.push({ resolve, reject })
-    );
-  }
-
-  #closedError(): ConnectionClosedError {
-    return new ConnectionClosedError(
-      this.#info?.code ?? 1006,
-      this.#info?.reason ?? "",
-    );
-  }
-}
-
-function handled<T>(promise: Promise<T>): Promise<T> {
-  promise.catch(() => {});
-  return promise;
 }
