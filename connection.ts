@@ -39,12 +39,8 @@
 import { copyOf, isOwned } from "./_alloc.ts";
 import { messageReadable, messageWritable } from "./_streams.ts";
 import { ConnectionClosedError, ProtocolError } from "./errors.ts";
-import {
-  encodeFrameInto,
-  type Frame,
-  FrameDecoder,
-  frameSize,
-} from "./frame.ts";
+import { type Frame, FrameDecoder } from "./frame.ts";
+import { FrameWriter, randomMask, RESOLVED } from "./_writer.ts";
 
 /**
  * A bidirectional byte stream a WebSocket runs over. A `Deno.Conn` or
@@ -385,18 +381,6 @@ const CLOSED = 2;
 
 // A message queue longer than this pauses reading from the transport.
 const READ_QUEUE_LIMIT = 16;
-// Frames are encoded straight into a shared batch buffer, written with one
-// write: one of BATCH_SIZE bytes for frames up to SMALL_FRAME bytes, one of
-// LARGE_BATCH_SIZE bytes (several 64 KiB frames) for frames up to
-// BATCH_FRAME_LIMIT; a larger frame gets a buffer of its own. Buffers the
-// transport's own write() is done with are kept for the next frames (up to
-// MAX_SPARES of them, each of at most MAX_SPARE bytes).
-const SMALL_FRAME = 16 * 1024;
-const BATCH_SIZE = 64 * 1024;
-const BATCH_FRAME_LIMIT = 64 * 1024 + 14;
-const LARGE_BATCH_SIZE = 256 * 1024;
-const MAX_SPARE = 256 * 1024 + 16;
-const MAX_SPARES = 2;
 // The read buffer grows (x4) when a read fills it and shrinks (/4) after
 // SHRINK_AFTER reads in a row that use at most an eighth of it. Shrinking on
 // one small read made it swing: under a steady load reads alternate between
@@ -406,36 +390,6 @@ const MAX_READ_BUFFER = 256 * 1024;
 const SHRINK_AFTER = 64;
 
 const encoder = new TextEncoder();
-
-// Runs a callback on the next task: setImmediate where the runtime has it
-// (Deno, Node: about 5x cheaper than setTimeout(0) in Deno 2.9.6, and the
-// pump defers every write batch), setTimeout(0) elsewhere (browsers).
-const immediate = globalThis as {
-  setImmediate?: (callback: () => void) => unknown;
-  clearImmediate?: (handle: unknown) => void;
-};
-const nextTask: (callback: () => void) => unknown =
-  immediate.setImmediate?.bind(globalThis) ??
-    ((callback) => setTimeout(callback, 0));
-const cancelTask: (handle: unknown) => void =
-  immediate.clearImmediate?.bind(globalThis) ??
-    ((handle) => clearTimeout(handle as number));
-const RESOLVED: Promise<void> = Promise.resolve();
-
-// §5.3: a fresh, unpredictable key for every frame; drawn from the CSPRNG in
-// blocks to keep the cost per frame small.
-const maskPool = new Uint8Array(4096);
-let maskPoolOffset = maskPool.length;
-function randomMask(): Uint8Array {
-  if (maskPoolOffset === maskPool.length) {
-    crypto.getRandomValues(maskPool);
-    maskPoolOffset = 0;
-  }
-  // A view is enough: the encoder copies the key into the frame at once.
-  const mask = maskPool.subarray(maskPoolOffset, maskPoolOffset + 4);
-  maskPoolOffset += 4;
-  return mask;
-}
 
 function concat(parts: Uint8Array[], total: number): Uint8Array<ArrayBuffer> {
   const out = new Uint8Array(total);
@@ -576,9 +530,7 @@ export class WebSocketConnection implements WebSocketSession {
   readonly #pingInterval: number;
   readonly #pingTimeout: number;
   readonly #closeTimeout: number;
-  readonly #highWaterMark: number;
   readonly #maxBufferedAmount: number;
-  readonly #maskGenerator: () => Uint8Array;
   readonly #protocol: string;
   readonly #extensions: string;
   readonly #url: string;
@@ -606,22 +558,10 @@ export class WebSocketConnection implements WebSocketSession {
   #textParts: string[] = [];
   readonly #utf8 = new TextDecoder("utf-8", { fatal: true });
 
-  // Sending.
-  #queue: Uint8Array[] = [];
-  #queuedBytes = 0;
-  #batch: Uint8Array<ArrayBuffer> | undefined;
-  #batchLength = 0;
-  #spares: Uint8Array<ArrayBuffer>[] = [];
-  #pumpActive = false;
-  #replying = false;
-  #pumpTimer: unknown;
   #viewsReadBuffer = false;
-  #pong: Uint8Array | undefined;
-  #pumping: Promise<void> | undefined;
-  #writer: WritableStreamDefaultWriter<Uint8Array> | undefined;
-  #drainWaiters: Array<
-    { resolve(): void; reject(e: unknown): void }
-  > = [];
+
+  // Sending.
+  readonly #out: FrameWriter;
   #sendChain: Promise<void> = RESOLVED;
   #compressing = 0;
 
@@ -666,15 +606,25 @@ export class WebSocketConnection implements WebSocketSession {
       "closeTimeout",
       options.closeTimeout ?? 5_000,
     );
-    this.#highWaterMark = nonNegative(
-      "writeHighWaterMark",
-      options.writeHighWaterMark ?? 64 * 1024,
-    );
     this.#maxBufferedAmount = nonNegative(
       "maxBufferedAmount",
       options.maxBufferedAmount ?? 16 * 1024 * 1024,
     );
-    this.#maskGenerator = options.maskGenerator ?? randomMask;
+    this.#out = new FrameWriter(
+      transport,
+      nonNegative(
+        "writeHighWaterMark",
+        options.writeHighWaterMark ?? 64 * 1024,
+      ),
+      {
+        mask: this.#role === "client"
+          ? options.maskGenerator ?? randomMask
+          : undefined,
+        isOpen: () => this.#state === OPEN,
+        hasUnread: () => this.#messages.length > 0,
+        onError: (error) => this.#onWriteError(error),
+      },
+    );
     this.#protocol = options.protocol ?? "";
     this.#extensions = options.extensions ?? "";
     this.#url = options.url ?? "";
@@ -727,7 +677,7 @@ export class WebSocketConnection implements WebSocketSession {
 
   /** The number of bytes queued by `send()` and not yet handed to the transport. */
   get bufferedAmount(): number {
-    return this.#queuedBytes;
+    return this.#out.queuedBytes;
   }
 
   /**
@@ -766,12 +716,12 @@ export class WebSocketConnection implements WebSocketSession {
       ? (waits ? encoder.encode(data) : encodeToScratch(data))
       : toBytes(data);
     if (
-      this.#queuedBytes > 0 &&
-      this.#queuedBytes + payload.length > this.#maxBufferedAmount
+      this.#out.queuedBytes > 0 &&
+      this.#out.queuedBytes + payload.length > this.#maxBufferedAmount
     ) {
       return this.#rejected(
         new RangeError(
-          `Cannot send message: ${this.#queuedBytes} bytes already wait to be written, limit is ${this.#maxBufferedAmount}`,
+          `Cannot send message: ${this.#out.queuedBytes} bytes already wait to be written, limit is ${this.#maxBufferedAmount}`,
         ),
       );
     }
@@ -788,14 +738,14 @@ export class WebSocketConnection implements WebSocketSession {
           const compressed = await deflate.compress(payload);
           // Accepted while open: it goes out before the close frame.
           if (!this.#closeSent && this.#state !== CLOSED) {
-            this.#enqueue(opcode, compressed, true);
+            this.#out.enqueue(opcode, compressed, true);
           }
         } finally {
           this.#compressing--;
         }
       });
       this.#sendChain = done.catch((error) => this.#fail(error));
-      return this.#handled(done.then(() => this.#drained()));
+      return this.#handled(done.then(() => this.#out.drained()));
     }
     if (this.#compressing > 0) {
       const done = this.#sendChain.then(() => {
@@ -803,13 +753,13 @@ export class WebSocketConnection implements WebSocketSession {
         if (this.#closeSent || this.#state === CLOSED) {
           throw this.#closedError();
         }
-        this.#enqueue(opcode, payload, false);
+        this.#out.enqueue(opcode, payload, false);
       });
       this.#sendChain = done.catch(() => {});
-      return this.#handled(done.then(() => this.#drained()));
+      return this.#handled(done.then(() => this.#out.drained()));
     }
-    this.#enqueue(opcode, payload, false);
-    return this.#drained();
+    this.#out.enqueue(opcode, payload, false);
+    return this.#out.drained();
   }
 
   /**
@@ -843,7 +793,7 @@ export class WebSocketConnection implements WebSocketSession {
     const { promise, resolve, reject } = Promise.withResolvers<number>();
     this.#pings.set(id, { resolve, reject, start: performance.now() });
     this.#pingKeys.set(pingKey(payload), id);
-    this.#enqueue(0x9, payload, false);
+    this.#out.enqueue(0x9, payload, false);
     return this.#handled(promise);
   }
 
@@ -1061,7 +1011,7 @@ export class WebSocketConnection implements WebSocketSession {
     }
     // A read that brought several frames is likely to get several replies:
     // they are written together (see #startPump).
-    if (frames.length > 1) this.#replying = true;
+    if (frames.length > 1) this.#out.expectReplies();
     for (let i = 0; i < frames.length; i++) {
       if (this.#discard) return undefined;
       const pending = this.#onFrame(frames[i]!);
@@ -1211,8 +1161,7 @@ export class WebSocketConnection implements WebSocketSession {
     if (this.#state !== OPEN) return;
     // One pong owed at most: a newer ping replaces the pong not yet written
     // (RFC 6455 §5.5.3 allows answering only the most recent ping).
-    this.#pong = own(payload);
-    this.#startPump();
+    this.#out.pong(own(payload));
   }
 
   #onPong(payload: Uint8Array): void {
@@ -1276,186 +1225,11 @@ export class WebSocketConnection implements WebSocketSession {
       // close the TCP connection: the read loop sees the end, or the close
       // timer fires.
       this.#armCloseTimer();
-      void this.#flush();
+      void this.#out.flush();
     }
   }
 
-  // ---- sending ----
-
-  // Encodes one frame into the send queue: small frames into the shared
-  // batch buffer, large ones into a buffer of their own.
-  #enqueue(opcode: number, payload: Uint8Array, rsv1: boolean): void {
-    const frame: Frame = {
-      fin: true,
-      rsv1,
-      rsv2: false,
-      rsv3: false,
-      opcode,
-      payload,
-    };
-    if (this.#role === "client") frame.mask = this.#maskGenerator();
-    const size = frameSize(payload.length, frame.mask !== undefined);
-    if (size <= BATCH_FRAME_LIMIT) {
-      if (
-        this.#batch === undefined ||
-        this.#batchLength + size > this.#batch.length
-      ) {
-        this.#sealBatch();
-        this.#batch = this.#takeBuffer(
-          size <= SMALL_FRAME ? BATCH_SIZE : LARGE_BATCH_SIZE,
-        );
-      }
-      encodeFrameInto(frame, this.#batch, this.#batchLength);
-      this.#batchLength += size;
-    } else {
-      this.#sealBatch();
-      const buffer = this.#takeBuffer(size);
-      encodeFrameInto(frame, buffer, 0);
-      this.#queue.push(buffer.subarray(0, size));
-    }
-    this.#queuedBytes += size;
-    this.#startPump();
-  }
-
-  #takeBuffer(size: number): Uint8Array<ArrayBuffer> {
-    const spares = this.#spares;
-    for (let i = spares.length - 1; i >= 0; i--) {
-      const spare = spares[i]!;
-      if (spare.length >= size) {
-        spares[i] = spares[spares.length - 1]!;
-        spares.pop();
-        return spare;
-      }
-    }
-    return new Uint8Array(Math.max(size, BATCH_SIZE));
-  }
-
-  #sealBatch(): void {
-    if (this.#batch !== undefined && this.#batchLength > 0) {
-      this.#queue.push(this.#batch.subarray(0, this.#batchLength));
-      this.#batch = undefined;
-      this.#batchLength = 0;
-    }
-  }
-
-  #hasOutput(): boolean {
-    return this.#queue.length > 0 || this.#batchLength > 0 ||
-      this.#pong !== undefined;
-  }
-
-  #drained(): Promise<void> {
-    if (this.#queuedBytes <= this.#highWaterMark) return RESOLVED;
-    if (this.#state === CLOSED) return this.#rejected(this.#closedError());
-    const { promise, resolve, reject } = Promise.withResolvers<void>();
-    this.#drainWaiters.push({ resolve, reject });
-    return this.#handled(promise);
-  }
-
-  #startPump(): void {
-    if (this.#pumpActive || this.#state === CLOSED) return;
-    if (
-      (this.#replying || this.#messages.length > 0) &&
-      this.#state === OPEN &&
-      this.#queuedBytes <= this.#highWaterMark
-    ) {
-      // Received messages wait to be consumed, or a read just brought
-      // several: their consumer is likely to send more (echoes, replies, often
-      // from another promise chain than the one reading). Write them together
-      // on the next task. A lone message read gets its reply written at once
-      // (request/response latency), and so does a sender over the mark.
-      this.#pumpTimer ??= nextTask(this.#onPumpTimer);
-      return;
-    }
-    this.#startPumpNow();
-  }
-
-  readonly #onPumpTimer = (): void => {
-    this.#pumpTimer = undefined;
-    this.#replying = false;
-    this.#startPumpNow();
-  };
-
-  #startPumpNow(): void {
-    if (this.#pumpTimer !== undefined) {
-      cancelTask(this.#pumpTimer);
-      this.#pumpTimer = undefined;
-    }
-    if (this.#pumpActive || this.#state === CLOSED || !this.#hasOutput()) {
-      return;
-    }
-    this.#pumpActive = true;
-    this.#pumping = this.#pump();
-  }
-
-  async #pump(): Promise<void> {
-    try {
-      while (this.#state !== CLOSED) {
-        this.#sealBatch();
-        if (this.#pong !== undefined) {
-          // The pong goes first: before a close frame queued meanwhile.
-          const pong = this.#pong;
-          this.#pong = undefined;
-          const queued = this.#queue;
-          this.#queue = [];
-          this.#enqueue(0xa, pong, false);
-          this.#sealBatch();
-          for (const bytes of queued) this.#queue.push(bytes);
-        }
-        if (this.#queue.length === 0) break;
-        const batch = this.#queue;
-        this.#queue = [];
-        for (const bytes of batch) {
-          await this.#writeAll(bytes);
-          this.#wrote(bytes.length);
-          this.#recycle(bytes);
-        }
-      }
-    } catch (error) {
-      this.#onWriteError(error);
-    } finally {
-      this.#pumpActive = false;
-      this.#pumping = undefined;
-    }
-  }
-
-  // A batch buffer written by the transport's own write() can be reused; one
-  // handed to a WritableStream belongs to its reader now.
-  #recycle(bytes: Uint8Array): void {
-    const buffer = bytes.buffer;
-    if (
-      this.#transport.write !== undefined && buffer instanceof ArrayBuffer &&
-      bytes.byteOffset === 0 && buffer.byteLength <= MAX_SPARE &&
-      this.#spares.length < MAX_SPARES
-    ) {
-      this.#spares.push(new Uint8Array(buffer));
-    }
-  }
-
-  #wrote(bytes: number): void {
-    this.#queuedBytes -= bytes;
-    if (
-      this.#drainWaiters.length > 0 && this.#queuedBytes <= this.#highWaterMark
-    ) {
-      const waiters = this.#drainWaiters;
-      this.#drainWaiters = [];
-      for (const waiter of waiters) waiter.resolve();
-    }
-  }
-
-  async #writeAll(bytes: Uint8Array): Promise<void> {
-    const transport = this.#transport;
-    if (transport.write !== undefined) {
-      let offset = 0;
-      while (offset < bytes.length) {
-        offset += await transport.write(
-          offset === 0 ? bytes : bytes.subarray(offset),
-        );
-      }
-      return;
-    }
-    this.#writer ??= transport.writable.getWriter();
-    await this.#writer.write(bytes);
-  }
+  // ---- closing ----
 
   #onWriteError(error: unknown): void {
     if (this.#state === CLOSED) return;
@@ -1465,14 +1239,6 @@ export class WebSocketConnection implements WebSocketSession {
     this.#terminate();
   }
 
-  // Resolves when everything queued so far was written (or the pump died).
-  async #flush(): Promise<void> {
-    this.#startPumpNow();
-    while (this.#pumpActive) await this.#pumping;
-  }
-
-  // ---- closing ----
-
   #sendClose(code: number, reason: string): void {
     this.#closeSent = true;
     const reasonBytes = encoder.encode(reason);
@@ -1480,7 +1246,7 @@ export class WebSocketConnection implements WebSocketSession {
     payload[0] = code >>> 8;
     payload[1] = code & 0xff;
     payload.set(reasonBytes, 2);
-    this.#enqueue(0x8, payload, false);
+    this.#out.enqueue(0x8, payload, false);
   }
 
   #closeInternal(code: number, reason: string): void {
@@ -1528,7 +1294,7 @@ export class WebSocketConnection implements WebSocketSession {
 
   async #flushThenTerminate(): Promise<void> {
     this.#armCloseTimer();
-    await this.#flush();
+    await this.#out.flush();
     this.#terminate();
   }
 
@@ -1548,10 +1314,6 @@ export class WebSocketConnection implements WebSocketSession {
     if (this.#state === CLOSED) return;
     this.#state = CLOSED;
     this.#readDone = true;
-    if (this.#pumpTimer !== undefined) {
-      cancelTask(this.#pumpTimer);
-      this.#pumpTimer = undefined;
-    }
     this.#stopKeepalive();
     if (this.#closeTimer !== undefined) {
       clearTimeout(this.#closeTimer);
@@ -1570,8 +1332,7 @@ export class WebSocketConnection implements WebSocketSession {
     for (const ping of this.#pings.values()) ping.reject(closedError);
     this.#pings.clear();
     this.#pingKeys.clear();
-    for (const waiter of this.#drainWaiters) waiter.reject(closedError);
-    this.#drainWaiters = [];
+    this.#out.stop(closedError);
     this.#resumeReading();
     this.#endMessages();
     this.#closeTransport();
@@ -1589,14 +1350,7 @@ export class WebSocketConnection implements WebSocketSession {
       }
       return;
     }
-    const writer = this.#writer ?? tryGetWriter(transport.writable);
-    if (!this.#pumpActive) {
-      writer?.close().catch(() => {});
-    } else {
-      // A write is still pending (the peer may never read it): a close
-      // would queue behind it forever, so abort instead.
-      writer?.abort().catch(() => {});
-    }
+    this.#out.closeStream();
     if (this.#reader !== undefined) this.#reader.cancel().catch(() => {});
     else transport.readable.cancel().catch(() => {});
   }
@@ -1608,23 +1362,9 @@ export class WebSocketConnection implements WebSocketSession {
     } catch {
       // The read loop reports through #onEnd.
     }
-    // Closing a transport fails its pending writes; a write into a stream
-    // that nobody reads can pend forever, so it is abandoned (#closeTransport
-    // aborted the stream behind it).
-    if (this.#transport.close !== undefined) {
-      try {
-        await this.#pumping;
-      } catch {
-        // The pump reports through #onWriteError.
-      }
-    }
-    if (this.#writer !== undefined) {
-      try {
-        this.#writer.releaseLock();
-      } catch {
-        // Released already.
-      }
-    }
+    // Closing a transport fails its pending writes (reported through
+    // #onWriteError); a write into a stream nobody reads is abandoned.
+    await this.#out.settle();
     this.#resolveClosed(info);
   }
 
@@ -1689,13 +1429,6 @@ function pingKey(payload: Uint8Array): string {
     key += String.fromCharCode(payload[i]!);
   }
   return key;
-}
-
-function tryGetWriter(
-  writable: WritableStream<Uint8Array>,
-): WritableStreamDefaultWriter<Uint8Array> | undefined {
-  if (writable.locked) return undefined;
-  return writable.getWriter();
 }
 
 function nonNegative(name: string, value: number): number {

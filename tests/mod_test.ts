@@ -108,6 +108,7 @@ Deno.test("the sans-I/O modules use no Deno API", async () => {
       "handshake.ts",
       "_http.ts",
       "connection.ts",
+      "_writer.ts",
       "deflate.ts",
       "_zlib.ts",
       "_edge.ts",

@@ -1,0 +1,385 @@
+// Copyright 2026 the @rfc6455/websocket authors. MIT license.
+// This module is browser compatible: it uses the Web platform only, and does
+// I/O only through the transport it is given.
+// Private helper of connection.ts: the send path of one connection. Frames
+// are encoded into batch buffers and written by one pump, replies to the
+// messages of one read together, with the queue's size reported for
+// backpressure. Not an entry point.
+
+import { encodeFrameInto, type Frame, frameSize } from "./frame.ts";
+
+/** What the writer needs of the transport of {@linkcode FrameWriter}. */
+export interface WriterTransport {
+  writable: WritableStream<Uint8Array>;
+  write?(data: Uint8Array): Promise<number>;
+  close?(): void;
+}
+
+/** What the writer asks of its connection. */
+export interface WriterHooks {
+  /** The masking key of the next frame (clients), or `undefined` (servers). */
+  mask: (() => Uint8Array) | undefined;
+  /** Whether the connection is open (writes may then wait for replies). */
+  isOpen(): boolean;
+  /** Whether received messages wait to be consumed. */
+  hasUnread(): boolean;
+  /** A write failed: the transport is broken. */
+  onError(error: unknown): void;
+}
+
+// Frames are encoded straight into a shared batch buffer, written with one
+// write: one of BATCH_SIZE bytes for frames up to SMALL_FRAME bytes, one of
+// LARGE_BATCH_SIZE bytes (several 64 KiB frames) for frames up to
+// BATCH_FRAME_LIMIT; a larger frame gets a buffer of its own. Buffers the
+// transport's own write() is done with are kept for the next frames (up to
+// MAX_SPARES of them, each of at most MAX_SPARE bytes).
+const SMALL_FRAME = 16 * 1024;
+const BATCH_SIZE = 64 * 1024;
+const BATCH_FRAME_LIMIT = 64 * 1024 + 14;
+const LARGE_BATCH_SIZE = 256 * 1024;
+const MAX_SPARE = 256 * 1024 + 16;
+const MAX_SPARES = 2;
+
+// Runs a callback on the next task: setImmediate where the runtime has it
+// (Deno, Node: about 5x cheaper than setTimeout(0) in Deno 2.9.6, and the
+// pump defers every write batch), setTimeout(0) elsewhere (browsers).
+const immediate = globalThis as {
+  setImmediate?: (callback: () => void) => unknown;
+  clearImmediate?: (handle: unknown) => void;
+};
+const nextTask: (callback: () => void) => unknown =
+  immediate.setImmediate?.bind(globalThis) ??
+    ((callback) => setTimeout(callback, 0));
+const cancelTask: (handle: unknown) => void =
+  immediate.clearImmediate?.bind(globalThis) ??
+    ((handle) => clearTimeout(handle as number));
+
+/** A promise that is already resolved, shared. */
+export const RESOLVED: Promise<void> = Promise.resolve();
+
+// §5.3: a fresh, unpredictable key for every frame; drawn from the CSPRNG in
+// blocks to keep the cost per frame small.
+const maskPool = new Uint8Array(4096);
+let maskPoolOffset = maskPool.length;
+
+/** A masking key from the CSPRNG (RFC 6455 §5.3), valid until the next call. */
+export function randomMask(): Uint8Array {
+  if (maskPoolOffset === maskPool.length) {
+    crypto.getRandomValues(maskPool);
+    maskPoolOffset = 0;
+  }
+  // A view is enough: the encoder copies the key into the frame at once.
+  const mask = maskPool.subarray(maskPoolOffset, maskPoolOffset + 4);
+  maskPoolOffset += 4;
+  return mask;
+}
+
+/**
+ * The send side of a connection: a queue of encoded frames, the pump that
+ * writes them, the pong owed to the peer, and the waiters for the queue to
+ * drain below its high-water mark.
+ */
+export class FrameWriter {
+  readonly #transport: WriterTransport;
+  readonly #hooks: WriterHooks;
+  readonly #highWaterMark: number;
+  #queue: Uint8Array[] = [];
+  #queuedBytes = 0;
+  #batch: Uint8Array<ArrayBuffer> | undefined;
+  #batchLength = 0;
+  #spares: Uint8Array<ArrayBuffer>[] = [];
+  #pumpActive = false;
+  #pumping: Promise<void> | undefined;
+  #replying = false;
+  #pumpTimer: unknown;
+  #pong: Uint8Array | undefined;
+  #writer: WritableStreamDefaultWriter<Uint8Array> | undefined;
+  #drainWaiters: Array<{ resolve(): void; reject(e: unknown): void }> = [];
+  /** Set by `stop()`: the error of every later `drained()`. */
+  #stopped: { error: unknown } | undefined;
+
+  constructor(
+    transport: WriterTransport,
+    highWaterMark: number,
+    hooks: WriterHooks,
+  ) {
+    this.#transport = transport;
+    this.#highWaterMark = highWaterMark;
+    this.#hooks = hooks;
+  }
+
+  /** Bytes queued and not yet handed to the transport. */
+  get queuedBytes(): number {
+    return this.#queuedBytes;
+  }
+
+  /** Encodes one frame into the queue and starts the pump. */
+  enqueue(opcode: number, payload: Uint8Array, rsv1: boolean): void {
+    const frame: Frame = {
+      fin: true,
+      rsv1,
+      rsv2: false,
+      rsv3: false,
+      opcode,
+      payload,
+    };
+    const mask = this.#hooks.mask;
+    if (mask !== undefined) frame.mask = mask();
+    const size = frameSize(payload.length, frame.mask !== undefined);
+    if (size <= BATCH_FRAME_LIMIT) {
+      if (
+        this.#batch === undefined ||
+        this.#batchLength + size > this.#batch.length
+      ) {
+        this.#sealBatch();
+        this.#batch = this.#takeBuffer(
+          size <= SMALL_FRAME ? BATCH_SIZE : LARGE_BATCH_SIZE,
+        );
+      }
+      encodeFrameInto(frame, this.#batch, this.#batchLength);
+      this.#batchLength += size;
+    } else {
+      this.#sealBatch();
+      const buffer = this.#takeBuffer(size);
+      encodeFrameInto(frame, buffer, 0);
+      this.#queue.push(buffer.subarray(0, size));
+    }
+    this.#queuedBytes += size;
+    this.start();
+  }
+
+  /**
+   * Owes the peer a pong with `payload` (which must not change): it goes
+   * before the frames queued so far. One pong is owed at most: a newer one
+   * replaces a pong not yet written (RFC 6455 §5.5.3).
+   */
+  pong(payload: Uint8Array): void {
+    this.#pong = payload;
+    this.start();
+  }
+
+  /**
+   * Tells the writer that a read brought several messages: their replies are
+   * likely to follow, from other promise chains, and are written together.
+   */
+  expectReplies(): void {
+    this.#replying = true;
+  }
+
+  /**
+   * Resolves at once while the queue is at most the high-water mark, else
+   * when it drains to it. Rejects after `stop()`.
+   */
+  drained(): Promise<void> {
+    if (this.#queuedBytes <= this.#highWaterMark) return RESOLVED;
+    if (this.#stopped !== undefined) {
+      return handled(Promise.reject(this.#stopped.error));
+    }
+    const { promise, resolve, reject } = Promise.withResolvers<void>();
+    this.#drainWaiters.push({ resolve, reject });
+    return handled(promise);
+  }
+
+  /** Starts writing, at once or (replies expected) on the next task. */
+  start(): void {
+    if (this.#pumpActive || this.#stopped !== undefined) return;
+    if (
+      (this.#replying || this.#hooks.hasUnread()) && this.#hooks.isOpen() &&
+      this.#queuedBytes <= this.#highWaterMark
+    ) {
+      // Received messages wait to be consumed, or a read just brought
+      // several: their consumer is likely to send more (echoes, replies, often
+      // from another promise chain than the one reading). Write them together
+      // on the next task. A lone message read gets its reply written at once
+      // (request/response latency), and so does a sender over the mark.
+      this.#pumpTimer ??= nextTask(this.#onPumpTimer);
+      return;
+    }
+    this.startNow();
+  }
+
+  readonly #onPumpTimer = (): void => {
+    this.#pumpTimer = undefined;
+    this.#replying = false;
+    this.startNow();
+  };
+
+  /** Starts writing what is queued, now. */
+  startNow(): void {
+    if (this.#pumpTimer !== undefined) {
+      cancelTask(this.#pumpTimer);
+      this.#pumpTimer = undefined;
+    }
+    if (
+      this.#pumpActive || this.#stopped !== undefined || !this.#hasOutput()
+    ) {
+      return;
+    }
+    this.#pumpActive = true;
+    this.#pumping = this.#pump();
+  }
+
+  /** Resolves when everything queued so far was written (or the pump died). */
+  async flush(): Promise<void> {
+    this.startNow();
+    while (this.#pumpActive) await this.#pumping;
+  }
+
+  /**
+   * Stops for good: no more writes start, and the waiters of `drained()`
+   * (now and later) reject with `error`. A write under way goes on.
+   */
+  stop(error: unknown): void {
+    if (this.#pumpTimer !== undefined) {
+      cancelTask(this.#pumpTimer);
+      this.#pumpTimer = undefined;
+    }
+    this.#stopped ??= { error };
+    const waiters = this.#drainWaiters;
+    this.#drainWaiters = [];
+    for (const waiter of waiters) waiter.reject(error);
+  }
+
+  /**
+   * Ends the writable stream of a transport without `close()`: closes it,
+   * or aborts it when a write is still pending (the peer may never read it:
+   * a close would queue behind that write forever).
+   */
+  closeStream(): void {
+    const writer = this.#writer ?? tryGetWriter(this.#transport.writable);
+    if (!this.#pumpActive) writer?.close().catch(() => {});
+    else writer?.abort().catch(() => {});
+  }
+
+  /**
+   * Resolves when no write is pending, after the transport was closed, and
+   * releases the stream. A write into a stream that nobody reads can pend
+   * forever, so it is abandoned (`closeStream()` aborted the stream).
+   */
+  async settle(): Promise<void> {
+    if (this.#transport.close !== undefined) {
+      try {
+        await this.#pumping;
+      } catch {
+        // The pump reports through onError.
+      }
+    }
+    if (this.#writer !== undefined) {
+      try {
+        this.#writer.releaseLock();
+      } catch {
+        // Released already.
+      }
+    }
+  }
+
+  #takeBuffer(size: number): Uint8Array<ArrayBuffer> {
+    const spares = this.#spares;
+    for (let i = spares.length - 1; i >= 0; i--) {
+      const spare = spares[i]!;
+      if (spare.length >= size) {
+        spares[i] = spares[spares.length - 1]!;
+        spares.pop();
+        return spare;
+      }
+    }
+    return new Uint8Array(Math.max(size, BATCH_SIZE));
+  }
+
+  #sealBatch(): void {
+    if (this.#batch !== undefined && this.#batchLength > 0) {
+      this.#queue.push(this.#batch.subarray(0, this.#batchLength));
+      this.#batch = undefined;
+      this.#batchLength = 0;
+    }
+  }
+
+  #hasOutput(): boolean {
+    return this.#queue.length > 0 || this.#batchLength > 0 ||
+      this.#pong !== undefined;
+  }
+
+  async #pump(): Promise<void> {
+    try {
+      while (this.#stopped === undefined) {
+        this.#sealBatch();
+        if (this.#pong !== undefined) {
+          // The pong goes first: before a close frame queued meanwhile.
+          const pong = this.#pong;
+          this.#pong = undefined;
+          const queued = this.#queue;
+          this.#queue = [];
+          this.enqueue(0xa, pong, false);
+          this.#sealBatch();
+          for (const bytes of queued) this.#queue.push(bytes);
+        }
+        if (this.#queue.length === 0) break;
+        const batch = this.#queue;
+        this.#queue = [];
+        for (const bytes of batch) {
+          await this.#writeAll(bytes);
+          this.#wrote(bytes.length);
+          this.#recycle(bytes);
+        }
+      }
+    } catch (error) {
+      this.#hooks.onError(error);
+    } finally {
+      this.#pumpActive = false;
+      this.#pumping = undefined;
+    }
+  }
+
+  // A batch buffer written by the transport's own write() can be reused; one
+  // handed to a WritableStream belongs to its reader now.
+  #recycle(bytes: Uint8Array): void {
+    const buffer = bytes.buffer;
+    if (
+      this.#transport.write !== undefined && buffer instanceof ArrayBuffer &&
+      bytes.byteOffset === 0 && buffer.byteLength <= MAX_SPARE &&
+      this.#spares.length < MAX_SPARES
+    ) {
+      this.#spares.push(new Uint8Array(buffer));
+    }
+  }
+
+  #wrote(bytes: number): void {
+    this.#queuedBytes -= bytes;
+    if (
+      this.#drainWaiters.length > 0 && this.#queuedBytes <= this.#highWaterMark
+    ) {
+      const waiters = this.#drainWaiters;
+      this.#drainWaiters = [];
+      for (const waiter of waiters) waiter.resolve();
+    }
+  }
+
+  async #writeAll(bytes: Uint8Array): Promise<void> {
+    const transport = this.#transport;
+    if (transport.write !== undefined) {
+      let offset = 0;
+      while (offset < bytes.length) {
+        offset += await transport.write(
+          offset === 0 ? bytes : bytes.subarray(offset),
+        );
+      }
+      return;
+    }
+    this.#writer ??= transport.writable.getWriter();
+    await this.#writer.write(bytes);
+  }
+}
+
+function tryGetWriter(
+  writable: WritableStream<Uint8Array>,
+): WritableStreamDefaultWriter<Uint8Array> | undefined {
+  if (writable.locked) return undefined;
+  return writable.getWriter();
+}
+
+// Marks a promise handled so that a caller who does not await it does not
+// crash the process with an unhandled rejection; awaiting still throws.
+function handled<T>(promise: Promise<T>): Promise<T> {
+  promise.catch(() => {});
+  return promise;
+}
