@@ -431,6 +431,10 @@ export function serve<T = undefined>(
         ...(decision.protocol ? { protocol: decision.protocol } : {}),
         ...(decision.headers ? { headers: decision.headers } : {}),
       });
+      if (stopping || signal.aborted) return undefined;
+      // From the 101 on, the connection is a session: shutdown() closes it
+      // with 1001 (see handle()) instead of cutting it off as a handshake.
+      pending.delete(conn);
       answered = true;
       await writeAll(conn, answer);
       const ws = new WebSocketConnection(conn, {
@@ -503,6 +507,9 @@ export function serve<T = undefined>(
     }
     const { ws, request, data } = opened;
     sessions.set(ws, conn);
+    // Its 101 went out while shutdown() began: it gets the 1001 that
+    // shutdown() sent to the sessions it found.
+    if (stopping && ws.isOpen) ws.close(1001, "server shutting down");
     try {
       await handler(ws, request, data);
       if (ws.isOpen) ws.close(1000, "");
