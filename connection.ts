@@ -734,17 +734,24 @@ export class WebSocketConnection implements WebSocketSession {
       // Compression is asynchronous: later sends queue behind it in order.
       this.#compressing++;
       const done = this.#sendChain.then(async () => {
+        let compressed: Uint8Array;
         try {
-          const compressed = await deflate.compress(payload);
-          // Accepted while open: it goes out before the close frame.
-          if (!this.#closeSent && this.#state !== CLOSED) {
-            this.#out.enqueue(opcode, compressed, true);
-          }
+          compressed = await deflate.compress(payload);
+        } catch (error) {
+          this.#fail(error);
+          throw error;
         } finally {
           this.#compressing--;
         }
+        // Accepted while open: it goes out before our close frame. If the
+        // peer's close was answered meanwhile, the send fails: it is not
+        // dropped in silence.
+        if (this.#closeSent || this.#state === CLOSED) {
+          throw this.#closedError();
+        }
+        this.#out.enqueue(opcode, compressed, true);
       });
-      this.#sendChain = done.catch((error) => this.#fail(error));
+      this.#sendChain = done.catch(() => {});
       return this.#handled(done.then(() => this.#out.drained()));
     }
     if (this.#compressing > 0) {

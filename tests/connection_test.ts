@@ -1194,6 +1194,36 @@ Deno.test("WebSocketConnection ignores data after a close and rejects later send
       await within(server.closed);
     },
   );
+  await t.step(
+    "RFC 6455 §5.5.1 a compressed send() overtaken by the peer's close rejects",
+    async () => {
+      // A compression that finishes when the test says so, as a large
+      // message on a busy process does.
+      const release = Promise.withResolvers<void>();
+      const raw = new RawPeer({
+        role: "server",
+        deflate: {
+          shouldCompress: () => true,
+          compress: async (data) => {
+            await release.promise;
+            return data;
+          },
+          decompress: (data) => Promise.resolve(data.slice()),
+          close: () => {},
+        },
+      });
+      const sent = raw.conn.send("compressing");
+      await raw.send(OPCODE.Close, closePayload(1000));
+      assert.equal(await raw.expectClose(1000), "");
+      release.resolve();
+      // The message was not written after the close frame, and its send()
+      // says so instead of resolving.
+      await assert.rejects(within(sent), ConnectionClosedError);
+      raw.end();
+      assert.deepEqual(await raw.rest(), []);
+      await raw.finish();
+    },
+  );
 });
 
 // ---------------------------------------------------------------------------
