@@ -66,6 +66,7 @@ export async function socksConnect(
     hostname: proxy.hostname.replace(/^\[|\]$/g, ""),
     port: proxy.port === "" ? 1080 : Number(proxy.port),
     transport: "tcp",
+    signal,
   });
   const onAbort = () => closeQuietly(conn);
   signal.addEventListener("abort", onAbort, { once: true });

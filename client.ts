@@ -433,7 +433,7 @@ async function attempt(
   let handedOver = false;
   try {
     conn = proxy === undefined
-      ? await Deno.connect({ hostname, port, transport: "tcp" })
+      ? await Deno.connect({ hostname, port, transport: "tcp", signal })
       : proxy.protocol === "http:"
       ? await tunnel(proxy, hostname, port, url, options, signal)
       : await socksConnect(proxy, hostname, port, signal);
@@ -724,6 +724,7 @@ async function tunnel(
     hostname: proxy.hostname.replace(/^\[|\]$/g, ""),
     port: proxyPort,
     transport: "tcp",
+    signal,
   });
   noDelay(conn);
   try {

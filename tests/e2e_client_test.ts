@@ -1271,6 +1271,93 @@ Deno.test("connect() rejects with a TimeoutError after handshakeTimeout when the
   await deadline(ended.promise, "the raw server to see EOF");
 });
 
+// A listener on 127.0.0.1 whose accept queue is full (backlog 0, filled,
+// never accepting): the kernel drops further SYNs, so a TCP connect to it
+// never completes. Python makes it, since Deno.listen has no backlog option.
+const BLACKHOLE = `
+import socket, sys, time
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen(0)
+port = s.getsockname()[1]
+fillers = []
+for i in range(4):
+    c = socket.socket()
+    c.setblocking(False)
+    try:
+        c.connect(("127.0.0.1", port))
+    except BlockingIOError:
+        pass
+    fillers.append(c)
+time.sleep(0.3)
+print(port, flush=True)
+sys.stdin.read()
+`;
+
+const python3 = (() => {
+  try {
+    return Deno.statSync("/usr/bin/python3").isFile;
+  } catch {
+    return false;
+  }
+})();
+
+Deno.test({
+  name:
+    "connect() handshakeTimeout and signal cover a TCP connect that never completes, direct and to a proxy",
+  ignore: !python3,
+  async fn() {
+    const child = new Deno.Command("/usr/bin/python3", {
+      args: ["-c", BLACKHOLE],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "null",
+    }).spawn();
+    try {
+      const reader = child.stdout.getReader();
+      const { value } = await deadline(reader.read(), "the listener's port");
+      reader.releaseLock();
+      const port = Number(new TextDecoder().decode(value).trim());
+      assert.ok(port > 0, `port ${port}`);
+      for (
+        const proxy of [
+          false,
+          `http://127.0.0.1:${port}`,
+          `socks5://127.0.0.1:${port}`,
+        ] as const
+      ) {
+        const start = performance.now();
+        const error = await rejection(
+          connect(`ws://127.0.0.1:${proxy === false ? port : 9}/`, {
+            proxy,
+            pingInterval: 0,
+            handshakeTimeout: 300,
+          }),
+          "connect",
+        );
+        assert.ok(error instanceof DOMException, `${proxy}: ${error}`);
+        assert.equal(error.name, "TimeoutError", `${proxy}`);
+        assert.ok(performance.now() - start < 5000, `${proxy}: not on time`);
+      }
+      // The caller's signal ends the connect too.
+      const controller = new AbortController();
+      const pending = connect(`ws://127.0.0.1:${port}/`, {
+        proxy: false,
+        signal: controller.signal,
+      });
+      setTimeout(() => controller.abort(new Error("given up")), 100);
+      const aborted = await rejection(pending, "connect");
+      assert.ok(aborted instanceof Error);
+      assert.equal(aborted.message, "given up");
+    } finally {
+      await child.stdin.close();
+      await child.stdout.cancel().catch(() => {});
+      child.kill();
+      await child.status;
+    }
+  },
+});
+
 Deno.test("connect() rejects with a TimeoutError when the server answers half a head", async () => {
   await using raw = new RawServer(async (peer) => {
     await peer.readHead();
