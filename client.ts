@@ -151,8 +151,8 @@ export interface ConnectOptions extends ConnectionLimits {
   proxy?: string | false;
   /**
    * How many redirects (301, 302, 303, 307, 308 with a `Location`) to
-   * follow. `Authorization` and `Cookie` are dropped when the scheme or the
-   * host (with its port) changes.
+   * follow. `Authorization`, `Cookie` and a `Host` override are dropped when
+   * the scheme or the host (with its port) changes.
    *
    * @default {0}
    */
@@ -301,8 +301,9 @@ function parseTarget(url: string | URL): URL {
   let target: URL;
   try {
     target = new URL(url);
-  } catch (error) {
-    throw new TypeError("Cannot connect: URL is not valid", { cause: error });
+  } catch {
+    // No cause: the runtime's message repeats the URL, password included.
+    throw new TypeError("Cannot connect: URL is not valid");
   }
   if (target.protocol === "http:") target.protocol = "ws:";
   else if (target.protocol === "https:") target.protocol = "wss:";
@@ -318,7 +319,21 @@ function parseTarget(url: string | URL): URL {
     // and must not be used, an empty one ("#", which `hash` hides) too.
     throw new TypeError("Cannot connect: URL has a fragment");
   }
+  checkCredentials(target, "URL");
   return target;
+}
+
+// Userinfo becomes Basic credentials once decoded: a bad percent-encoding is
+// a TypeError before any I/O, naming neither the user nor the password.
+function checkCredentials(url: URL, what: string): void {
+  try {
+    decodeURIComponent(url.username);
+    decodeURIComponent(url.password);
+  } catch {
+    throw new TypeError(
+      `Cannot connect: user name or password of the ${what} is not valid percent-encoding`,
+    );
+  }
 }
 
 function toHeaderList(
@@ -362,10 +377,11 @@ async function open(
       const next = redirectTarget(url, result);
       if (next.protocol !== url.protocol || next.host !== url.host) {
         // Credentials for one origin are not sent to another, nor from
-        // wss: to ws: in clear text.
+        // wss: to ws: in clear text; a Host override named the old host.
         headers = headers.filter(([name]) => {
           const lower = name.toLowerCase();
-          return lower !== "authorization" && lower !== "cookie";
+          return lower !== "authorization" && lower !== "cookie" &&
+            lower !== "host";
         });
       }
       url = next;
@@ -661,11 +677,11 @@ function proxyFor(
   let proxy: URL;
   try {
     proxy = new URL(value.includes("://") ? value : `http://${value}`);
-  } catch (error) {
-    throw new TypeError("Cannot connect: proxy URL is not valid", {
-      cause: error,
-    });
+  } catch {
+    // No cause: the runtime's message repeats the URL, password included.
+    throw new TypeError("Cannot connect: proxy URL is not valid");
   }
+  checkCredentials(proxy, "proxy URL");
   if (proxy.protocol === "socks5:" || proxy.protocol === "socks5h:") {
     checkSocksCredentials(proxy);
   } else if (proxy.protocol !== "http:") {
@@ -691,11 +707,13 @@ function bypassesProxy(url: URL, noProxy: string): boolean {
     if (entry === "") continue;
     if (entry === "*") return true;
     let entryPort: string | undefined;
+    const bracketed = /^\[([^\]]*)\](?::(\d+))?$/.exec(entry);
     const portMatch = /^(.*?):(\d+)$/.exec(entry);
-    if (
-      portMatch !== null && !entry.startsWith("[") &&
-      entry.split(":").length === 2
-    ) {
+    if (bracketed !== null) {
+      // An IPv6 literal, with or without a port: [::1], [::1]:8080.
+      entry = bracketed[1]!;
+      entryPort = bracketed[2];
+    } else if (portMatch !== null && entry.split(":").length === 2) {
       entry = portMatch[1]!;
       entryPort = portMatch[2];
     }

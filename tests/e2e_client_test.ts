@@ -303,6 +303,42 @@ Deno.test("connect() rejects a URL that does not parse with a TypeError", async 
   }
 });
 
+Deno.test("connect() keeps passwords out of URL errors, and refuses bad percent-encoding in credentials before any I/O", async () => {
+  // A URL that does not parse: the runtime's message would repeat it.
+  for (
+    const [url, proxy] of [
+      ["ws://user:S3CRET@[::1/", undefined],
+      ["ws://127.0.0.1:9/", "http://user:S3CRET@[::1"],
+    ] as const
+  ) {
+    const error = await rejection(
+      connect(url, { pingInterval: 0, ...(proxy ? { proxy } : {}) }),
+      url,
+    );
+    assert.ok(error instanceof TypeError, String(error));
+    assert.equal(error.cause, undefined);
+    assert.doesNotMatch(error.stack ?? "", /S3CRET/);
+  }
+  // A stray "%" in a user name or password, of the URL or of the proxy: a
+  // TypeError before any connection (nothing listens on port 9 anyway).
+  for (
+    const [url, proxy] of [
+      ["ws://user:50%@127.0.0.1:9/", undefined],
+      ["ws://us%er:pw@127.0.0.1:9/", undefined],
+      ["ws://127.0.0.1:9/", "http://user:50%@127.0.0.1:9"],
+      ["ws://127.0.0.1:9/", "socks5://user:50%@127.0.0.1:9"],
+    ] as const
+  ) {
+    const error = await rejection(
+      connect(url, { pingInterval: 0, ...(proxy ? { proxy } : {}) }),
+      url,
+    );
+    assert.ok(error instanceof TypeError, `${url} ${proxy}: ${error}`);
+    assert.match(error.message, /is not valid percent-encoding$/);
+    assert.doesNotMatch(error.message, /50%|us%er/);
+  }
+});
+
 Deno.test("connect() rejects schemes other than ws, wss, http and https with a TypeError before any I/O", async () => {
   using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (listener.addr as Deno.NetAddr).port;
@@ -889,6 +925,48 @@ Deno.test("connect() bypasses the proxy for hosts in NO_PROXY, and with proxy: f
     await closeCleanly(ws);
   });
   assert.equal(proxy.accepted, 0);
+});
+
+Deno.test({
+  name:
+    `connect() bypasses the proxy for an IPv6 literal in NO_PROXY, with and without a port${
+      IPV6 ? "" : " (skipped: IPv6 is not available on this machine)"
+    }`,
+  ignore: !IPV6,
+  fn: async () => {
+    const { server } = echoServer({ hostname: "::1" });
+    await using _ = server;
+    // The proxy reaches 127.0.0.1 only: it takes CONNECTs to another server.
+    const { server: v4 } = echoServer();
+    await using _v4 = v4;
+    await using proxy = new TestProxy({ route: () => v4.addr.port });
+    const port = server.addr.port;
+    for (const noProxy of ["::1", "[::1]", `[::1]:${port}`]) {
+      await withProxyEnv({
+        HTTP_PROXY: `http://127.0.0.1:${proxy.port}`,
+        NO_PROXY: noProxy,
+      }, async () => {
+        const ws = await deadline(
+          connect(`ws://[::1]:${port}/`, { pingInterval: 0 }),
+          noProxy,
+        );
+        await closeCleanly(ws);
+      });
+    }
+    assert.equal(proxy.accepted, 0);
+    // Another port of the same host goes through the proxy.
+    await withProxyEnv({
+      HTTP_PROXY: `http://127.0.0.1:${proxy.port}`,
+      NO_PROXY: `[::1]:${port + 1 === 65536 ? 1 : port + 1}`,
+    }, async () => {
+      const ws = await deadline(
+        connect(`ws://[::1]:${port}/`, { pingInterval: 0 }),
+        "through the proxy",
+      );
+      await closeCleanly(ws);
+    });
+    assert.deepEqual(proxy.connects, [`[::1]:${port}`]);
+  },
 });
 
 // ---------------------------------------------------------------------------
@@ -1721,7 +1799,7 @@ Deno.test("connect() follows a redirect to serve() with maxRedirects: 1", async 
   assert.equal(error.status, 302);
 });
 
-Deno.test("connect() drops Authorization and Cookie on a redirect to another host, and keeps them on the same host", async () => {
+Deno.test("connect() drops Authorization, Cookie and a Host override on a redirect to another host, and keeps them on the same host", async () => {
   // One raw server, two host names: 127.0.0.1 and localhost.
   const seen: RawRequest[] = [];
   let target = "";
@@ -1743,6 +1821,7 @@ Deno.test("connect() drops Authorization and Cookie on a redirect to another hos
     ["Authorization", "Bearer t0ken"],
     ["Cookie", "session=s3cret"],
     ["User-Agent", "crawler/1.0"],
+    ["Host", "api.internal.example"],
   ];
   for (
     const [from, to, kept] of [
@@ -1768,7 +1847,12 @@ Deno.test("connect() drops Authorization and Cookie on a redirect to another hos
     assert.equal(first.get("authorization"), "Bearer t0ken");
     assert.equal(first.get("cookie"), "session=s3cret");
     assert.equal(second.line, "GET /end HTTP/1.1");
-    assert.equal(second.get("host"), `${to}:${raw.port}`);
+    assert.equal(first.get("host"), "api.internal.example");
+    assert.equal(
+      second.get("host"),
+      kept ? "api.internal.example" : `${to}:${raw.port}`,
+      `${from} -> ${to}`,
+    );
     assert.equal(second.get("user-agent"), "crawler/1.0");
     assert.equal(
       second.get("authorization"),
