@@ -377,9 +377,11 @@ function tryGetWriter(
   return writable.getWriter();
 }
 
-// Marks a promise handled so that a caller who does not await it does not
-// crash the process with an unhandled rejection; awaiting still throws.
-function handled<T>(promise: Promise<T>): Promise<T> {
+/**
+ * Marks a promise handled so that a caller who does not await it does not
+ * crash the process with an unhandled rejection; awaiting still throws.
+ */
+export function handled<T>(promise: Promise<T>): Promise<T> {
   promise.catch(() => {});
   return promise;
 }

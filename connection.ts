@@ -40,7 +40,7 @@ import { copyOf, isOwned } from "./_alloc.ts";
 import { messageReadable, messageWritable } from "./_streams.ts";
 import { ConnectionClosedError, ProtocolError } from "./errors.ts";
 import { type Frame, FrameDecoder } from "./frame.ts";
-import { FrameWriter, randomMask, RESOLVED } from "./_writer.ts";
+import { FrameWriter, handled, randomMask, RESOLVED } from "./_writer.ts";
 
 /**
  * A bidirectional byte stream a WebSocket runs over. A `Deno.Conn` or
@@ -752,7 +752,7 @@ export class WebSocketConnection implements WebSocketSession {
         this.#out.enqueue(opcode, compressed, true);
       });
       this.#sendChain = done.catch(() => {});
-      return this.#handled(done.then(() => this.#out.drained()));
+      return handled(done.then(() => this.#out.drained()));
     }
     if (this.#compressing > 0) {
       const done = this.#sendChain.then(() => {
@@ -763,7 +763,7 @@ export class WebSocketConnection implements WebSocketSession {
         this.#out.enqueue(opcode, payload, false);
       });
       this.#sendChain = done.catch(() => {});
-      return this.#handled(done.then(() => this.#out.drained()));
+      return handled(done.then(() => this.#out.drained()));
     }
     this.#out.enqueue(opcode, payload, false);
     return this.#out.drained();
@@ -801,7 +801,7 @@ export class WebSocketConnection implements WebSocketSession {
     this.#pings.set(id, { resolve, reject, start: performance.now() });
     this.#pingKeys.set(pingKey(payload), id);
     this.#out.enqueue(0x9, payload, false);
-    return this.#handled(promise);
+    return handled(promise);
   }
 
   #pingKeys = new Map<string, number>();
@@ -1419,14 +1419,7 @@ export class WebSocketConnection implements WebSocketSession {
   // ---- helpers ----
 
   #rejected<T>(error: unknown): Promise<T> {
-    return this.#handled(Promise.reject(error));
-  }
-
-  // Marks a promise handled so that a caller who does not await it does not
-  // crash the process with an unhandled rejection; awaiting still throws.
-  #handled<T>(promise: Promise<T>): Promise<T> {
-    promise.catch(() => {});
-    return promise;
+    return handled(Promise.reject(error));
   }
 }
 

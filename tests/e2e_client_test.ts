@@ -10,6 +10,7 @@ import { HandshakeError, ProtocolError } from "../errors.ts";
 import { encodeFrame, type Frame, FrameDecoder } from "../frame.ts";
 import { createAcceptKey } from "../handshake.ts";
 import { serve, type WebSocketHandler } from "../server.ts";
+import { PYTHON, PythonPeer } from "./_python.ts";
 import { makeCertificate } from "./_tls.ts";
 import { concat, deadline, maxLengthHeader, writeAll } from "./_util.ts";
 
@@ -1369,12 +1370,12 @@ for i in range(4):
     fillers.append(c)
 time.sleep(0.3)
 print(port, flush=True)
-sys.stdin.read()
+time.sleep(60)
 `;
 
 const python3 = (() => {
   try {
-    return Deno.statSync("/usr/bin/python3").isFile;
+    return Deno.statSync(PYTHON).isFile;
   } catch {
     return false;
   }
@@ -1385,54 +1386,41 @@ Deno.test({
     "connect() handshakeTimeout and signal cover a TCP connect that never completes, direct and to a proxy",
   ignore: !python3,
   async fn() {
-    const child = new Deno.Command("/usr/bin/python3", {
-      args: ["-c", BLACKHOLE],
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "null",
-    }).spawn();
-    try {
-      const reader = child.stdout.getReader();
-      const { value } = await deadline(reader.read(), "the listener's port");
-      reader.releaseLock();
-      const port = Number(new TextDecoder().decode(value).trim());
-      assert.ok(port > 0, `port ${port}`);
-      for (
-        const proxy of [
-          false,
-          `http://127.0.0.1:${port}`,
-          `socks5://127.0.0.1:${port}`,
-        ] as const
-      ) {
-        const start = performance.now();
-        const error = await rejection(
-          connect(`ws://127.0.0.1:${proxy === false ? port : 9}/`, {
-            proxy,
-            pingInterval: 0,
-            handshakeTimeout: 300,
-          }),
-          "connect",
-        );
-        assert.ok(error instanceof DOMException, `${proxy}: ${error}`);
-        assert.equal(error.name, "TimeoutError", `${proxy}`);
-        assert.ok(performance.now() - start < 5000, `${proxy}: not on time`);
-      }
-      // The caller's signal ends the connect too.
-      const controller = new AbortController();
-      const pending = connect(`ws://127.0.0.1:${port}/`, {
-        proxy: false,
-        signal: controller.signal,
-      });
-      setTimeout(() => controller.abort(new Error("given up")), 100);
-      const aborted = await rejection(pending, "connect");
-      assert.ok(aborted instanceof Error);
-      assert.equal(aborted.message, "given up");
-    } finally {
-      await child.stdin.close();
-      await child.stdout.cancel().catch(() => {});
-      child.kill();
-      await child.status;
+    await using listener = new PythonPeer(BLACKHOLE);
+    const port = Number(
+      await deadline(listener.readLine(), "the listener's port"),
+    );
+    assert.ok(port > 0, `port ${port}`);
+    for (
+      const proxy of [
+        false,
+        `http://127.0.0.1:${port}`,
+        `socks5://127.0.0.1:${port}`,
+      ] as const
+    ) {
+      const start = performance.now();
+      const error = await rejection(
+        connect(`ws://127.0.0.1:${proxy === false ? port : 9}/`, {
+          proxy,
+          pingInterval: 0,
+          handshakeTimeout: 300,
+        }),
+        "connect",
+      );
+      assert.ok(error instanceof DOMException, `${proxy}: ${error}`);
+      assert.equal(error.name, "TimeoutError", `${proxy}`);
+      assert.ok(performance.now() - start < 5000, `${proxy}: not on time`);
     }
+    // The caller's signal ends the connect too.
+    const controller = new AbortController();
+    const pending = connect(`ws://127.0.0.1:${port}/`, {
+      proxy: false,
+      signal: controller.signal,
+    });
+    setTimeout(() => controller.abort(new Error("given up")), 100);
+    const aborted = await rejection(pending, "connect");
+    assert.ok(aborted instanceof Error);
+    assert.equal(aborted.message, "given up");
   },
 });
 
