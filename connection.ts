@@ -379,8 +379,13 @@ const OPEN = 0;
 const CLOSING = 1;
 const CLOSED = 2;
 
-// A message queue longer than this pauses reading from the transport.
+// Reading from the transport pauses while READ_QUEUE_LIMIT messages or
+// READ_QUEUE_SIZE bytes (UTF-16 code units for text) wait to be consumed.
+// A closing connection reads on to find the peer's close and keeps queuing
+// up to CLOSING_QUEUE_SIZE; data beyond that is dropped.
 const READ_QUEUE_LIMIT = 16;
+const READ_QUEUE_SIZE = 1024 * 1024;
+const CLOSING_QUEUE_SIZE = 16 * 1024 * 1024;
 // The read buffer grows (x4) when a read fills it and shrinks (/4) after
 // SHRINK_AFTER reads in a row that use at most an eighth of it. Shrinking on
 // one small read made it swing: under a steady load reads alternate between
@@ -390,6 +395,11 @@ const MAX_READ_BUFFER = 256 * 1024;
 const SHRINK_AFTER = 64;
 
 const encoder = new TextEncoder();
+
+// The memory a queued message holds, roughly: bytes, or UTF-16 code units.
+function sizeOf(message: WebSocketMessage): number {
+  return typeof message === "string" ? message.length : message.byteLength;
+}
 
 function concat(parts: Uint8Array[], total: number): Uint8Array<ArrayBuffer> {
   const out = new Uint8Array(total);
@@ -546,6 +556,7 @@ export class WebSocketConnection implements WebSocketSession {
 
   // Receiving.
   #messages: WebSocketMessage[] = [];
+  #queuedSize = 0;
   #waiters: Waiter[] = [];
   #resume: (() => void) | undefined;
   #readLoop: Promise<void> | undefined;
@@ -888,9 +899,8 @@ export class WebSocketConnection implements WebSocketSession {
   #next(): Promise<IteratorResult<WebSocketMessage>> {
     if (this.#messages.length > 0) {
       const value = this.#messages.shift()!;
-      if (
-        this.#resume !== undefined && this.#messages.length < READ_QUEUE_LIMIT
-      ) {
+      this.#queuedSize -= sizeOf(value);
+      if (this.#resume !== undefined && !this.#queueFull()) {
         const resume = this.#resume;
         this.#resume = undefined;
         resume();
@@ -917,8 +927,16 @@ export class WebSocketConnection implements WebSocketSession {
 
   #deliver(message: WebSocketMessage): void {
     const waiter = this.#waiters.shift();
-    if (waiter !== undefined) waiter.resolve({ value: message, done: false });
-    else this.#messages.push(message);
+    if (waiter !== undefined) {
+      waiter.resolve({ value: message, done: false });
+      return;
+    }
+    const size = sizeOf(message);
+    // Nobody consumes and close() was called: what arrives while we wait
+    // for the peer's close is bounded (an open connection pauses instead).
+    if (this.#state !== OPEN && this.#queuedSize >= CLOSING_QUEUE_SIZE) return;
+    this.#messages.push(message);
+    this.#queuedSize += size;
   }
 
   async #read(head: Uint8Array | undefined): Promise<void> {
@@ -978,11 +996,16 @@ export class WebSocketConnection implements WebSocketSession {
     }
   }
 
-  // An open connection pauses reading while READ_QUEUE_LIMIT messages wait;
-  // a closing one reads on (for at most closeTimeout) to find the peer's
-  // close frame, even when nobody consumes the messages.
+  // An open connection pauses reading while its queue is full; a closing
+  // one reads on (for at most closeTimeout) to find the peer's close frame,
+  // even when nobody consumes the messages.
   #mustPause(): boolean {
-    return this.#messages.length >= READ_QUEUE_LIMIT && this.#state === OPEN;
+    return this.#state === OPEN && this.#queueFull();
+  }
+
+  #queueFull(): boolean {
+    return this.#messages.length >= READ_QUEUE_LIMIT ||
+      this.#queuedSize >= READ_QUEUE_SIZE;
   }
 
   #paused(): Promise<void> {
@@ -1165,7 +1188,9 @@ export class WebSocketConnection implements WebSocketSession {
   }
 
   #onPing(payload: Uint8Array): void {
-    if (this.#state !== OPEN) return;
+    // §5.5.2: every ping is answered until the peer's close arrives (then
+    // frames are discarded before they get here), also after our close.
+    if (this.#state === CLOSED) return;
     // One pong owed at most: a newer ping replaces the pong not yet written
     // (RFC 6455 §5.5.3 allows answering only the most recent ping).
     this.#out.pong(own(payload));

@@ -801,6 +801,29 @@ Deno.test("WebSocketConnection answers pings and measures round trips", async (t
       await raw.finish();
     },
   );
+
+  await t.step(
+    "RFC 6455 §5.5.2 pings are answered after our close until the peer's close arrives",
+    async () => {
+      for (const role of ["server", "client"] as const) {
+        const raw = new RawPeer({ role });
+        const closing = raw.conn.close(4000, "leaving");
+        assert.equal(await raw.expectClose(4000), "leaving");
+        raw.send(OPCODE.Ping, "still there?");
+        const pong = await raw.next();
+        assert.equal(pong.opcode, OPCODE.Pong);
+        assert.equal(decoder.decode(pong.payload), "still there?");
+        raw.send(OPCODE.Close, closePayload(4000, "leaving"));
+        // A client waits for the server to end TCP.
+        await raw.finish();
+        assert.deepEqual(await within(closing), {
+          code: 4000,
+          reason: "leaving",
+          wasClean: true,
+        });
+      }
+    },
+  );
 });
 
 Deno.test("WebSocketConnection keeps the connection alive with pings", async (t) => {
@@ -1308,6 +1331,26 @@ Deno.test("WebSocketConnection iteration ends or throws by how the connection en
     await within(server.closed);
     assert.deepEqual(await collect(server), ["one", "two"]);
   });
+
+  await t.step(
+    "leaving a for-await loop keeps the connection open",
+    async () => {
+      const { client, server } = pair();
+      for (const text of ["one", "two", "three"]) client.send(text);
+      for await (const message of server) {
+        assert.equal(message, "one");
+        break;
+      }
+      assert.equal(server.isOpen, true);
+      await within(server.send("still open"));
+      assert.equal(await nextMessage(client), "still open");
+      assert.deepEqual(
+        [await nextMessage(server), await nextMessage(server)],
+        ["two", "three"],
+      );
+      await closePair(client, server);
+    },
+  );
 });
 
 // ---------------------------------------------------------------------------
@@ -1598,6 +1641,36 @@ Deno.test("WebSocketConnection stops reading while messages wait to be consumed"
       await raw.finish();
     },
   );
+
+  await t.step(
+    "large messages pause the reads once 1 MiB waits, before 16 messages do",
+    async () => {
+      const raw = new RawPeer({ role: "server" });
+      const total = 30;
+      const size = 100 * 1024;
+      const writes: Promise<void>[] = [];
+      for (let i = 0; i < total; i++) {
+        writes.push(raw.send(OPCODE.Binary, new Uint8Array(size).fill(i)));
+      }
+      // 11 messages of 100 KiB reach 1 MiB.
+      await within(Promise.all(writes.slice(0, 11)));
+      await settle();
+      const done = await Promise.all(writes.map(hasSettled));
+      const read = done.filter((settled) => settled).length;
+      assert.ok(read >= 11 && read <= 13, `${read} messages read`);
+      let index = 0;
+      for await (const message of raw.conn) {
+        assert.ok(message instanceof Uint8Array);
+        assert.equal(message.length, size);
+        assert.equal(message[0], index);
+        if (++index === total) break;
+      }
+      await within(Promise.all(writes));
+      raw.send(OPCODE.Close);
+      await raw.expectClose(1000);
+      await raw.finish();
+    },
+  );
 });
 
 // ---------------------------------------------------------------------------
@@ -1629,6 +1702,31 @@ Deno.test("WebSocketConnection reads the peer's close even when messages are not
         received,
         Array.from({ length: 40 }, (_, i) => `message ${i}`),
       );
+    },
+  );
+
+  await t.step(
+    "what a closing connection queues for nobody is bounded (16 MiB)",
+    async () => {
+      const raw = new RawPeer({ role: "server" });
+      const closing = raw.conn.close(1000, "enough");
+      await raw.expectClose(1000);
+      // The peer sends 24 MiB of messages before it answers the close.
+      const mib = 1024 * 1024;
+      for (let i = 0; i < 24; i++) {
+        raw.send(OPCODE.Binary, new Uint8Array(mib).fill(i));
+      }
+      raw.send(OPCODE.Close, closePayload(1000, "enough"));
+      assert.equal((await within(closing)).wasClean, true);
+      const received = await collect(raw.conn);
+      // The first 16 MiB stay readable, in order; the rest was dropped.
+      assert.equal(received.length, 16);
+      received.forEach((message, i) => {
+        assert.ok(message instanceof Uint8Array);
+        assert.equal(message.length, mib);
+        assert.equal(message[0], i);
+      });
+      await raw.finish();
     },
   );
 });
