@@ -23,9 +23,19 @@ const REQUEST_LINE =
 const STATUS_LINE =
   /^(HTTP\/[0-9]\.[0-9]) ([1-5][0-9]{2})(?: ([\t\x20-\x7e\x80-\xff]*))?$/;
 
-/** The reason phrases of the statuses the handshake answers with. */
+/** The reason phrases of the statuses the handshake and serve() answer with. */
 export const STATUS_TEXT: Readonly<Record<number, string>> = {
   101: "Switching Protocols",
+  200: "OK",
+  201: "Created",
+  202: "Accepted",
+  204: "No Content",
+  301: "Moved Permanently",
+  302: "Found",
+  303: "See Other",
+  304: "Not Modified",
+  307: "Temporary Redirect",
+  308: "Permanent Redirect",
   400: "Bad Request",
   401: "Unauthorized",
   402: "Payment Required",
@@ -568,4 +578,17 @@ export function encodeLatin1(text: string): Uint8Array<ArrayBuffer> {
   const bytes = new Uint8Array(text.length);
   for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
   return bytes;
+}
+
+// RFC 9110 §7.2: Host = uri-host [ ":" port ], uri-host from RFC 3986 §3.2.2:
+// an IP-literal in brackets, or a reg-name (unreserved, pct-encoded and
+// sub-delims). No userinfo, no "/", "?" or "#": those would move the path of
+// the URL the server builds from Host and the request target. A comma is
+// refused too: it is how repeated Host fields join.
+const HOST =
+  /^(?:\[[0-9A-Fa-f:.]+\]|(?:[A-Za-z0-9\-._~!$&'()*+;=]|%[0-9A-Fa-f]{2})+)(?::[0-9]*)?$/;
+
+/** Whether `value` is a valid, non-empty `Host` header value. */
+export function isValidHost(value: string): boolean {
+  return HOST.test(value);
 }

@@ -62,6 +62,7 @@ import {
   hasControl,
   hasToken,
   isHttp11,
+  isValidHost,
   type RequestHead,
   type ResponseHead,
   STATUS_TEXT,
@@ -858,7 +859,7 @@ export interface UpgradeRequestInfo {
  * | --- | --- |
  * | method is `GET` | 405 (answer with `Allow: GET`) |
  * | version is HTTP/1.1 or a later 1.x | 400, or 505 for a major version other than 1 |
- * | `Host` present exactly once | 400 |
+ * | `Host` present exactly once, a valid `host[:port]` (no userinfo, path, query or fragment) | 400 |
  * | `Upgrade` present | 426 (answer with `Upgrade: websocket`) |
  * | `Upgrade` lists `websocket` (case-insensitive) | 400 |
  * | `Connection` lists `upgrade` (case-insensitive) | 400 |
@@ -939,6 +940,9 @@ export function validateUpgradeRequest(
   if (host === null) throw fail("missing Host header", 400, "host");
   if (host.includes(",")) {
     throw fail("Host header appears more than once", 400, "host");
+  }
+  if (!isValidHost(host)) {
+    throw fail("Host header is not a valid host[:port]", 400, "host");
   }
   // §4.2.1 point 3: Upgrade lists "websocket". A plain GET without it is
   // told which upgrade is required.

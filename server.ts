@@ -29,6 +29,7 @@
  */
 
 import { EdgeWebSocket } from "./_edge.ts";
+import { isValidHost, STATUS_TEXT } from "./_http.ts";
 import {
   closeQuietly,
   noDelay,
@@ -619,17 +620,44 @@ function toRequest(
   scheme: string,
   addr: Deno.NetAddr,
 ): Request {
-  const host = head.headers.get("host") ?? `${addr.hostname}:${addr.port}`;
+  const bad = (detail: string) =>
+    new HandshakeError(`Cannot read request: ${detail}`, {
+      status: 400,
+      header: "host",
+    });
+  // RFC 9112 §3.2: 400 for an HTTP/1.1 request without a Host, with more
+  // than one, or with an invalid one. HTTP/1.0 may omit it.
+  const hosts = head.rawHeaders.filter(([name]) =>
+    name.toLowerCase() === "host"
+  );
+  if (hosts.length > 1) throw bad("Host header appears more than once");
+  let host = hosts[0]?.[1];
+  if (host === undefined) {
+    if (head.version !== "HTTP/1.0") throw bad("missing Host header");
+    const name = addr.hostname.includes(":")
+      ? `[${addr.hostname}]`
+      : addr.hostname;
+    host = `${name}:${addr.port}`;
+  } else if (!isValidHost(host)) {
+    throw bad("Host header is not a valid host[:port]");
+  }
   let url: URL;
   try {
-    url = head.target.startsWith("/")
-      ? new URL(`${scheme}://${host}${head.target}`)
-      : new URL(head.target);
+    url = new URL(
+      head.target.startsWith("/")
+        ? `${scheme}://${host}${head.target}`
+        : head.target, // RFC 9112 §3.2.2: the absolute-form is the target URI
+    );
   } catch (error) {
     throw new HandshakeError(
-      "Cannot read upgrade request: request target or Host header is not a valid URL",
+      "Cannot read request: request target or Host header is not a valid URL",
       { status: 400, header: "host", cause: error },
     );
+  }
+  if (
+    !/^(?:https?|wss?):$/.test(url.protocol) || url.username || url.password
+  ) {
+    throw bad("request target is not an http(s) or ws(s) URL without userinfo");
   }
   const headers = new Headers();
   for (const [name, value] of head.rawHeaders) headers.append(name, value);
@@ -749,7 +777,9 @@ async function serializeResponse(response: Response): Promise<Uint8Array> {
     );
   }
   const status = response.status;
-  const lines = [`HTTP/1.1 ${status} ${response.statusText || "Unknown"}`];
+  // RFC 9112 §4: the reason phrase may be empty.
+  const reason = response.statusText || STATUS_TEXT[status] || "";
+  const lines = [`HTTP/1.1 ${status} ${reason}`];
   for (const [name, value] of response.headers) {
     const lower = name.toLowerCase();
     if (
@@ -761,7 +791,12 @@ async function serializeResponse(response: Response): Promise<Uint8Array> {
     if (/[\r\n\0]/.test(value)) continue;
     lines.push(`${name}: ${value}`);
   }
-  lines.push(`Content-Length: ${body.length}`, "Connection: close");
+  // RFC 9110 §7.8: a sender of Upgrade (as in a 426) lists "upgrade" in
+  // Connection.
+  const connection = response.headers.has("upgrade")
+    ? "upgrade, close"
+    : "close";
+  lines.push(`Content-Length: ${body.length}`, `Connection: ${connection}`);
   const head = textEncoder.encode(lines.join("\r\n") + "\r\n\r\n");
   const out = new Uint8Array(head.length + body.length);
   out.set(head);

@@ -380,6 +380,105 @@ Deno.test("serve() answers bad upgrade requests with 400, 405 and 426 and goes o
   await assertServes(port, "after bad requests");
 });
 
+Deno.test("serve() answers 400 to a missing, repeated or malformed Host, which never moves the URL's path", async () => {
+  const urls: string[] = [];
+  const { server, errors } = quietServer({
+    onRequest: (request) => {
+      urls.push(request.url);
+      return new Response("seen");
+    },
+  });
+  await using _server = server;
+  const port = server.addr.port;
+  const get = (target: string, hostLines: string, version = "HTTP/1.1") =>
+    request(port, `GET ${target} ${version}\r\n${hostLines}\r\n`);
+  // RFC 9112 §3.2: 400 for a missing Host, two of them or an invalid one.
+  const refused = [
+    await get("/public", ""),
+    await get("/public", "Host: a\r\nHost: b\r\n"),
+    // Without the check, the URL would be http://x/admin?/public.
+    await get("/public", "Host: x/admin?\r\n"),
+    await get("/public", "Host: x#\r\n"),
+    await get("/public", "Host: user:secret@x\r\n"),
+    await get("/public", "Host: \r\n"),
+    // RFC 9112 §3.2.2: an absolute-form target is the URL, but only http(s)
+    // or ws(s) and without userinfo.
+    await get("file:///etc/passwd", "Host: x\r\n"),
+    await get("http://user:pw@x/", "Host: x\r\n"),
+  ];
+  for (const answer of refused) {
+    assert.equal(answer.status, 400);
+    assert.ok(!answer.body.includes("secret"));
+  }
+  assert.equal(errors.length, refused.length);
+  // An upgrade request gets the same check.
+  const upgrade = await request(
+    port,
+    upgradeHead(port, createKey()).replace(
+      `Host: 127.0.0.1:${port}`,
+      "Host: x/admin?",
+    ),
+  );
+  assert.equal(upgrade.status, 400);
+  assert.match(upgrade.body, /Host/);
+  assert.deepEqual(urls, [], "onRequest never saw a refused request");
+
+  // Valid forms reach onRequest with the URL they name.
+  assert.equal((await get("/a?b=1", "Host: Example.COM:8080\r\n")).status, 200);
+  assert.equal((await get("/v6", "Host: [::1]:9\r\n")).status, 200);
+  assert.equal((await get("http://abs.example/p", "Host: x\r\n")).status, 200);
+  // HTTP/1.0 may omit Host: the listener's address stands in.
+  assert.equal((await get("/old", "", "HTTP/1.0")).status, 200);
+  assert.deepEqual(urls, [
+    "http://example.com:8080/a?b=1",
+    "http://[::1]:9/v6",
+    "http://abs.example/p",
+    `http://127.0.0.1:${port}/old`,
+  ]);
+  await assertServes(port, "after the bad Host headers");
+});
+
+Deno.test("serve() writes RFC 9110 answers: 426 names upgrade in Connection, reason phrases are the standard ones", async () => {
+  const { server } = quietServer({
+    onRequest: (request) =>
+      new URL(request.url).pathname === "/teapot"
+        ? new Response("", { status: 299 })
+        : new Response("created", { status: 201 }),
+  });
+  await using _server = server;
+  const port = server.addr.port;
+  const statusLine = async (head: string) => {
+    using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    await writeAll(conn, encoder.encode(head));
+    const text = decoder.decode(await readToEnd(conn));
+    return text.slice(0, text.indexOf("\r\n"));
+  };
+  assert.equal(
+    await statusLine(`GET /new HTTP/1.1\r\nHost: x\r\n\r\n`),
+    "HTTP/1.1 201 Created",
+  );
+  // An unknown status without statusText gets an empty reason (RFC 9112 §4).
+  assert.equal(
+    await statusLine(`GET /teapot HTTP/1.1\r\nHost: x\r\n\r\n`),
+    "HTTP/1.1 299 ",
+  );
+
+  // Without onRequest, a plain GET gets 426 with Upgrade, which RFC 9110
+  // §7.8 asks to list as a Connection option.
+  const { server: bare } = quietServer();
+  await using _bare = bare;
+  const answer = await request(
+    bare.addr.port,
+    `GET / HTTP/1.1\r\nHost: x\r\n\r\n`,
+  );
+  assert.equal(answer.status, 426);
+  assert.equal(answer.headers.get("upgrade"), "websocket");
+  const options = answer.headers.get("connection")!.toLowerCase().split(
+    /\s*,\s*/,
+  );
+  assert.deepEqual(options.sort(), ["close", "upgrade"]);
+});
+
 // ---------------------------------------------------------------------------
 // Hostile frames after a valid handshake
 // ---------------------------------------------------------------------------

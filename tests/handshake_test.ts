@@ -602,6 +602,19 @@ Deno.test("RFC 6455 §4.2.1 validateUpgradeRequest()", async (t) => {
       400,
       "host",
     ],
+    [
+      "a Host with a path and query",
+      requestWith(replace("host", "a/admin?")),
+      400,
+      "host",
+    ],
+    [
+      "a Host with userinfo",
+      requestWith(replace("host", "user:pw@a")),
+      400,
+      "host",
+    ],
+    ["an empty Host", requestWith(replace("host", "")), 400, "host"],
     ["a plain GET", encode(requestText(["Host: a"])), 426, "upgrade"],
     ["a missing Upgrade", requestWith(without("upgrade")), 426, "upgrade"],
     [
