@@ -1146,7 +1146,7 @@ const ERROR_OWNED = new Set([
  * HTTP/1.1 426 Upgrade Required
  * Content-Type: text/plain; charset=utf-8
  * Content-Length: 37
- * Connection: close
+ * Connection: upgrade, close   ("close" for statuses other than 426, RFC 9110 §7.8)
  * Sec-WebSocket-Version: 13     (426 only, RFC 6455 §4.4)
  * Upgrade: websocket            (426 only, RFC 9110 §15.5.22)
  * Allow: GET                    (405 only, RFC 9110 §15.5.6)
@@ -1207,7 +1207,12 @@ export function buildErrorResponse(
   for (const [name, value] of defaults) {
     if (!given.has(name.toLowerCase())) lines.push(`${name}: ${value}`);
     if (name === "Content-Type") {
-      lines.push(`Content-Length: ${content.length}`, "Connection: close");
+      // RFC 9110 §7.8: a sender of Upgrade lists "upgrade" in Connection.
+      const connection = status === 426 ? "upgrade, close" : "close";
+      lines.push(
+        `Content-Length: ${content.length}`,
+        `Connection: ${connection}`,
+      );
     }
   }
   for (const [name, value] of extra) lines.push(`${name}: ${value}`);

@@ -297,8 +297,9 @@ export interface WebSocketServer extends AsyncDisposable {
   readonly finished: Promise<void>;
   /**
    * Shuts down gracefully: stops accepting, sends 1001 to every open
-   * connection, waits for their close handshakes and handlers up to
-   * `shutdownTimeout`, then closes what is left.
+   * connection, answers 503 to requests whose hooks still run, closes
+   * connections still sending their request, waits for the close handshakes
+   * and handlers up to `shutdownTimeout`, then closes what is left.
    */
   shutdown(): Promise<void>;
 }
@@ -355,7 +356,13 @@ export function serve<T = undefined>(
   const onError = options.onError ?? defaultOnError;
   const connectionOptions = pickConnectionOptions(options);
 
-  const pending = new Set<Deno.Conn>();
+  // Connections in their handshake, with the request once its head was read
+  // and whether an answer was (being) written: one answer each, from the
+  // handshake or, at shutdown, a 503.
+  const pending = new Map<
+    Deno.Conn,
+    { request: Request | undefined; answered: boolean }
+  >();
   const sessions = new Map<WebSocketConnection, Deno.Conn>();
   const tasks = new Set<Promise<void>>();
   let stopping = false;
@@ -367,14 +374,15 @@ export function serve<T = undefined>(
   async function handshake(
     conn: Deno.Conn,
     signal: AbortSignal,
+    state: { request: Request | undefined; answered: boolean },
   ): Promise<
     | { ws: WebSocketConnection; request: Request; data: T }
     | "answered"
     | undefined
   > {
     let request: Request | undefined;
-    // Whether an answer was (being) written: after that, no 500.
-    let answered = false;
+    // Takes the right to answer: false when shutdown() answered already.
+    const claim = () => !state.answered && (state.answered = true);
     try {
       const reader = conn.readable.getReader();
       let head: Uint8Array;
@@ -395,12 +403,13 @@ export function serve<T = undefined>(
           : { maxHeaders: options.maxHeaders }),
       });
       request = toRequest(parsed, scheme, addr);
+      state.request = request;
       if (!isUpgrade(parsed.headers)) {
         const response = options.onRequest === undefined
           ? upgradeRequired()
           : await options.onRequest(request);
         const bytes = await serializeResponse(response);
-        answered = true;
+        if (!claim()) return undefined;
         await writeAll(conn, bytes);
         return "answered";
       }
@@ -412,7 +421,7 @@ export function serve<T = undefined>(
       });
       if (decision instanceof Response) {
         const bytes = await serializeResponse(decision);
-        answered = true;
+        if (!claim()) return undefined;
         await writeAll(conn, bytes);
         return "answered";
       }
@@ -432,11 +441,10 @@ export function serve<T = undefined>(
         ...(decision.protocol ? { protocol: decision.protocol } : {}),
         ...(decision.headers ? { headers: decision.headers } : {}),
       });
-      if (stopping || signal.aborted) return undefined;
+      if (stopping || signal.aborted || !claim()) return undefined;
       // From the 101 on, the connection is a session: shutdown() closes it
-      // with 1001 (see handle()) instead of cutting it off as a handshake.
+      // with 1001 (see handle()) instead of answering it 503.
       pending.delete(conn);
-      answered = true;
       await writeAll(conn, answer);
       const ws = new WebSocketConnection(conn, {
         ...connectionOptions,
@@ -458,7 +466,9 @@ export function serve<T = undefined>(
     } catch (error) {
       // Whether the error answer went out.
       const send = (bytes: Uint8Array) =>
-        writeAll(conn, bytes).then(() => true, () => false);
+        claim()
+          ? writeAll(conn, bytes).then(() => true, () => false)
+          : Promise.resolve(false);
       if (error instanceof HandshakeError) {
         const sent = await send(errorResponseFor(error));
         onError(error, request);
@@ -466,7 +476,7 @@ export function serve<T = undefined>(
       } else if (!signal.aborted && !stopping) {
         // A hook (onRequest, upgrade, protocols) threw: answer 500, without
         // details, as createFetchHandler does. Read errors have no request.
-        const sent = request !== undefined && !answered &&
+        const sent = request !== undefined &&
           await send(buildErrorResponse(500));
         onError(error, request);
         return sent ? "answered" : undefined;
@@ -476,7 +486,8 @@ export function serve<T = undefined>(
   }
 
   async function handle(conn: Deno.Conn): Promise<void> {
-    pending.add(conn);
+    const state = { request: undefined, answered: false };
+    pending.set(conn, state);
     noDelay(conn);
     const deadline = new AbortController();
     const timer = setTimeout(
@@ -491,7 +502,7 @@ export function serve<T = undefined>(
     );
     let opened;
     try {
-      opened = await handshake(conn, deadline.signal);
+      opened = await handshake(conn, deadline.signal, state);
       clearTimeout(timer);
       // After an answer that ends the connection, the client may still be
       // sending (a body, frames behind its request): closing with unread
@@ -550,8 +561,32 @@ export function serve<T = undefined>(
       // Closed already.
     }
     await acceptLoop;
-    // Clients still in the handshake are cut off.
-    for (const conn of pending) closeQuietly(conn);
+    // Requests read and not answered yet (their hooks still run) get 503,
+    // as Python's websockets does; connections still sending their request
+    // head are closed.
+    const unavailable = buildErrorResponse(503);
+    for (const [conn, state] of pending) {
+      if (state.request !== undefined && !state.answered) {
+        state.answered = true;
+        onError(
+          new HandshakeError(
+            "Cannot upgrade to WebSocket: server shutting down",
+            {
+              status: 503,
+            },
+          ),
+          state.request,
+        );
+        track(
+          writeAll(conn, unavailable).then(
+            () => closeQuietly(conn),
+            () => closeQuietly(conn),
+          ),
+        );
+      } else {
+        closeQuietly(conn);
+      }
+    }
     for (const ws of sessions.keys()) {
       if (ws.isOpen) ws.close(1001, "server shutting down");
     }

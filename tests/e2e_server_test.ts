@@ -370,7 +370,10 @@ Deno.test("serve() answers bad upgrade requests with 400, 405 and 426 and goes o
   // The answers never echo the key.
   for (const answer of [missingKey, version8, post, duplicateKey]) {
     assert.ok(!answer.body.includes(key));
-    assert.equal(answer.headers.get("connection"), "close");
+    assert.equal(
+      answer.headers.get("connection"),
+      answer === version8 ? "upgrade, close" : "close",
+    );
   }
 
   assert.deepEqual(
@@ -477,6 +480,57 @@ Deno.test("serve() writes RFC 9110 answers: 426 names upgrade in Connection, rea
     /\s*,\s*/,
   );
   assert.deepEqual(options.sort(), ["close", "upgrade"]);
+});
+
+Deno.test("serve().shutdown() answers 503 to requests whose hooks still run, and closes those still being sent", async () => {
+  const entered = { upgrade: Promise.withResolvers<void>() };
+  const enteredPlain = Promise.withResolvers<void>();
+  const gate = Promise.withResolvers<void>();
+  let handlerRuns = 0;
+  const { server, errors } = quietServer({
+    upgrade: async () => {
+      entered.upgrade.resolve();
+      await gate.promise; // an auth check that takes its time
+      return {};
+    },
+    onRequest: async () => {
+      enteredPlain.resolve();
+      await gate.promise;
+      return new Response("late");
+    },
+  }, () => {
+    handlerRuns++;
+  });
+  const port = server.addr.port;
+  const upgrading = await Deno.connect({ hostname: "127.0.0.1", port });
+  const plain = await Deno.connect({ hostname: "127.0.0.1", port });
+  const halfway = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    await writeAll(upgrading, encoder.encode(upgradeHead(port, createKey())));
+    await writeAll(plain, encoder.encode("GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
+    await writeAll(halfway, encoder.encode("GET / HTTP/1.1\r\nHost: x\r\n"));
+    await deadline(entered.upgrade.promise, "the upgrade hook");
+    await deadline(enteredPlain.promise, "onRequest");
+    const stopped = server.shutdown();
+    for (const conn of [upgrading, plain]) {
+      const answer = parseResponse(await readToEnd(conn));
+      assert.equal(answer.status, 503);
+      assert.equal(answer.headers.get("connection"), "close");
+    }
+    // A request not read whole has nothing to answer: the server hangs up.
+    assert.equal((await readToEnd(halfway)).length, 0);
+    gate.resolve(); // the hooks finish after their answer went out
+    await deadline(stopped, "shutdown()");
+    assert.equal(handlerRuns, 0);
+    const refusals = errors.filter((error) =>
+      error instanceof HandshakeError && error.status === 503
+    );
+    assert.equal(refusals.length, 2);
+  } finally {
+    gate.resolve();
+    for (const conn of [upgrading, plain, halfway]) conn.close();
+    await server.shutdown();
+  }
 });
 
 // ---------------------------------------------------------------------------

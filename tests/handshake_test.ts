@@ -731,7 +731,8 @@ Deno.test("RFC 6455 §4.2.1 validateUpgradeRequest()", async (t) => {
       assert.equal(response.statusText, "Upgrade Required");
       assert.equal(response.headers.get("sec-websocket-version"), "13");
       assert.equal(response.headers.get("upgrade"), "websocket");
-      assert.equal(response.headers.get("connection"), "close");
+      // RFC 9110 §7.8: a sender of Upgrade lists it in Connection.
+      assert.equal(response.headers.get("connection"), "upgrade, close");
       assert.equal(decode(answer.subarray(end)), error.message);
     }
   });
@@ -838,7 +839,7 @@ Deno.test("RFC 6455 §4.2.2 buildUpgradeResponse() and error answers", async (t)
       "HTTP/1.1 426 Upgrade Required\r\n" +
         "Content-Type: text/plain; charset=utf-8\r\n" +
         "Content-Length: 16\r\n" +
-        "Connection: close\r\n" +
+        "Connection: upgrade, close\r\n" +
         "Sec-WebSocket-Version: 13\r\n" +
         "Upgrade: websocket\r\n" +
         "\r\n" +
