@@ -309,9 +309,15 @@ export interface ResponseHead {
   statusText: string;
   /** The HTTP version, e.g. `"HTTP/1.1"`. */
   version: string;
-  /** The header fields; repeated fields are joined by `Headers`. */
+  /**
+   * The header fields; repeated fields are joined by `Headers`, folded
+   * lines are unfolded.
+   */
   headers: Headers;
-  /** The header fields in their order and case, values trimmed. */
+  /**
+   * The header fields in their order and case, values trimmed and
+   * unfolded (each obs-fold is one space).
+   */
   rawHeaders: [string, string][];
 }
 
@@ -369,8 +375,16 @@ export function parseRequestHead(
 
 /**
  * Parses an HTTP/1.1 response head, as {@linkcode readHead} returns it,
- * with the same strict rules as {@linkcode parseRequestHead}. The status
- * line is `HTTP/x.y SP code SP reason`, where the reason may be empty.
+ * with the same strict rules as {@linkcode parseRequestHead} but one. The
+ * status line is `HTTP/x.y SP code SP reason`, where the reason may be
+ * empty.
+ *
+ * The exception is obsolete line folding (obs-fold, a header line starting
+ * with a space or a tab): a request with one is refused, but a user agent
+ * must accept it in a response (RFC 9112 §5.2), so each fold, with the
+ * spaces and tabs around it, becomes one space in the value of the field
+ * it continues. A folded line right after the status line continues no
+ * field and is refused.
  *
  * Its errors carry no `status`: there was no valid answer to take one from.
  *
@@ -391,6 +405,19 @@ export function parseRequestHead(
  * const response = parseResponseHead(head);
  * assert.equal(response.status, 101);
  * assert.equal(response.statusText, "Switching Protocols");
+ * ```
+ *
+ * @example Unfolding obsolete line folding
+ * ```ts
+ * import { parseResponseHead } from "@rfc6455/websocket/handshake";
+ * import assert from "node:assert/strict";
+ *
+ * const head = new TextEncoder().encode(
+ *   "HTTP/1.1 403 Forbidden\r\nX-Reason: not\r\n\t  today\r\n\r\n",
+ * );
+ * const response = parseResponseHead(head);
+ * assert.equal(response.headers.get("x-reason"), "not today");
+ * assert.deepEqual(response.rawHeaders, [["X-Reason", "not today"]]);
  * ```
  */
 export function parseResponseHead(
@@ -454,14 +481,28 @@ function parseHead(
   if (start === null) {
     throw fail(`invalid ${isRequest ? "request" : "status"} line`);
   }
-  const headers = new Headers();
-  const rawHeaders: [string, string][] = [];
+  // The fields with their values as sent, obs-folds replaced (responses).
+  const fields: [string, string][] = [];
   for (let index = 1; index < lines.length; index++) {
     const line = lines[index] ?? "";
     if (line === "") throw fail(`header line ${index} is empty`);
-    // RFC 9112 §5.2: obs-fold is refused with 400.
     if (line[0] === " " || line[0] === "\t") {
-      throw fail(`header line ${index} uses obsolete line folding`);
+      // RFC 9112 §5.2: obs-fold (OWS CRLF RWS) continues the previous
+      // field. A server may refuse it with 400, and does; a user agent must
+      // replace each obs-fold with SP before interpreting the value.
+      if (isRequest) {
+        throw fail(`header line ${index} uses obsolete line folding`);
+      }
+      const field = fields.at(-1);
+      // RFC 9112 §2.2: whitespace before the first field line is not a
+      // fold; it is refused rather than skipped.
+      if (field === undefined) {
+        throw fail("header line 1 starts with whitespace");
+      }
+      field[1] = `${field[1].replace(/[ \t]+$/, "")} ${
+        line.replace(/^[ \t]+/, "")
+      }`;
+      continue;
     }
     const colon = line.indexOf(":");
     if (colon === -1) throw fail(`header line ${index} has no colon`);
@@ -473,7 +514,12 @@ function parseHead(
     if (!TOKEN.test(name)) {
       throw fail(`header line ${index} has a name that is not a token`);
     }
-    const value = trimOws(line.slice(colon + 1));
+    fields.push([name, line.slice(colon + 1)]);
+  }
+  const headers = new Headers();
+  const rawHeaders: [string, string][] = [];
+  for (const [name, raw] of fields) {
+    const value = trimOws(raw);
     if (hasControl(value)) {
       throw fail(
         `header "${name}" has a control character in its value`,

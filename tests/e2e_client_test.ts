@@ -577,6 +577,8 @@ interface TestProxyOptions {
   credentials?: string;
   /** Where to send a tunnel: a port on 127.0.0.1; default the authority asked for. */
   route?: (authority: string) => number;
+  /** The answer to a CONNECT it grants; default a bare 200. */
+  answer?: string;
 }
 
 /**
@@ -691,7 +693,11 @@ class TestProxy extends TestTunnelServer {
     await this.bridge(
       client,
       port,
-      () => peer.write("HTTP/1.1 200 Connection Established\r\n\r\n"),
+      () =>
+        peer.write(
+          this.#options.answer ??
+            "HTTP/1.1 200 Connection Established\r\n\r\n",
+        ),
     );
   }
 }
@@ -1717,6 +1723,56 @@ Deno.test("connect() with keepalive pings the server and fails the connection wh
   const close = frames.find((frame) => frame.opcode === 0x8);
   assert.ok(close !== undefined, "then a close frame");
   assert.equal(closeCodeOf(close), 1011);
+});
+
+// ---------------------------------------------------------------------------
+// HTTP responses a client must understand (RFC 9110, RFC 9112)
+// ---------------------------------------------------------------------------
+
+Deno.test("connect() accepts a 101 with obs-fold, each fold read as one space (RFC 9112 §5.2)", async () => {
+  await using raw = new RawServer(async (peer) => {
+    const request = await peer.readHead();
+    const accept = await createAcceptKey(request.get("sec-websocket-key")!);
+    await peer.write(
+      "HTTP/1.1 101 Switching Protocols\r\n" +
+        "Upgrade: websocket\r\n" +
+        "Connection: keep-alive,\r\n Upgrade\r\n" +
+        `Sec-WebSocket-Accept:\r\n\t${accept}\r\n` +
+        "Set-Cookie: id=1;\r\n  Path=/\r\n\r\n",
+    );
+    await peer.write(encodeFrame(frameOf(0x1, encoder.encode("folded"))));
+    await peer.write(encodeFrame(frameOf(0x8, new Uint8Array([0x03, 0xe8]))));
+    closeCodeOf(await peer.readFrame());
+  });
+  const ws = await deadline(
+    connect(`ws://127.0.0.1:${raw.port}/`, { pingInterval: 0, deflate: false }),
+    "connect",
+  );
+  assert.equal(ws.response.headers.get("set-cookie"), "id=1; Path=/");
+  assert.deepEqual(ws.response.rawHeaders.slice(1, 2), [
+    ["Connection", "keep-alive, Upgrade"],
+  ]);
+  assert.equal(await receive(ws), "folded");
+  assert.equal((await deadline(ws.closed, "closed")).code, 1000);
+});
+
+Deno.test("connect() accepts a proxy's CONNECT answer with obs-fold (RFC 9112 §5.2)", async () => {
+  const { server } = echoServer();
+  await using _ = server;
+  await using proxy = new TestProxy({
+    answer: "HTTP/1.1 200 Connection Established\r\n" +
+      "Proxy-Agent: test\r\n proxy\r\n\r\n",
+  });
+  const ws = await deadline(
+    connect(`ws://127.0.0.1:${server.addr.port}/`, {
+      pingInterval: 0,
+      proxy: `http://127.0.0.1:${proxy.port}`,
+    }),
+    "connect",
+  );
+  await ws.send("through a folded answer");
+  assert.equal(await receive(ws), "through a folded answer");
+  await closeCleanly(ws);
 });
 
 // ---------------------------------------------------------------------------

@@ -1244,8 +1244,64 @@ Deno.test("RFC 9112 parseRequestHead() and parseResponseHead() are strict", asyn
     ["a missing version", "101 Switching Protocols\r\n\r\n"],
     ["a control character in the reason", "HTTP/1.1 101 Switching\x01\r\n\r\n"],
     ["a bare LF", "HTTP/1.1 101 Switching Protocols\nUpgrade: websocket\n\n"],
-    ["obs-fold", "HTTP/1.1 101 OK\r\nUpgrade: websocket\r\n more\r\n\r\n"],
+    [
+      "a folded line right after the status line",
+      "HTTP/1.1 101 OK\r\n Upgrade: websocket\r\n\r\n",
+    ],
+    [
+      "a control character in a folded line",
+      "HTTP/1.1 101 OK\r\nUpgrade: websocket\r\n more\x01\r\n\r\n",
+    ],
   ];
+  await t.step(
+    "parseResponseHead() replaces each obs-fold with one space (RFC 9112 §5.2)",
+    () => {
+      const response = parseResponseHead(encode(
+        "HTTP/1.1 101 Switching Protocols\r\n" +
+          "Upgrade: websocket\r\n" +
+          "Set-Cookie: a=1;\r\n Path=/;  \r\n\t \tHttpOnly\r\n" +
+          "X-Empty:\r\n  late\r\n" +
+          "X-Blank: b\r\n \t \r\n" +
+          "Connection: Upgrade\r\n\r\n",
+      ));
+      assert.deepEqual(response.rawHeaders, [
+        ["Upgrade", "websocket"],
+        ["Set-Cookie", "a=1; Path=/; HttpOnly"],
+        ["X-Empty", "late"],
+        ["X-Blank", "b"],
+        ["Connection", "Upgrade"],
+      ]);
+      assert.equal(
+        response.headers.get("set-cookie"),
+        "a=1; Path=/; HttpOnly",
+      );
+      // A folded value takes part in the handshake like any other.
+      const folded = parseResponseHead(encode(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n" +
+          "Connection: keep-alive,\r\n Upgrade\r\n" +
+          `Sec-WebSocket-Accept:\r\n ${ACCEPT}\r\n\r\n`,
+      ));
+      assert.equal(folded.headers.get("connection"), "keep-alive, Upgrade");
+      assert.equal(folded.headers.get("sec-websocket-accept"), ACCEPT);
+    },
+  );
+
+  await t.step(
+    "parseRequestHead() still refuses the same obs-fold with 400",
+    () => {
+      assert.throws(
+        () =>
+          parseRequestHead(encode(
+            "GET / HTTP/1.1\r\nHost: a\r\nSet-Cookie: a=1;\r\n Path=/\r\n\r\n",
+          )),
+        handshakeError({
+          status: 400,
+          message: /line 3 uses obsolete line folding/,
+        }),
+      );
+    },
+  );
+
   for (const [what, text] of responseFailures) {
     await t.step(
       `parseResponseHead() refuses ${what}, without a status`,
