@@ -209,7 +209,11 @@ export async function readHead(
         { status: 431 },
       );
     }
-    parts.push(value);
+    // A copy: a chunk may be a view into a larger buffer (each read of a
+    // Deno socket's readable is a view into its own 64 KiB buffer), and a head
+    // trickled in one byte per read would otherwise keep maxHeadSize of
+    // those alive: 1 GiB for the default 16 KiB.
+    parts.push(value.slice());
     size += value.length;
   }
 }

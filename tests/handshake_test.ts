@@ -1357,6 +1357,34 @@ Deno.test("RFC 9112 readHead() reads hostile heads within its limits", async (t)
     assert.deepEqual(Uint8Array.from(after), frame);
   });
 
+  await t.step(
+    "keeps copies of the chunks it holds, not views into the reader's buffers",
+    async () => {
+      // A producer that reuses one 64 KiB buffer for every chunk: a view
+      // kept from an earlier read sees the later bytes. Deno's readable
+      // does not reuse its buffers, but gives each read its own 64 KiB one,
+      // which a kept view would pin.
+      const head = encode(requestText(VALID_REQUEST_LINES));
+      const shared = new Uint8Array(65536);
+      let offset = 0;
+      const stream = new ReadableStream<Uint8Array>({
+        pull(controller) {
+          shared.fill(0x58);
+          const size = Math.min(7, head.length - offset);
+          shared.set(head.subarray(offset, offset + size));
+          offset += size;
+          controller.enqueue(shared.subarray(0, size));
+        },
+      }, { highWaterMark: 0 });
+      const result = await readHead(stream.getReader());
+      assert.equal(decode(result.head), decode(head));
+      assert.ok(
+        result.head.buffer.byteLength === head.length,
+        "the head owns its buffer",
+      );
+    },
+  );
+
   await t.step("returns in rest the bytes after the head", async () => {
     const head = encode(requestText(VALID_REQUEST_LINES));
     const frame = Uint8Array.of(0x81, 0x80, 1, 2, 3, 4);
