@@ -156,28 +156,58 @@ export async function readHead(
   reader: ReadableStreamDefaultReader<Uint8Array>,
   options: ReadHeadOptions = {},
 ): Promise<HeadResult> {
-  const maxHeadSize = options.maxHeadSize ?? DEFAULT_MAX_HEAD_SIZE;
+  const maxHeadSize = checkMaxHeadSize(options.maxHeadSize);
+  return await scanHead(
+    reader,
+    EMPTY,
+    maxHeadSize,
+    options.signal,
+    `head is larger than ${maxHeadSize} bytes`,
+  );
+}
+
+const EMPTY = new Uint8Array(0);
+
+function checkMaxHeadSize(value: number | undefined): number {
+  const maxHeadSize = value ?? DEFAULT_MAX_HEAD_SIZE;
   if (!Number.isSafeInteger(maxHeadSize) || maxHeadSize < 4) {
     throw new RangeError(
       `Cannot read HTTP head: maxHeadSize must be an integer of at least 4, got ${maxHeadSize}`,
     );
   }
+  return maxHeadSize;
+}
+
+// Reads a head of at most `limit` bytes whose first bytes may be in `start`
+// (bytes read already: what followed an interim response), then in the
+// reader's chunks. `tooLarge` says what passing the limit means.
+async function scanHead(
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  start: Uint8Array,
+  limit: number,
+  signal: AbortSignal | undefined,
+  tooLarge: string,
+): Promise<HeadResult> {
   const parts: Uint8Array[] = [];
   let size = 0;
   // How much of CR LF CR LF the last bytes matched: 0, 1 (CR), 2 (CR LF) or
   // 3 (CR LF CR). It carries the overlap from chunk to chunk, so each byte is
   // looked at once.
   let state = 0;
+  let value: Uint8Array = start;
   while (true) {
-    const { done, value } = await readChunk(reader, options.signal);
-    if (done) {
-      throw new HandshakeError(
-        `Cannot read HTTP head: connection closed after ${size} bytes`,
-        { status: 400 },
-      );
+    if (value.length === 0) {
+      const result = await readChunk(reader, signal);
+      if (result.done) {
+        throw new HandshakeError(
+          `Cannot read HTTP head: connection closed after ${size} bytes`,
+          { status: 400 },
+        );
+      }
+      value = result.value;
     }
-    const limit = Math.min(value.length, maxHeadSize - size);
-    for (let i = 0; i < limit; i++) {
+    const end = Math.min(value.length, limit - size);
+    for (let i = 0; i < end; i++) {
       const byte = value[i];
       if (byte === CR) {
         if (state === 1 || state === 3) throw bareByte("CR", size + i - 1);
@@ -186,15 +216,15 @@ export async function readHead(
         if (state === 1) {
           state = 2;
         } else if (state === 3) {
-          const end = i + 1;
-          const head = new Uint8Array(size + end);
+          const length = i + 1;
+          const head = new Uint8Array(size + length);
           let offset = 0;
           for (const part of parts) {
             head.set(part, offset);
             offset += part.length;
           }
-          head.set(value.subarray(0, end), offset);
-          return { head, rest: value.slice(end) };
+          head.set(value.subarray(0, length), offset);
+          return { head, rest: value.slice(length) };
         } else {
           throw bareByte("LF", size + i);
         }
@@ -203,11 +233,10 @@ export async function readHead(
         state = 0;
       }
     }
-    if (value.length > limit) {
-      throw new HandshakeError(
-        `Cannot read HTTP head: head is larger than ${maxHeadSize} bytes`,
-        { status: 431 },
-      );
+    if (value.length > end) {
+      throw new HandshakeError(`Cannot read HTTP head: ${tooLarge}`, {
+        status: 431,
+      });
     }
     // A copy: a chunk may be a view into a larger buffer (each read of a
     // Deno socket's readable is a view into its own 64 KiB buffer), and a head
@@ -215,6 +244,7 @@ export async function readHead(
     // those alive: 1 GiB for the default 16 KiB.
     parts.push(value.slice());
     size += value.length;
+    value = EMPTY;
   }
 }
 
@@ -436,6 +466,56 @@ export function parseResponseHead(
   );
   const [, version = "", status = "", statusText = ""] = start;
   return { status: Number(status), statusText, version, headers, rawHeaders };
+}
+
+/** A final response head, the bytes after it, and how many 1xx preceded it. */
+export interface FinalResponse {
+  /** The final response: 101, or any status from 200 on. */
+  response: ResponseHead;
+  /** The bytes that came after its head, as {@linkcode HeadResult.rest}. */
+  rest: Uint8Array<ArrayBuffer>;
+  /** How many interim responses were skipped before it. */
+  interim: number;
+}
+
+// Reads the response to a request the way a client must (RFC 9110 §15.2):
+// one or more interim 1xx responses may come before the final one, and are
+// parsed (strictly, as any head) and skipped. They have no body; 101 is the
+// final answer to an upgrade (§15.2.2), so only the other 1xx are interim.
+// All the heads together, interim ones included, stay within maxHeadSize (as
+// Go's net/http counts them): a server that sends 1xx forever fails with 431
+// at that limit (or at the caller's deadline), and only one head is held at
+// a time.
+export async function readResponseHead(
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  options: ReadHeadOptions & ParseHeadOptions = {},
+): Promise<FinalResponse> {
+  const maxHeadSize = checkMaxHeadSize(options.maxHeadSize);
+  let start: Uint8Array = EMPTY;
+  let used = 0;
+  let interim = 0;
+  while (true) {
+    const { head, rest } = await scanHead(
+      reader,
+      start,
+      maxHeadSize - used,
+      options.signal,
+      interim === 0
+        ? `head is larger than ${maxHeadSize} bytes`
+        : `heads are larger than ${maxHeadSize} bytes together, ${interim} interim responses included`,
+    );
+    const response = parseResponseHead(head, options);
+    if (!isInterim(response.status)) return { response, rest, interim };
+    interim++;
+    used += head.length;
+    start = rest;
+  }
+}
+
+// RFC 9110 §15.2: 1xx responses are interim, except 101, which ends the
+// exchange in HTTP/1.1 (the connection then speaks the new protocol).
+function isInterim(status: number): boolean {
+  return status >= 100 && status <= 199 && status !== 101;
 }
 
 interface ParsedHead {

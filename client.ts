@@ -28,6 +28,7 @@
  * @module
  */
 
+import { readResponseHead } from "./_http.ts";
 import {
   closeQuietly,
   noDelay,
@@ -51,8 +52,6 @@ import {
   buildUpgradeRequest,
   createKey,
   formatExtensions,
-  parseResponseHead,
-  readHead,
   type ResponseHead,
   validateUpgradeResponse,
 } from "./handshake.ts";
@@ -110,7 +109,14 @@ export interface ConnectOptions extends ConnectionLimits {
    * @default {10000}
    */
   handshakeTimeout?: number;
-  /** The largest response head accepted, in bytes. @default {16384} */
+  /**
+   * The largest response head accepted, in bytes. Interim 1xx answers
+   * (`100 Continue`, `103 Early Hints`...) before the final one are
+   * skipped, and their heads count toward the same limit: the server's (or
+   * the proxy's) heads together stay within it.
+   *
+   * @default {16384}
+   */
   maxHeadSize?: number;
   /**
    * The most bytes of a non-101 answer's body kept in the
@@ -236,7 +242,9 @@ const DEFAULT_PORTS: Record<string, number> = {
 /**
  * Opens a WebSocket connection (RFC 6455 §4.1): `ws:` over `Deno.connect`,
  * `wss:` over `Deno.connectTls`, through an HTTP proxy when one is set.
- * Resolves once the server accepted the handshake.
+ * Resolves once the server accepted the handshake. Interim 1xx answers
+ * before the server's (or the proxy's) final one are skipped (RFC 9110
+ * §15.2), within `maxHeadSize`.
  *
  * @param url The `ws:` or `wss:` URL (`http:`/`https:` are taken as such).
  * @param options Headers, subprotocols, proxy, TLS, limits and timeouts.
@@ -492,14 +500,15 @@ async function attempt(
     let response: ResponseHead;
     let rest: Uint8Array<ArrayBuffer>;
     try {
-      const result = await readHead(reader, {
+      // Interim 1xx answers before the 101 (or the refusal) are skipped.
+      const result = await readResponseHead(reader, {
         ...(options.maxHeadSize === undefined
           ? {}
           : { maxHeadSize: options.maxHeadSize }),
         signal,
       });
       rest = result.rest;
-      response = parseResponseHead(result.head);
+      response = result.response;
       if (response.status !== 101) {
         const body = await readBody(
           reader,
@@ -761,13 +770,14 @@ async function tunnel(
     );
     const reader = conn.readable.getReader();
     try {
-      const { head, rest } = await readHead(reader, {
+      // Interim 1xx answers before the final one are skipped; a 101 is a
+      // final answer, and not a tunnel.
+      const { response, rest } = await readResponseHead(reader, {
         ...(options.maxHeadSize === undefined
           ? {}
           : { maxHeadSize: options.maxHeadSize }),
         signal,
       });
-      const response = parseResponseHead(head);
       if (response.status < 200 || response.status > 299) {
         const body = await readBody(
           reader,

@@ -1775,6 +1775,127 @@ Deno.test("connect() accepts a proxy's CONNECT answer with obs-fold (RFC 9112 §
   await closeCleanly(ws);
 });
 
+Deno.test("connect() skips interim 1xx answers before the 101 (RFC 9110 §15.2)", async () => {
+  await using raw = new RawServer(async (peer) => {
+    const request = await peer.readHead();
+    // One write each, then one with the 101 and a frame.
+    await peer.write("HTTP/1.1 100 Continue\r\n\r\n");
+    await peer.write("HTTP/1.1 102 Processing\r\n\r\n");
+    const accept = await createAcceptKey(request.get("sec-websocket-key")!);
+    await peer.write(concat(
+      encoder.encode(
+        "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n" +
+          "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n" +
+          `Connection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`,
+      ),
+      encodeFrame(frameOf(0x1, encoder.encode("after hints"))),
+      encodeFrame(frameOf(0x8, new Uint8Array([0x03, 0xe8]))),
+    ));
+    closeCodeOf(await peer.readFrame());
+  });
+  const ws = await deadline(
+    connect(`ws://127.0.0.1:${raw.port}/`, { pingInterval: 0, deflate: false }),
+    "connect",
+  );
+  assert.equal(ws.response.status, 101);
+  assert.equal(ws.response.headers.get("link"), null);
+  assert.equal(await receive(ws), "after hints");
+  assert.equal((await deadline(ws.closed, "closed")).code, 1000);
+});
+
+Deno.test("connect() skips interim 1xx answers before a refusal, which keeps its status and body", async () => {
+  await using raw = new RawServer(async (peer) => {
+    await peer.readHead();
+    await peer.write(
+      "HTTP/1.1 100 Continue\r\n\r\n" +
+        "HTTP/1.1 403 Forbidden\r\nContent-Length: 7\r\n\r\ngo away",
+    );
+    await peer.readToEnd();
+  });
+  const error = await rejection(
+    connect(`ws://127.0.0.1:${raw.port}/`, { pingInterval: 0 }),
+    "connect",
+  );
+  assert.ok(error instanceof HandshakeError, String(error));
+  assert.equal(error.status, 403);
+  assert.equal(
+    error.message,
+    "Cannot open WebSocket: server answered 403 Forbidden",
+  );
+  assert.equal(decoder.decode(error.body), "go away");
+});
+
+Deno.test("connect() fails at maxHeadSize when a server sends 1xx answers forever", async () => {
+  const sent = Promise.withResolvers<number>();
+  await using raw = new RawServer(async (peer) => {
+    await peer.readHead();
+    const interim = encoder.encode("HTTP/1.1 100 Continue\r\n\r\n".repeat(40));
+    let total = 0;
+    try {
+      // Until the client hangs up.
+      while (true) {
+        await peer.write(interim);
+        total += interim.length;
+      }
+    } catch {
+      sent.resolve(total);
+    }
+  });
+  const error = await rejection(
+    connect(`ws://127.0.0.1:${raw.port}/`, {
+      pingInterval: 0,
+      maxHeadSize: 4096,
+    }),
+    "connect",
+  );
+  assert.ok(error instanceof HandshakeError, String(error));
+  assert.equal(error.status, 431);
+  assert.match(
+    error.message,
+    /^Cannot read HTTP head: heads are larger than 4096 bytes together, \d+ interim responses included$/,
+  );
+  // The client hung up: the server's writes failed.
+  assert.ok(await deadline(sent.promise, "the server to see the end") > 0);
+});
+
+Deno.test("connect() skips a proxy's interim 1xx answers before its 200, and refuses its 101", async () => {
+  const { server } = echoServer();
+  await using _ = server;
+  await using proxy = new TestProxy({
+    answer: "HTTP/1.1 100 Continue\r\n\r\n" +
+      "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n" +
+      "HTTP/1.1 200 Connection Established\r\n\r\n",
+  });
+  const ws = await deadline(
+    connect(`ws://127.0.0.1:${server.addr.port}/`, {
+      pingInterval: 0,
+      proxy: `http://127.0.0.1:${proxy.port}`,
+    }),
+    "connect",
+  );
+  await ws.send("through the hints");
+  assert.equal(await receive(ws), "through the hints");
+  await closeCleanly(ws);
+
+  await using switching = new RawServer(async (peer) => {
+    await peer.readHead();
+    await peer.write(
+      "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n",
+    );
+    await peer.readToEnd();
+  });
+  const error = await rejection(
+    connect("ws://127.0.0.1:9/", {
+      pingInterval: 0,
+      proxy: `http://127.0.0.1:${switching.port}`,
+    }),
+    "connect",
+  );
+  assert.ok(error instanceof HandshakeError, String(error));
+  assert.equal(error.status, 101);
+  assert.match(error.message, /proxy answered 101 Switching Protocols$/);
+});
+
 // ---------------------------------------------------------------------------
 // Redirects
 // ---------------------------------------------------------------------------

@@ -22,6 +22,7 @@ import {
   WEBSOCKET_GUID,
 } from "../handshake.ts";
 import { HandshakeError } from "../errors.ts";
+import { readResponseHead } from "../_http.ts";
 
 const KEY = "dGhlIHNhbXBsZSBub25jZQ==";
 const ACCEPT = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
@@ -1578,6 +1579,146 @@ Deno.test("RFC 9112 readHead() reads hostile heads within its limits", async (t)
           RangeError,
         );
       }
+    },
+  );
+});
+
+Deno.test("RFC 9110 §15.2 readResponseHead() skips interim 1xx responses", async (t) => {
+  const interim = "HTTP/1.1 100 Continue\r\n\r\n" +
+    "HTTP/1.1 102 Processing\r\n\r\n" +
+    "HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n";
+  const final = "HTTP/1.1 101 Switching Protocols\r\n" +
+    VALID_RESPONSE_LINES.join("\r\n") + "\r\n\r\n";
+  const frame = Uint8Array.of(0x81, 0x02, 0x68, 0x69);
+
+  await t.step(
+    "returns the 101 after them, with the bytes that follow it, in any split",
+    async () => {
+      const bytes = Uint8Array.from([...encode(interim + final), ...frame]);
+      const splits: Uint8Array[][] = [
+        [bytes],
+        Array.from(bytes, (byte) => Uint8Array.of(byte)),
+      ];
+      for (let split = 1; split < bytes.length; split++) {
+        splits.push([bytes.slice(0, split), bytes.slice(split)]);
+      }
+      for (const chunks of splits) {
+        const reader = streamOf(chunks).getReader();
+        const result = await readResponseHead(reader);
+        assert.equal(result.response.status, 101);
+        assert.equal(result.interim, 3);
+        assert.deepEqual(result.response.rawHeaders, [
+          ["Upgrade", "websocket"],
+          ["Connection", "Upgrade"],
+          ["Sec-WebSocket-Accept", ACCEPT],
+        ]);
+        const after = [...result.rest];
+        while (true) {
+          const { done, value } = await reader.read();
+          if (done) break;
+          after.push(...value);
+        }
+        assert.deepEqual(Uint8Array.from(after), frame);
+      }
+    },
+  );
+
+  await t.step(
+    "stops at 101, the final answer to an upgrade (§15.2.2), and at 2xx-5xx",
+    async () => {
+      const upgraded = await readResponseHead(
+        streamOf([encode(final + "HTTP/1.1 100 Continue\r\n\r\n")])
+          .getReader(),
+      );
+      assert.equal(upgraded.response.status, 101);
+      assert.equal(upgraded.interim, 0);
+      assert.equal(decode(upgraded.rest), "HTTP/1.1 100 Continue\r\n\r\n");
+      for (const status of [200, 302, 403, 503]) {
+        const result = await readResponseHead(
+          streamOf([
+            encode(
+              `${interim}HTTP/1.1 ${status} X\r\nContent-Length: 2\r\n\r\nno`,
+            ),
+          ]).getReader(),
+        );
+        assert.equal(result.response.status, status);
+        assert.equal(result.interim, 3);
+        assert.equal(decode(result.rest), "no");
+      }
+    },
+  );
+
+  await t.step(
+    "counts every head toward maxHeadSize: exactly the limit passes, one byte more fails",
+    async () => {
+      const bytes = encode(interim + final);
+      const exact = await readResponseHead(streamOf([bytes]).getReader(), {
+        maxHeadSize: bytes.length,
+      });
+      assert.equal(exact.response.status, 101);
+      await assert.rejects(
+        readResponseHead(streamOf([bytes]).getReader(), {
+          maxHeadSize: bytes.length - 1,
+        }),
+        handshakeError({
+          status: 431,
+          message:
+            /^Cannot read HTTP head: heads are larger than \d+ bytes together, 3 interim responses included$/,
+        }),
+      );
+    },
+  );
+
+  await t.step(
+    "fails at the limit, bounded, when 1xx responses never end",
+    async () => {
+      const { stream, produced } = endless(
+        encode("HTTP/1.1 100 Continue\r\n\r\n".repeat(40)),
+      );
+      const reader = stream.getReader();
+      await assert.rejects(
+        readResponseHead(reader),
+        handshakeError({ status: 431, message: /heads are larger than 16384/ }),
+      );
+      // The limit, plus the chunk that passed it, plus the one queued ahead.
+      assert.ok(produced() <= 16384 + 2 * 1000, `read ${produced()} bytes`);
+      await reader.cancel();
+    },
+  );
+
+  await t.step("refuses a malformed interim head", async () => {
+    await assert.rejects(
+      readResponseHead(
+        streamOf([
+          encode("HTTP/1.1 100 Continue\r\nBad Name: x\r\n\r\n" + final),
+        ])
+          .getReader(),
+      ),
+      handshakeError({ status: undefined, message: /not a token|no colon/ }),
+    );
+    await assert.rejects(
+      readResponseHead(streamOf([encode(interim)]).getReader()),
+      handshakeError({
+        status: 400,
+        message: /connection closed after 0 bytes/,
+      }),
+    );
+  });
+
+  await t.step(
+    "checks maxHeadSize and rejects with the signal's reason",
+    async () => {
+      await assert.rejects(
+        readResponseHead(streamOf([]).getReader(), { maxHeadSize: 3 }),
+        RangeError,
+      );
+      const reason = new DOMException("Handshake timed out", "TimeoutError");
+      const controller = new AbortController();
+      const reader = streamOf([encode(interim)], false).getReader();
+      const promise = readResponseHead(reader, { signal: controller.signal });
+      controller.abort(reason);
+      await assert.rejects(promise, (error: unknown) => error === reason);
+      await reader.cancel();
     },
   );
 });
