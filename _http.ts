@@ -255,7 +255,7 @@ function bareByte(name: string, position: number): HandshakeError {
   );
 }
 
-function readChunk(
+export function readChunk(
   reader: ReadableStreamDefaultReader<Uint8Array>,
   signal: AbortSignal | undefined,
 ): Promise<ReadableStreamReadResult<Uint8Array>> {

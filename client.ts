@@ -28,6 +28,7 @@
  * @module
  */
 
+import { readBody } from "./_body.ts";
 import { readResponseHead } from "./_http.ts";
 import {
   closeQuietly,
@@ -120,7 +121,10 @@ export interface ConnectOptions extends ConnectionLimits {
   maxHeadSize?: number;
   /**
    * The most bytes of a non-101 answer's body kept in the
-   * `HandshakeError`.
+   * `HandshakeError` (or of a proxy's refusal). A `chunked` body is
+   * decoded, and read until its last chunk, this limit, or a malformed
+   * chunk; a body with a `Content-Length` is read up to it; any other body
+   * is what arrived with the head.
    *
    * @default {65536}
    */
@@ -592,52 +596,6 @@ async function attempt(
 }
 
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
-
-// Reads the body of a refused handshake, up to `max` bytes, for the error.
-async function readBody(
-  reader: ReadableStreamDefaultReader<Uint8Array>,
-  rest: Uint8Array,
-  headers: Headers,
-  max: number,
-  signal: AbortSignal,
-): Promise<Uint8Array<ArrayBuffer>> {
-  const declared = Number(headers.get("content-length") ?? NaN);
-  const want = Number.isSafeInteger(declared) && declared >= 0
-    ? Math.min(declared, max)
-    : max;
-  const parts: Uint8Array[] = [rest];
-  let size = rest.length;
-  const chunked = /chunked/i.test(headers.get("transfer-encoding") ?? "");
-  // Without a Content-Length (or with a chunked body, kept raw) only the
-  // bytes that came with the head are kept: reading on could wait for a
-  // server that keeps the connection open. Either way stop at `want` bytes.
-  while (size < want && !chunked && Number.isSafeInteger(declared)) {
-    const { done, value } = await raceSignal(reader.read(), signal);
-    if (done) break;
-    parts.push(value);
-    size += value.length;
-  }
-  const body = new Uint8Array(Math.min(size, want));
-  let offset = 0;
-  for (const part of parts) {
-    const take = Math.min(part.length, body.length - offset);
-    body.set(part.subarray(0, take), offset);
-    offset += take;
-    if (offset === body.length) break;
-  }
-  return body;
-}
-
-function raceSignal<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  signal.throwIfAborted();
-  return new Promise((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
-    promise.then(resolve, reject).finally(() =>
-      signal.removeEventListener("abort", onAbort)
-    );
-  });
-}
 
 function basic(user: string, password: string): string {
   const text = `${decodeURIComponent(user)}:${decodeURIComponent(password)}`;

@@ -1896,6 +1896,91 @@ Deno.test("connect() skips a proxy's interim 1xx answers before its 200, and ref
   assert.match(error.message, /proxy answered 101 Switching Protocols$/);
 });
 
+Deno.test("connect() decodes a chunked refusal body into the HandshakeError (RFC 9112 §7.1)", async () => {
+  await using raw = new RawServer(async (peer) => {
+    await peer.readHead();
+    await peer.write(
+      "HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\n" +
+        "Transfer-Encoding: chunked\r\n\r\nB\r\nnot a",
+    );
+    // The rest of the chunks in later writes, split inside the framing.
+    await peer.write("llowed\r\n9;reason=");
+    await peer.write("origin\r\n here, go\r\n0\r\n\r\n");
+    // The connection stays open: the last chunk ends the body.
+    await peer.readToEnd();
+  });
+  const error = await rejection(
+    connect(`ws://127.0.0.1:${raw.port}/`, { pingInterval: 0 }),
+    "connect",
+  );
+  assert.ok(error instanceof HandshakeError, String(error));
+  assert.equal(error.status, 403);
+  assert.equal(error.headers?.get("content-type"), "text/plain");
+  assert.equal(decoder.decode(error.body), "not allowed here, go");
+});
+
+Deno.test("connect() keeps maxErrorBodySize bytes of a chunked body, without waiting for the rest", async () => {
+  await using raw = new RawServer(async (peer) => {
+    await peer.readHead();
+    // One chunk announcing 1 MiB; 2,000 bytes of it come, then nothing.
+    await peer.write(
+      "HTTP/1.1 503 Service Unavailable\r\nTransfer-Encoding: chunked\r\n\r\n" +
+        `100000\r\n${"x".repeat(2000)}`,
+    );
+    await peer.readToEnd();
+  });
+  const error = await rejection(
+    connect(`ws://127.0.0.1:${raw.port}/`, {
+      pingInterval: 0,
+      maxErrorBodySize: 1500,
+    }),
+    "connect",
+  );
+  assert.ok(error instanceof HandshakeError, String(error));
+  assert.equal(error.status, 503);
+  assert.equal(decoder.decode(error.body), "x".repeat(1500));
+});
+
+Deno.test("connect() ends the body at a malformed chunk, keeping the status, headers and the data before it", async () => {
+  await using raw = new RawServer(async (peer) => {
+    await peer.readHead();
+    await peer.write(
+      "HTTP/1.1 500 Internal Server Error\r\nX-Id: 7\r\n" +
+        "Transfer-Encoding: chunked\r\n\r\n4\r\noops\r\nzz\r\nmore",
+    );
+    await peer.readToEnd();
+  });
+  const error = await rejection(
+    connect(`ws://127.0.0.1:${raw.port}/`, { pingInterval: 0 }),
+    "connect",
+  );
+  assert.ok(error instanceof HandshakeError, String(error));
+  assert.equal(error.status, 500);
+  assert.equal(error.headers?.get("x-id"), "7");
+  assert.equal(decoder.decode(error.body), "oops");
+});
+
+Deno.test("connect() decodes a proxy's chunked refusal body", async () => {
+  await using proxy = new RawServer(async (peer) => {
+    await peer.readHead();
+    await peer.write(
+      "HTTP/1.1 502 Bad Gateway\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nno \r",
+    );
+    await peer.write("\n5\r\nroute\r\n0\r\n\r\n");
+    await peer.readToEnd();
+  });
+  const error = await rejection(
+    connect("ws://127.0.0.1:9/", {
+      pingInterval: 0,
+      proxy: `http://127.0.0.1:${proxy.port}`,
+    }),
+    "connect",
+  );
+  assert.ok(error instanceof HandshakeError, String(error));
+  assert.equal(error.status, 502);
+  assert.equal(decoder.decode(error.body), "no route");
+});
+
 // ---------------------------------------------------------------------------
 // Redirects
 // ---------------------------------------------------------------------------

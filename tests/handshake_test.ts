@@ -23,6 +23,7 @@ import {
 } from "../handshake.ts";
 import { HandshakeError } from "../errors.ts";
 import { readResponseHead } from "../_http.ts";
+import { ChunkedDecoder, readBody } from "../_body.ts";
 
 const KEY = "dGhlIHNhbXBsZSBub25jZQ==";
 const ACCEPT = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
@@ -140,10 +141,11 @@ function assertMessageStyle(message: string): void {
   assert.ok(!message.includes(KEY), `message leaks the key: ${message}`);
 }
 
-Deno.test("handshake.ts and _http.ts use only the Web platform and each other", async () => {
+Deno.test("handshake.ts, _http.ts and _body.ts use only the Web platform and each other", async () => {
   const expected: Record<string, string[]> = {
     "handshake.ts": ["./errors.ts", "./_http.ts", "./_http.ts", "./errors.ts"],
     "_http.ts": ["./errors.ts"],
+    "_body.ts": ["./_http.ts"],
   };
   for (const [file, imported] of Object.entries(expected)) {
     const source = await Deno.readTextFile(
@@ -1721,4 +1723,228 @@ Deno.test("RFC 9110 §15.2 readResponseHead() skips interim 1xx responses", asyn
       await reader.cancel();
     },
   );
+});
+
+Deno.test("RFC 9112 §7.1 readBody() decodes chunked bodies within its limits", async (t) => {
+  const chunked = new Headers({ "transfer-encoding": "chunked" });
+  const body = "5\r\nhello\r\n" +
+    '1;name=value;q="a b"\r\n,\r\n' +
+    "A \t;ext\r\n wide web \r\n" +
+    "0\r\nTrailer: x\r\n\r\n";
+  const text = "hello, wide web ";
+
+  /** readBody() over `chunks` (the first is `rest`), on a stream left open. */
+  async function bodyOf(
+    chunks: string[],
+    headers: Headers = chunked,
+    maxSize = 65536,
+  ): Promise<string> {
+    const [rest = "", ...more] = chunks;
+    const reader = streamOf(more.map(encode), false).getReader();
+    try {
+      return decode(
+        await readBody(reader, encode(rest), headers, maxSize, undefined),
+      );
+    } finally {
+      await reader.cancel();
+    }
+  }
+
+  await t.step(
+    "decodes chunks in any split, stopping at the last chunk",
+    async () => {
+      assert.equal(await bodyOf([body]), text);
+      assert.equal(await bodyOf(["", ...body]), text);
+      for (let split = 0; split <= body.length; split++) {
+        assert.equal(
+          await bodyOf([body.slice(0, split), body.slice(split)]),
+          text,
+          `split at ${split}`,
+        );
+      }
+      // Bytes after the last chunk are not the body's.
+      assert.equal(
+        await bodyOf(["3\r\nabc\r\n0\r\n\r\nHTTP/1.1 200 OK"]),
+        "abc",
+      );
+      // Upper-case hex digits, leading zeros, a 0-length extension value.
+      assert.equal(
+        await bodyOf([`00B\r\n${"x".repeat(11)}\r\n000;a=\r\n`]),
+        "x".repeat(11),
+      );
+    },
+  );
+
+  await t.step(
+    "decodes when chunked is the last of several codings, and over Content-Length",
+    async () => {
+      assert.equal(
+        await bodyOf(
+          [body],
+          new Headers({ "transfer-encoding": "gzip, Chunked" }),
+        ),
+        text,
+      );
+      assert.equal(
+        await bodyOf(
+          [body],
+          new Headers({
+            "transfer-encoding": "chunked",
+            "content-length": "3",
+          }),
+        ),
+        text,
+      );
+    },
+  );
+
+  await t.step("keeps maxSize bytes and reads no further", async () => {
+    const chunk = encode(`400\r\n${"a".repeat(1024)}\r\n`);
+    const { stream, produced } = endless(chunk);
+    const reader = stream.getReader();
+    const bytes = await readBody(
+      reader,
+      new Uint8Array(0),
+      chunked,
+      3000,
+      undefined,
+    );
+    assert.equal(decode(bytes), "a".repeat(3000));
+    // Three chunks hold 3000 bytes of data; one more may be queued ahead.
+    assert.ok(produced() <= 5 * chunk.length, `read ${produced()} bytes`);
+    await reader.cancel();
+    assert.equal(await bodyOf([body], chunked, 7), "hello, ");
+    assert.equal(await bodyOf([body], chunked, 0), "");
+  });
+
+  await t.step(
+    "ends at 16 KiB of framing without data, bounded",
+    async () => {
+      // Endless leading zeros of a size; an endless extension.
+      for (const [rest, filler] of [["", "0"], ["1;", "x"]] as const) {
+        const { stream, produced } = endless(encode(filler.repeat(1000)));
+        const reader = stream.getReader();
+        const bytes = await readBody(
+          reader,
+          encode(rest),
+          chunked,
+          65536,
+          undefined,
+        );
+        assert.equal(bytes.length, 0);
+        assert.ok(produced() <= 16384 + 2 * 1000, `read ${produced()} bytes`);
+        await reader.cancel();
+      }
+    },
+  );
+
+  const malformed: [string, string, RegExp][] = [
+    [
+      "a size that is not hex",
+      "5\r\nhello\r\nzz\r\n",
+      /not a hexadecimal number/,
+    ],
+    ["no size", "5\r\nhello\r\n\r\n", /not a hexadecimal number/],
+    ["a negative size", "-5\r\nhello\r\n", /not a hexadecimal number/],
+    [
+      "a bare LF after the size",
+      "5\nhello\r\n0\r\n\r\n",
+      /does not end with CRLF/,
+    ],
+    ["a bare CR after the size", "5\rhello\r\n", /does not end with CRLF/],
+    [
+      "data longer than its size",
+      "3\r\nhello\r\n0\r\n\r\n",
+      /longer than its size/,
+    ],
+    ["a bare CR after the data", "3\r\nhel\rlo", /does not end with CRLF/],
+    [
+      "a control character in an extension",
+      "3;a\x01\r\nhel\r\n",
+      /control character/,
+    ],
+    ["a size over 2^53 - 1", "20000000000000\r\nhel", /too large/],
+  ];
+  for (const [what, bytes, message] of malformed) {
+    await t.step(
+      `ends the capture at ${what}, keeping the data before it`,
+      async () => {
+        const decoder = new ChunkedDecoder(65536);
+        decoder.push(encode("2\r\nok\r\n" + bytes));
+        assert.equal(decoder.done, true);
+        assert.match(decoder.error ?? "", message);
+        assertMessageStyle(decoder.error ?? "");
+        const kept = decode(decoder.body);
+        assert.ok(kept.startsWith("ok"), kept);
+        assert.equal(await bodyOf(["2\r\nok\r\n" + bytes]), kept);
+      },
+    );
+  }
+
+  await t.step("ends the capture at the end of the stream", async () => {
+    const reader = streamOf([encode("5\r\nhel")]).getReader();
+    const bytes = await readBody(
+      reader,
+      encode("2\r\nok\r\n"),
+      chunked,
+      100,
+      undefined,
+    );
+    assert.equal(decode(bytes), "okhel");
+  });
+
+  await t.step(
+    "keeps only what came with the head for other transfer codings",
+    async () => {
+      // The stream stays open: reading on would wait for ever.
+      assert.equal(
+        await bodyOf(
+          ["raw", "more"],
+          new Headers({ "transfer-encoding": "gzip" }),
+        ),
+        "raw",
+      );
+    },
+  );
+
+  await t.step(
+    "reads up to a Content-Length of digits, and no length otherwise",
+    async () => {
+      const length = (value: string) =>
+        new Headers({ "content-length": value });
+      assert.equal(
+        await bodyOf(["go", " a", "way", "!!"], length("7")),
+        "go away",
+      );
+      assert.equal(await bodyOf(["go", " away"], length("7"), 4), "go a");
+      for (const value of ["-1", "7, 7", "0x7", " ", "1e3"]) {
+        assert.equal(await bodyOf(["go", " away"], length(value)), "go", value);
+      }
+      assert.equal(await bodyOf(["go", " away"], new Headers()), "go");
+      // The stream ends early: what came is kept.
+      const reader = streamOf([encode(" a")]).getReader();
+      assert.equal(
+        decode(
+          await readBody(reader, encode("go"), length("100"), 100, undefined),
+        ),
+        "go a",
+      );
+    },
+  );
+
+  await t.step("rejects with the signal's reason", async () => {
+    const reason = new DOMException("Handshake timed out", "TimeoutError");
+    const reader = streamOf([], false).getReader();
+    await assert.rejects(
+      readBody(
+        reader,
+        encode("2\r\nok"),
+        chunked,
+        100,
+        AbortSignal.abort(reason),
+      ),
+      (error: unknown) => error === reason,
+    );
+    await reader.cancel();
+  });
 });
