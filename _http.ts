@@ -166,28 +166,58 @@ export async function readHead(
   reader: ReadableStreamDefaultReader<Uint8Array>,
   options: ReadHeadOptions = {},
 ): Promise<HeadResult> {
-  const maxHeadSize = options.maxHeadSize ?? DEFAULT_MAX_HEAD_SIZE;
+  const maxHeadSize = checkMaxHeadSize(options.maxHeadSize);
+  return await scanHead(
+    reader,
+    EMPTY,
+    maxHeadSize,
+    options.signal,
+    `head is larger than ${maxHeadSize} bytes`,
+  );
+}
+
+const EMPTY = new Uint8Array(0);
+
+function checkMaxHeadSize(value: number | undefined): number {
+  const maxHeadSize = value ?? DEFAULT_MAX_HEAD_SIZE;
   if (!Number.isSafeInteger(maxHeadSize) || maxHeadSize < 4) {
     throw new RangeError(
       `Cannot read HTTP head: maxHeadSize must be an integer of at least 4, got ${maxHeadSize}`,
     );
   }
+  return maxHeadSize;
+}
+
+// Reads a head of at most `limit` bytes whose first bytes may be in `start`
+// (bytes read already: what followed an interim response), then in the
+// reader's chunks. `tooLarge` says what passing the limit means.
+async function scanHead(
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  start: Uint8Array,
+  limit: number,
+  signal: AbortSignal | undefined,
+  tooLarge: string,
+): Promise<HeadResult> {
   const parts: Uint8Array[] = [];
   let size = 0;
   // How much of CR LF CR LF the last bytes matched: 0, 1 (CR), 2 (CR LF) or
   // 3 (CR LF CR). It carries the overlap from chunk to chunk, so each byte is
   // looked at once.
   let state = 0;
+  let value: Uint8Array = start;
   while (true) {
-    const { done, value } = await readChunk(reader, options.signal);
-    if (done) {
-      throw new HandshakeError(
-        `Cannot read HTTP head: connection closed after ${size} bytes`,
-        { status: 400 },
-      );
+    if (value.length === 0) {
+      const result = await readChunk(reader, signal);
+      if (result.done) {
+        throw new HandshakeError(
+          `Cannot read HTTP head: connection closed after ${size} bytes`,
+          { status: 400 },
+        );
+      }
+      value = result.value;
     }
-    const limit = Math.min(value.length, maxHeadSize - size);
-    for (let i = 0; i < limit; i++) {
+    const end = Math.min(value.length, limit - size);
+    for (let i = 0; i < end; i++) {
       const byte = value[i];
       if (byte === CR) {
         if (state === 1 || state === 3) throw bareByte("CR", size + i - 1);
@@ -196,15 +226,15 @@ export async function readHead(
         if (state === 1) {
           state = 2;
         } else if (state === 3) {
-          const end = i + 1;
-          const head = new Uint8Array(size + end);
+          const length = i + 1;
+          const head = new Uint8Array(size + length);
           let offset = 0;
           for (const part of parts) {
             head.set(part, offset);
             offset += part.length;
           }
-          head.set(value.subarray(0, end), offset);
-          return { head, rest: value.slice(end) };
+          head.set(value.subarray(0, length), offset);
+          return { head, rest: value.slice(length) };
         } else {
           throw bareByte("LF", size + i);
         }
@@ -213,14 +243,18 @@ export async function readHead(
         state = 0;
       }
     }
-    if (value.length > limit) {
-      throw new HandshakeError(
-        `Cannot read HTTP head: head is larger than ${maxHeadSize} bytes`,
-        { status: 431 },
-      );
+    if (value.length > end) {
+      throw new HandshakeError(`Cannot read HTTP head: ${tooLarge}`, {
+        status: 431,
+      });
     }
-    parts.push(value);
+    // A copy: a chunk may be a view into a larger buffer (each read of a
+    // Deno socket's readable is a view into its own 64 KiB buffer), and a head
+    // trickled in one byte per read would otherwise keep maxHeadSize of
+    // those alive: 1 GiB for the default 16 KiB.
+    parts.push(value.slice());
     size += value.length;
+    value = EMPTY;
   }
 }
 
@@ -231,7 +265,7 @@ function bareByte(name: string, position: number): HandshakeError {
   );
 }
 
-function readChunk(
+export function readChunk(
   reader: ReadableStreamDefaultReader<Uint8Array>,
   signal: AbortSignal | undefined,
 ): Promise<ReadableStreamReadResult<Uint8Array>> {
@@ -319,9 +353,15 @@ export interface ResponseHead {
   statusText: string;
   /** The HTTP version, e.g. `"HTTP/1.1"`. */
   version: string;
-  /** The header fields; repeated fields are joined by `Headers`. */
+  /**
+   * The header fields; repeated fields are joined by `Headers`, folded
+   * lines are unfolded.
+   */
   headers: Headers;
-  /** The header fields in their order and case, values trimmed. */
+  /**
+   * The header fields in their order and case, values trimmed and
+   * unfolded (each obs-fold is one space).
+   */
   rawHeaders: [string, string][];
 }
 
@@ -379,8 +419,16 @@ export function parseRequestHead(
 
 /**
  * Parses an HTTP/1.1 response head, as {@linkcode readHead} returns it,
- * with the same strict rules as {@linkcode parseRequestHead}. The status
- * line is `HTTP/x.y SP code SP reason`, where the reason may be empty.
+ * with the same strict rules as {@linkcode parseRequestHead} but one. The
+ * status line is `HTTP/x.y SP code SP reason`, where the reason may be
+ * empty.
+ *
+ * The exception is obsolete line folding (obs-fold, a header line starting
+ * with a space or a tab): a request with one is refused, but a user agent
+ * must accept it in a response (RFC 9112 §5.2), so each fold, with the
+ * spaces and tabs around it, becomes one space in the value of the field
+ * it continues. A folded line right after the status line continues no
+ * field and is refused.
  *
  * Its errors carry no `status`: there was no valid answer to take one from.
  *
@@ -402,6 +450,19 @@ export function parseRequestHead(
  * assert.equal(response.status, 101);
  * assert.equal(response.statusText, "Switching Protocols");
  * ```
+ *
+ * @example Unfolding obsolete line folding
+ * ```ts
+ * import { parseResponseHead } from "@rfc6455/websocket/handshake";
+ * import assert from "node:assert/strict";
+ *
+ * const head = new TextEncoder().encode(
+ *   "HTTP/1.1 403 Forbidden\r\nX-Reason: not\r\n\t  today\r\n\r\n",
+ * );
+ * const response = parseResponseHead(head);
+ * assert.equal(response.headers.get("x-reason"), "not today");
+ * assert.deepEqual(response.rawHeaders, [["X-Reason", "not today"]]);
+ * ```
  */
 export function parseResponseHead(
   head: Uint8Array,
@@ -415,6 +476,56 @@ export function parseResponseHead(
   );
   const [, version = "", status = "", statusText = ""] = start;
   return { status: Number(status), statusText, version, headers, rawHeaders };
+}
+
+/** A final response head, the bytes after it, and how many 1xx preceded it. */
+export interface FinalResponse {
+  /** The final response: 101, or any status from 200 on. */
+  response: ResponseHead;
+  /** The bytes that came after its head, as {@linkcode HeadResult.rest}. */
+  rest: Uint8Array<ArrayBuffer>;
+  /** How many interim responses were skipped before it. */
+  interim: number;
+}
+
+// Reads the response to a request the way a client must (RFC 9110 §15.2):
+// one or more interim 1xx responses may come before the final one, and are
+// parsed (strictly, as any head) and skipped. They have no body; 101 is the
+// final answer to an upgrade (§15.2.2), so only the other 1xx are interim.
+// All the heads together, interim ones included, stay within maxHeadSize (as
+// Go's net/http counts them): a server that sends 1xx forever fails with 431
+// at that limit (or at the caller's deadline), and only one head is held at
+// a time.
+export async function readResponseHead(
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  options: ReadHeadOptions & ParseHeadOptions = {},
+): Promise<FinalResponse> {
+  const maxHeadSize = checkMaxHeadSize(options.maxHeadSize);
+  let start: Uint8Array = EMPTY;
+  let used = 0;
+  let interim = 0;
+  while (true) {
+    const { head, rest } = await scanHead(
+      reader,
+      start,
+      maxHeadSize - used,
+      options.signal,
+      interim === 0
+        ? `head is larger than ${maxHeadSize} bytes`
+        : `heads are larger than ${maxHeadSize} bytes together, ${interim} interim responses included`,
+    );
+    const response = parseResponseHead(head, options);
+    if (!isInterim(response.status)) return { response, rest, interim };
+    interim++;
+    used += head.length;
+    start = rest;
+  }
+}
+
+// RFC 9110 §15.2: 1xx responses are interim, except 101, which ends the
+// exchange in HTTP/1.1 (the connection then speaks the new protocol).
+function isInterim(status: number): boolean {
+  return status >= 100 && status <= 199 && status !== 101;
 }
 
 interface ParsedHead {
@@ -464,14 +575,28 @@ function parseHead(
   if (start === null) {
     throw fail(`invalid ${isRequest ? "request" : "status"} line`);
   }
-  const headers = new Headers();
-  const rawHeaders: [string, string][] = [];
+  // The fields with their values as sent, obs-folds replaced (responses).
+  const fields: [string, string][] = [];
   for (let index = 1; index < lines.length; index++) {
     const line = lines[index] ?? "";
     if (line === "") throw fail(`header line ${index} is empty`);
-    // RFC 9112 §5.2: obs-fold is refused with 400.
     if (line[0] === " " || line[0] === "\t") {
-      throw fail(`header line ${index} uses obsolete line folding`);
+      // RFC 9112 §5.2: obs-fold (OWS CRLF RWS) continues the previous
+      // field. A server may refuse it with 400, and does; a user agent must
+      // replace each obs-fold with SP before interpreting the value.
+      if (isRequest) {
+        throw fail(`header line ${index} uses obsolete line folding`);
+      }
+      const field = fields.at(-1);
+      // RFC 9112 §2.2: whitespace before the first field line is not a
+      // fold; it is refused rather than skipped.
+      if (field === undefined) {
+        throw fail("header line 1 starts with whitespace");
+      }
+      field[1] = `${field[1].replace(/[ \t]+$/, "")} ${
+        line.replace(/^[ \t]+/, "")
+      }`;
+      continue;
     }
     const colon = line.indexOf(":");
     if (colon === -1) throw fail(`header line ${index} has no colon`);
@@ -483,7 +608,12 @@ function parseHead(
     if (!TOKEN.test(name)) {
       throw fail(`header line ${index} has a name that is not a token`);
     }
-    const value = trimOws(line.slice(colon + 1));
+    fields.push([name, line.slice(colon + 1)]);
+  }
+  const headers = new Headers();
+  const rawHeaders: [string, string][] = [];
+  for (const [name, raw] of fields) {
+    const value = trimOws(raw);
     if (hasControl(value)) {
       throw fail(
         `header "${name}" has a control character in its value`,

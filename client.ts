@@ -28,6 +28,8 @@
  * @module
  */
 
+import { readBody } from "./_body.ts";
+import { readResponseHead } from "./_http.ts";
 import {
   closeQuietly,
   noDelay,
@@ -51,8 +53,6 @@ import {
   buildUpgradeRequest,
   createKey,
   formatExtensions,
-  parseResponseHead,
-  readHead,
   type ResponseHead,
   validateUpgradeResponse,
 } from "./handshake.ts";
@@ -110,11 +110,21 @@ export interface ConnectOptions extends ConnectionLimits {
    * @default {10000}
    */
   handshakeTimeout?: number;
-  /** The largest response head accepted, in bytes. @default {16384} */
+  /**
+   * The largest response head accepted, in bytes. Interim 1xx answers
+   * (`100 Continue`, `103 Early Hints`...) before the final one are
+   * skipped, and their heads count toward the same limit: the server's (or
+   * the proxy's) heads together stay within it.
+   *
+   * @default {16384}
+   */
   maxHeadSize?: number;
   /**
    * The most bytes of a non-101 answer's body kept in the
-   * `HandshakeError`.
+   * `HandshakeError` (or of a proxy's refusal). A `chunked` body is
+   * decoded, and read until its last chunk, this limit, or a malformed
+   * chunk; a body with a `Content-Length` is read up to it; any other body
+   * is what arrived with the head.
    *
    * @default {65536}
    */
@@ -236,7 +246,9 @@ const DEFAULT_PORTS: Record<string, number> = {
 /**
  * Opens a WebSocket connection (RFC 6455 §4.1): `ws:` over `Deno.connect`,
  * `wss:` over `Deno.connectTls`, through an HTTP proxy when one is set.
- * Resolves once the server accepted the handshake.
+ * Resolves once the server accepted the handshake. Interim 1xx answers
+ * before the server's (or the proxy's) final one are skipped (RFC 9110
+ * §15.2), within `maxHeadSize`.
  *
  * @param url The `ws:` or `wss:` URL (`http:`/`https:` are taken as such).
  * @param options Headers, subprotocols, proxy, TLS, limits and timeouts.
@@ -492,14 +504,15 @@ async function attempt(
     let response: ResponseHead;
     let rest: Uint8Array<ArrayBuffer>;
     try {
-      const result = await readHead(reader, {
+      // Interim 1xx answers before the 101 (or the refusal) are skipped.
+      const result = await readResponseHead(reader, {
         ...(options.maxHeadSize === undefined
           ? {}
           : { maxHeadSize: options.maxHeadSize }),
         signal,
       });
       rest = result.rest;
-      response = parseResponseHead(result.head);
+      response = result.response;
       if (response.status !== 101) {
         const body = await readBody(
           reader,
@@ -583,52 +596,6 @@ async function attempt(
 }
 
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
-
-// Reads the body of a refused handshake, up to `max` bytes, for the error.
-async function readBody(
-  reader: ReadableStreamDefaultReader<Uint8Array>,
-  rest: Uint8Array,
-  headers: Headers,
-  max: number,
-  signal: AbortSignal,
-): Promise<Uint8Array<ArrayBuffer>> {
-  const declared = Number(headers.get("content-length") ?? NaN);
-  const want = Number.isSafeInteger(declared) && declared >= 0
-    ? Math.min(declared, max)
-    : max;
-  const parts: Uint8Array[] = [rest];
-  let size = rest.length;
-  const chunked = /chunked/i.test(headers.get("transfer-encoding") ?? "");
-  // Without a Content-Length (or with a chunked body, kept raw) only the
-  // bytes that came with the head are kept: reading on could wait for a
-  // server that keeps the connection open. Either way stop at `want` bytes.
-  while (size < want && !chunked && Number.isSafeInteger(declared)) {
-    const { done, value } = await raceSignal(reader.read(), signal);
-    if (done) break;
-    parts.push(value);
-    size += value.length;
-  }
-  const body = new Uint8Array(Math.min(size, want));
-  let offset = 0;
-  for (const part of parts) {
-    const take = Math.min(part.length, body.length - offset);
-    body.set(part.subarray(0, take), offset);
-    offset += take;
-    if (offset === body.length) break;
-  }
-  return body;
-}
-
-function raceSignal<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  signal.throwIfAborted();
-  return new Promise((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
-    promise.then(resolve, reject).finally(() =>
-      signal.removeEventListener("abort", onAbort)
-    );
-  });
-}
 
 function basic(user: string, password: string): string {
   const text = `${decodeURIComponent(user)}:${decodeURIComponent(password)}`;
@@ -761,13 +728,14 @@ async function tunnel(
     );
     const reader = conn.readable.getReader();
     try {
-      const { head, rest } = await readHead(reader, {
+      // Interim 1xx answers before the final one are skipped; a 101 is a
+      // final answer, and not a tunnel.
+      const { response, rest } = await readResponseHead(reader, {
         ...(options.maxHeadSize === undefined
           ? {}
           : { maxHeadSize: options.maxHeadSize }),
         signal,
       });
-      const response = parseResponseHead(head);
       if (response.status < 200 || response.status > 299) {
         const body = await readBody(
           reader,

@@ -577,6 +577,8 @@ interface TestProxyOptions {
   credentials?: string;
   /** Where to send a tunnel: a port on 127.0.0.1; default the authority asked for. */
   route?: (authority: string) => number;
+  /** The answer to a CONNECT it grants; default a bare 200. */
+  answer?: string;
 }
 
 /**
@@ -691,7 +693,11 @@ class TestProxy extends TestTunnelServer {
     await this.bridge(
       client,
       port,
-      () => peer.write("HTTP/1.1 200 Connection Established\r\n\r\n"),
+      () =>
+        peer.write(
+          this.#options.answer ??
+            "HTTP/1.1 200 Connection Established\r\n\r\n",
+        ),
     );
   }
 }
@@ -1717,6 +1723,262 @@ Deno.test("connect() with keepalive pings the server and fails the connection wh
   const close = frames.find((frame) => frame.opcode === 0x8);
   assert.ok(close !== undefined, "then a close frame");
   assert.equal(closeCodeOf(close), 1011);
+});
+
+// ---------------------------------------------------------------------------
+// HTTP responses a client must understand (RFC 9110, RFC 9112)
+// ---------------------------------------------------------------------------
+
+Deno.test("connect() accepts a 101 with obs-fold, each fold read as one space (RFC 9112 §5.2)", async () => {
+  await using raw = new RawServer(async (peer) => {
+    const request = await peer.readHead();
+    const accept = await createAcceptKey(request.get("sec-websocket-key")!);
+    await peer.write(
+      "HTTP/1.1 101 Switching Protocols\r\n" +
+        "Upgrade: websocket\r\n" +
+        "Connection: keep-alive,\r\n Upgrade\r\n" +
+        `Sec-WebSocket-Accept:\r\n\t${accept}\r\n` +
+        "Set-Cookie: id=1;\r\n  Path=/\r\n\r\n",
+    );
+    await peer.write(encodeFrame(frameOf(0x1, encoder.encode("folded"))));
+    await peer.write(encodeFrame(frameOf(0x8, new Uint8Array([0x03, 0xe8]))));
+    closeCodeOf(await peer.readFrame());
+  });
+  const ws = await deadline(
+    connect(`ws://127.0.0.1:${raw.port}/`, { pingInterval: 0, deflate: false }),
+    "connect",
+  );
+  assert.equal(ws.response.headers.get("set-cookie"), "id=1; Path=/");
+  assert.deepEqual(ws.response.rawHeaders.slice(1, 2), [
+    ["Connection", "keep-alive, Upgrade"],
+  ]);
+  assert.equal(await receive(ws), "folded");
+  assert.equal((await deadline(ws.closed, "closed")).code, 1000);
+});
+
+Deno.test("connect() accepts a proxy's CONNECT answer with obs-fold (RFC 9112 §5.2)", async () => {
+  const { server } = echoServer();
+  await using _ = server;
+  await using proxy = new TestProxy({
+    answer: "HTTP/1.1 200 Connection Established\r\n" +
+      "Proxy-Agent: test\r\n proxy\r\n\r\n",
+  });
+  const ws = await deadline(
+    connect(`ws://127.0.0.1:${server.addr.port}/`, {
+      pingInterval: 0,
+      proxy: `http://127.0.0.1:${proxy.port}`,
+    }),
+    "connect",
+  );
+  await ws.send("through a folded answer");
+  assert.equal(await receive(ws), "through a folded answer");
+  await closeCleanly(ws);
+});
+
+Deno.test("connect() skips interim 1xx answers before the 101 (RFC 9110 §15.2)", async () => {
+  await using raw = new RawServer(async (peer) => {
+    const request = await peer.readHead();
+    // One write each, then one with the 101 and a frame.
+    await peer.write("HTTP/1.1 100 Continue\r\n\r\n");
+    await peer.write("HTTP/1.1 102 Processing\r\n\r\n");
+    const accept = await createAcceptKey(request.get("sec-websocket-key")!);
+    await peer.write(concat(
+      encoder.encode(
+        "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n" +
+          "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n" +
+          `Connection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`,
+      ),
+      encodeFrame(frameOf(0x1, encoder.encode("after hints"))),
+      encodeFrame(frameOf(0x8, new Uint8Array([0x03, 0xe8]))),
+    ));
+    closeCodeOf(await peer.readFrame());
+  });
+  const ws = await deadline(
+    connect(`ws://127.0.0.1:${raw.port}/`, { pingInterval: 0, deflate: false }),
+    "connect",
+  );
+  assert.equal(ws.response.status, 101);
+  assert.equal(ws.response.headers.get("link"), null);
+  assert.equal(await receive(ws), "after hints");
+  assert.equal((await deadline(ws.closed, "closed")).code, 1000);
+});
+
+Deno.test("connect() skips interim 1xx answers before a refusal, which keeps its status and body", async () => {
+  await using raw = new RawServer(async (peer) => {
+    await peer.readHead();
+    await peer.write(
+      "HTTP/1.1 100 Continue\r\n\r\n" +
+        "HTTP/1.1 403 Forbidden\r\nContent-Length: 7\r\n\r\ngo away",
+    );
+    await peer.readToEnd();
+  });
+  const error = await rejection(
+    connect(`ws://127.0.0.1:${raw.port}/`, { pingInterval: 0 }),
+    "connect",
+  );
+  assert.ok(error instanceof HandshakeError, String(error));
+  assert.equal(error.status, 403);
+  assert.equal(
+    error.message,
+    "Cannot open WebSocket: server answered 403 Forbidden",
+  );
+  assert.equal(decoder.decode(error.body), "go away");
+});
+
+Deno.test("connect() fails at maxHeadSize when a server sends 1xx answers forever", async () => {
+  const sent = Promise.withResolvers<number>();
+  await using raw = new RawServer(async (peer) => {
+    await peer.readHead();
+    const interim = encoder.encode("HTTP/1.1 100 Continue\r\n\r\n".repeat(40));
+    let total = 0;
+    try {
+      // Until the client hangs up.
+      while (true) {
+        await peer.write(interim);
+        total += interim.length;
+      }
+    } catch {
+      sent.resolve(total);
+    }
+  });
+  const error = await rejection(
+    connect(`ws://127.0.0.1:${raw.port}/`, {
+      pingInterval: 0,
+      maxHeadSize: 4096,
+    }),
+    "connect",
+  );
+  assert.ok(error instanceof HandshakeError, String(error));
+  assert.equal(error.status, 431);
+  assert.match(
+    error.message,
+    /^Cannot read HTTP head: heads are larger than 4096 bytes together, \d+ interim responses included$/,
+  );
+  // The client hung up: the server's writes failed.
+  assert.ok(await deadline(sent.promise, "the server to see the end") > 0);
+});
+
+Deno.test("connect() skips a proxy's interim 1xx answers before its 200, and refuses its 101", async () => {
+  const { server } = echoServer();
+  await using _ = server;
+  await using proxy = new TestProxy({
+    answer: "HTTP/1.1 100 Continue\r\n\r\n" +
+      "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n" +
+      "HTTP/1.1 200 Connection Established\r\n\r\n",
+  });
+  const ws = await deadline(
+    connect(`ws://127.0.0.1:${server.addr.port}/`, {
+      pingInterval: 0,
+      proxy: `http://127.0.0.1:${proxy.port}`,
+    }),
+    "connect",
+  );
+  await ws.send("through the hints");
+  assert.equal(await receive(ws), "through the hints");
+  await closeCleanly(ws);
+
+  await using switching = new RawServer(async (peer) => {
+    await peer.readHead();
+    await peer.write(
+      "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n",
+    );
+    await peer.readToEnd();
+  });
+  const error = await rejection(
+    connect("ws://127.0.0.1:9/", {
+      pingInterval: 0,
+      proxy: `http://127.0.0.1:${switching.port}`,
+    }),
+    "connect",
+  );
+  assert.ok(error instanceof HandshakeError, String(error));
+  assert.equal(error.status, 101);
+  assert.match(error.message, /proxy answered 101 Switching Protocols$/);
+});
+
+Deno.test("connect() decodes a chunked refusal body into the HandshakeError (RFC 9112 §7.1)", async () => {
+  await using raw = new RawServer(async (peer) => {
+    await peer.readHead();
+    await peer.write(
+      "HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\n" +
+        "Transfer-Encoding: chunked\r\n\r\nB\r\nnot a",
+    );
+    // The rest of the chunks in later writes, split inside the framing.
+    await peer.write("llowed\r\n9;reason=");
+    await peer.write("origin\r\n here, go\r\n0\r\n\r\n");
+    // The connection stays open: the last chunk ends the body.
+    await peer.readToEnd();
+  });
+  const error = await rejection(
+    connect(`ws://127.0.0.1:${raw.port}/`, { pingInterval: 0 }),
+    "connect",
+  );
+  assert.ok(error instanceof HandshakeError, String(error));
+  assert.equal(error.status, 403);
+  assert.equal(error.headers?.get("content-type"), "text/plain");
+  assert.equal(decoder.decode(error.body), "not allowed here, go");
+});
+
+Deno.test("connect() keeps maxErrorBodySize bytes of a chunked body, without waiting for the rest", async () => {
+  await using raw = new RawServer(async (peer) => {
+    await peer.readHead();
+    // One chunk announcing 1 MiB; 2,000 bytes of it come, then nothing.
+    await peer.write(
+      "HTTP/1.1 503 Service Unavailable\r\nTransfer-Encoding: chunked\r\n\r\n" +
+        `100000\r\n${"x".repeat(2000)}`,
+    );
+    await peer.readToEnd();
+  });
+  const error = await rejection(
+    connect(`ws://127.0.0.1:${raw.port}/`, {
+      pingInterval: 0,
+      maxErrorBodySize: 1500,
+    }),
+    "connect",
+  );
+  assert.ok(error instanceof HandshakeError, String(error));
+  assert.equal(error.status, 503);
+  assert.equal(decoder.decode(error.body), "x".repeat(1500));
+});
+
+Deno.test("connect() ends the body at a malformed chunk, keeping the status, headers and the data before it", async () => {
+  await using raw = new RawServer(async (peer) => {
+    await peer.readHead();
+    await peer.write(
+      "HTTP/1.1 500 Internal Server Error\r\nX-Id: 7\r\n" +
+        "Transfer-Encoding: chunked\r\n\r\n4\r\noops\r\nzz\r\nmore",
+    );
+    await peer.readToEnd();
+  });
+  const error = await rejection(
+    connect(`ws://127.0.0.1:${raw.port}/`, { pingInterval: 0 }),
+    "connect",
+  );
+  assert.ok(error instanceof HandshakeError, String(error));
+  assert.equal(error.status, 500);
+  assert.equal(error.headers?.get("x-id"), "7");
+  assert.equal(decoder.decode(error.body), "oops");
+});
+
+Deno.test("connect() decodes a proxy's chunked refusal body", async () => {
+  await using proxy = new RawServer(async (peer) => {
+    await peer.readHead();
+    await peer.write(
+      "HTTP/1.1 502 Bad Gateway\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nno \r",
+    );
+    await peer.write("\n5\r\nroute\r\n0\r\n\r\n");
+    await peer.readToEnd();
+  });
+  const error = await rejection(
+    connect("ws://127.0.0.1:9/", {
+      pingInterval: 0,
+      proxy: `http://127.0.0.1:${proxy.port}`,
+    }),
+    "connect",
+  );
+  assert.ok(error instanceof HandshakeError, String(error));
+  assert.equal(error.status, 502);
+  assert.equal(decoder.decode(error.body), "no route");
 });
 
 // ---------------------------------------------------------------------------

@@ -533,6 +533,26 @@ Deno.test("serve().shutdown() answers 503 to requests whose hooks still run, and
   }
 });
 
+Deno.test("serve() refuses obs-fold in an upgrade request with 400 (RFC 9112 §5.2)", async () => {
+  const { server, errors } = quietServer();
+  await using _server = server;
+  const port = server.addr.port;
+  // The fold connect() accepts in a 101 is refused in a request.
+  const folded = await request(
+    port,
+    `GET / HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\n` +
+      "Connection: keep-alive,\r\n Upgrade\r\n" +
+      `Sec-WebSocket-Key: ${createKey()}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+  );
+  assert.equal(folded.status, 400);
+  assert.match(folded.body, /obsolete line folding/);
+  assert.deepEqual(
+    errors.map((error) => (error as HandshakeError).status),
+    [400],
+  );
+  await assertServes(port, "after a folded request");
+});
+
 // ---------------------------------------------------------------------------
 // Hostile frames after a valid handshake
 // ---------------------------------------------------------------------------

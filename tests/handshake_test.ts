@@ -22,6 +22,8 @@ import {
   WEBSOCKET_GUID,
 } from "../handshake.ts";
 import { HandshakeError } from "../errors.ts";
+import { readResponseHead } from "../_http.ts";
+import { ChunkedDecoder, readBody } from "../_body.ts";
 
 const KEY = "dGhlIHNhbXBsZSBub25jZQ==";
 const ACCEPT = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
@@ -139,10 +141,11 @@ function assertMessageStyle(message: string): void {
   assert.ok(!message.includes(KEY), `message leaks the key: ${message}`);
 }
 
-Deno.test("handshake.ts and _http.ts use only the Web platform and each other", async () => {
+Deno.test("handshake.ts, _http.ts and _body.ts use only the Web platform and each other", async () => {
   const expected: Record<string, string[]> = {
     "handshake.ts": ["./errors.ts", "./_http.ts", "./_http.ts", "./errors.ts"],
     "_http.ts": ["./errors.ts"],
+    "_body.ts": ["./_http.ts"],
   };
   for (const [file, imported] of Object.entries(expected)) {
     const source = await Deno.readTextFile(
@@ -1258,8 +1261,64 @@ Deno.test("RFC 9112 parseRequestHead() and parseResponseHead() are strict", asyn
     ["a missing version", "101 Switching Protocols\r\n\r\n"],
     ["a control character in the reason", "HTTP/1.1 101 Switching\x01\r\n\r\n"],
     ["a bare LF", "HTTP/1.1 101 Switching Protocols\nUpgrade: websocket\n\n"],
-    ["obs-fold", "HTTP/1.1 101 OK\r\nUpgrade: websocket\r\n more\r\n\r\n"],
+    [
+      "a folded line right after the status line",
+      "HTTP/1.1 101 OK\r\n Upgrade: websocket\r\n\r\n",
+    ],
+    [
+      "a control character in a folded line",
+      "HTTP/1.1 101 OK\r\nUpgrade: websocket\r\n more\x01\r\n\r\n",
+    ],
   ];
+  await t.step(
+    "parseResponseHead() replaces each obs-fold with one space (RFC 9112 §5.2)",
+    () => {
+      const response = parseResponseHead(encode(
+        "HTTP/1.1 101 Switching Protocols\r\n" +
+          "Upgrade: websocket\r\n" +
+          "Set-Cookie: a=1;\r\n Path=/;  \r\n\t \tHttpOnly\r\n" +
+          "X-Empty:\r\n  late\r\n" +
+          "X-Blank: b\r\n \t \r\n" +
+          "Connection: Upgrade\r\n\r\n",
+      ));
+      assert.deepEqual(response.rawHeaders, [
+        ["Upgrade", "websocket"],
+        ["Set-Cookie", "a=1; Path=/; HttpOnly"],
+        ["X-Empty", "late"],
+        ["X-Blank", "b"],
+        ["Connection", "Upgrade"],
+      ]);
+      assert.equal(
+        response.headers.get("set-cookie"),
+        "a=1; Path=/; HttpOnly",
+      );
+      // A folded value takes part in the handshake like any other.
+      const folded = parseResponseHead(encode(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n" +
+          "Connection: keep-alive,\r\n Upgrade\r\n" +
+          `Sec-WebSocket-Accept:\r\n ${ACCEPT}\r\n\r\n`,
+      ));
+      assert.equal(folded.headers.get("connection"), "keep-alive, Upgrade");
+      assert.equal(folded.headers.get("sec-websocket-accept"), ACCEPT);
+    },
+  );
+
+  await t.step(
+    "parseRequestHead() still refuses the same obs-fold with 400",
+    () => {
+      assert.throws(
+        () =>
+          parseRequestHead(encode(
+            "GET / HTTP/1.1\r\nHost: a\r\nSet-Cookie: a=1;\r\n Path=/\r\n\r\n",
+          )),
+        handshakeError({
+          status: 400,
+          message: /line 3 uses obsolete line folding/,
+        }),
+      );
+    },
+  );
+
   for (const [what, text] of responseFailures) {
     await t.step(
       `parseResponseHead() refuses ${what}, without a status`,
@@ -1314,6 +1373,34 @@ Deno.test("RFC 9112 readHead() reads hostile heads within its limits", async (t)
     }
     assert.deepEqual(Uint8Array.from(after), frame);
   });
+
+  await t.step(
+    "keeps copies of the chunks it holds, not views into the reader's buffers",
+    async () => {
+      // A producer that reuses one 64 KiB buffer for every chunk: a view
+      // kept from an earlier read sees the later bytes. Deno's readable
+      // does not reuse its buffers, but gives each read its own 64 KiB one,
+      // which a kept view would pin.
+      const head = encode(requestText(VALID_REQUEST_LINES));
+      const shared = new Uint8Array(65536);
+      let offset = 0;
+      const stream = new ReadableStream<Uint8Array>({
+        pull(controller) {
+          shared.fill(0x58);
+          const size = Math.min(7, head.length - offset);
+          shared.set(head.subarray(offset, offset + size));
+          offset += size;
+          controller.enqueue(shared.subarray(0, size));
+        },
+      }, { highWaterMark: 0 });
+      const result = await readHead(stream.getReader());
+      assert.equal(decode(result.head), decode(head));
+      assert.ok(
+        result.head.buffer.byteLength === head.length,
+        "the head owns its buffer",
+      );
+    },
+  );
 
   await t.step("returns in rest the bytes after the head", async () => {
     const head = encode(requestText(VALID_REQUEST_LINES));
@@ -1510,4 +1597,368 @@ Deno.test("RFC 9112 readHead() reads hostile heads within its limits", async (t)
       }
     },
   );
+});
+
+Deno.test("RFC 9110 §15.2 readResponseHead() skips interim 1xx responses", async (t) => {
+  const interim = "HTTP/1.1 100 Continue\r\n\r\n" +
+    "HTTP/1.1 102 Processing\r\n\r\n" +
+    "HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n";
+  const final = "HTTP/1.1 101 Switching Protocols\r\n" +
+    VALID_RESPONSE_LINES.join("\r\n") + "\r\n\r\n";
+  const frame = Uint8Array.of(0x81, 0x02, 0x68, 0x69);
+
+  await t.step(
+    "returns the 101 after them, with the bytes that follow it, in any split",
+    async () => {
+      const bytes = Uint8Array.from([...encode(interim + final), ...frame]);
+      const splits: Uint8Array[][] = [
+        [bytes],
+        Array.from(bytes, (byte) => Uint8Array.of(byte)),
+      ];
+      for (let split = 1; split < bytes.length; split++) {
+        splits.push([bytes.slice(0, split), bytes.slice(split)]);
+      }
+      for (const chunks of splits) {
+        const reader = streamOf(chunks).getReader();
+        const result = await readResponseHead(reader);
+        assert.equal(result.response.status, 101);
+        assert.equal(result.interim, 3);
+        assert.deepEqual(result.response.rawHeaders, [
+          ["Upgrade", "websocket"],
+          ["Connection", "Upgrade"],
+          ["Sec-WebSocket-Accept", ACCEPT],
+        ]);
+        const after = [...result.rest];
+        while (true) {
+          const { done, value } = await reader.read();
+          if (done) break;
+          after.push(...value);
+        }
+        assert.deepEqual(Uint8Array.from(after), frame);
+      }
+    },
+  );
+
+  await t.step(
+    "stops at 101, the final answer to an upgrade (§15.2.2), and at 2xx-5xx",
+    async () => {
+      const upgraded = await readResponseHead(
+        streamOf([encode(final + "HTTP/1.1 100 Continue\r\n\r\n")])
+          .getReader(),
+      );
+      assert.equal(upgraded.response.status, 101);
+      assert.equal(upgraded.interim, 0);
+      assert.equal(decode(upgraded.rest), "HTTP/1.1 100 Continue\r\n\r\n");
+      for (const status of [200, 302, 403, 503]) {
+        const result = await readResponseHead(
+          streamOf([
+            encode(
+              `${interim}HTTP/1.1 ${status} X\r\nContent-Length: 2\r\n\r\nno`,
+            ),
+          ]).getReader(),
+        );
+        assert.equal(result.response.status, status);
+        assert.equal(result.interim, 3);
+        assert.equal(decode(result.rest), "no");
+      }
+    },
+  );
+
+  await t.step(
+    "counts every head toward maxHeadSize: exactly the limit passes, one byte more fails",
+    async () => {
+      const bytes = encode(interim + final);
+      const exact = await readResponseHead(streamOf([bytes]).getReader(), {
+        maxHeadSize: bytes.length,
+      });
+      assert.equal(exact.response.status, 101);
+      await assert.rejects(
+        readResponseHead(streamOf([bytes]).getReader(), {
+          maxHeadSize: bytes.length - 1,
+        }),
+        handshakeError({
+          status: 431,
+          message:
+            /^Cannot read HTTP head: heads are larger than \d+ bytes together, 3 interim responses included$/,
+        }),
+      );
+    },
+  );
+
+  await t.step(
+    "fails at the limit, bounded, when 1xx responses never end",
+    async () => {
+      const { stream, produced } = endless(
+        encode("HTTP/1.1 100 Continue\r\n\r\n".repeat(40)),
+      );
+      const reader = stream.getReader();
+      await assert.rejects(
+        readResponseHead(reader),
+        handshakeError({ status: 431, message: /heads are larger than 16384/ }),
+      );
+      // The limit, plus the chunk that passed it, plus the one queued ahead.
+      assert.ok(produced() <= 16384 + 2 * 1000, `read ${produced()} bytes`);
+      await reader.cancel();
+    },
+  );
+
+  await t.step("refuses a malformed interim head", async () => {
+    await assert.rejects(
+      readResponseHead(
+        streamOf([
+          encode("HTTP/1.1 100 Continue\r\nBad Name: x\r\n\r\n" + final),
+        ])
+          .getReader(),
+      ),
+      handshakeError({ status: undefined, message: /not a token|no colon/ }),
+    );
+    await assert.rejects(
+      readResponseHead(streamOf([encode(interim)]).getReader()),
+      handshakeError({
+        status: 400,
+        message: /connection closed after 0 bytes/,
+      }),
+    );
+  });
+
+  await t.step(
+    "checks maxHeadSize and rejects with the signal's reason",
+    async () => {
+      await assert.rejects(
+        readResponseHead(streamOf([]).getReader(), { maxHeadSize: 3 }),
+        RangeError,
+      );
+      const reason = new DOMException("Handshake timed out", "TimeoutError");
+      const controller = new AbortController();
+      const reader = streamOf([encode(interim)], false).getReader();
+      const promise = readResponseHead(reader, { signal: controller.signal });
+      controller.abort(reason);
+      await assert.rejects(promise, (error: unknown) => error === reason);
+      await reader.cancel();
+    },
+  );
+});
+
+Deno.test("RFC 9112 §7.1 readBody() decodes chunked bodies within its limits", async (t) => {
+  const chunked = new Headers({ "transfer-encoding": "chunked" });
+  const body = "5\r\nhello\r\n" +
+    '1;name=value;q="a b"\r\n,\r\n' +
+    "A \t;ext\r\n wide web \r\n" +
+    "0\r\nTrailer: x\r\n\r\n";
+  const text = "hello, wide web ";
+
+  /** readBody() over `chunks` (the first is `rest`), on a stream left open. */
+  async function bodyOf(
+    chunks: string[],
+    headers: Headers = chunked,
+    maxSize = 65536,
+  ): Promise<string> {
+    const [rest = "", ...more] = chunks;
+    const reader = streamOf(more.map(encode), false).getReader();
+    try {
+      return decode(
+        await readBody(reader, encode(rest), headers, maxSize, undefined),
+      );
+    } finally {
+      await reader.cancel();
+    }
+  }
+
+  await t.step(
+    "decodes chunks in any split, stopping at the last chunk",
+    async () => {
+      assert.equal(await bodyOf([body]), text);
+      assert.equal(await bodyOf(["", ...body]), text);
+      for (let split = 0; split <= body.length; split++) {
+        assert.equal(
+          await bodyOf([body.slice(0, split), body.slice(split)]),
+          text,
+          `split at ${split}`,
+        );
+      }
+      // Bytes after the last chunk are not the body's.
+      assert.equal(
+        await bodyOf(["3\r\nabc\r\n0\r\n\r\nHTTP/1.1 200 OK"]),
+        "abc",
+      );
+      // Upper-case hex digits, leading zeros, a 0-length extension value.
+      assert.equal(
+        await bodyOf([`00B\r\n${"x".repeat(11)}\r\n000;a=\r\n`]),
+        "x".repeat(11),
+      );
+    },
+  );
+
+  await t.step(
+    "decodes when chunked is the last of several codings, and over Content-Length",
+    async () => {
+      assert.equal(
+        await bodyOf(
+          [body],
+          new Headers({ "transfer-encoding": "gzip, Chunked" }),
+        ),
+        text,
+      );
+      assert.equal(
+        await bodyOf(
+          [body],
+          new Headers({
+            "transfer-encoding": "chunked",
+            "content-length": "3",
+          }),
+        ),
+        text,
+      );
+    },
+  );
+
+  await t.step("keeps maxSize bytes and reads no further", async () => {
+    const chunk = encode(`400\r\n${"a".repeat(1024)}\r\n`);
+    const { stream, produced } = endless(chunk);
+    const reader = stream.getReader();
+    const bytes = await readBody(
+      reader,
+      new Uint8Array(0),
+      chunked,
+      3000,
+      undefined,
+    );
+    assert.equal(decode(bytes), "a".repeat(3000));
+    // Three chunks hold 3000 bytes of data; one more may be queued ahead.
+    assert.ok(produced() <= 5 * chunk.length, `read ${produced()} bytes`);
+    await reader.cancel();
+    assert.equal(await bodyOf([body], chunked, 7), "hello, ");
+    assert.equal(await bodyOf([body], chunked, 0), "");
+  });
+
+  await t.step(
+    "ends at 16 KiB of framing without data, bounded",
+    async () => {
+      // Endless leading zeros of a size; an endless extension.
+      for (const [rest, filler] of [["", "0"], ["1;", "x"]] as const) {
+        const { stream, produced } = endless(encode(filler.repeat(1000)));
+        const reader = stream.getReader();
+        const bytes = await readBody(
+          reader,
+          encode(rest),
+          chunked,
+          65536,
+          undefined,
+        );
+        assert.equal(bytes.length, 0);
+        assert.ok(produced() <= 16384 + 2 * 1000, `read ${produced()} bytes`);
+        await reader.cancel();
+      }
+    },
+  );
+
+  const malformed: [string, string, RegExp][] = [
+    [
+      "a size that is not hex",
+      "5\r\nhello\r\nzz\r\n",
+      /not a hexadecimal number/,
+    ],
+    ["no size", "5\r\nhello\r\n\r\n", /not a hexadecimal number/],
+    ["a negative size", "-5\r\nhello\r\n", /not a hexadecimal number/],
+    [
+      "a bare LF after the size",
+      "5\nhello\r\n0\r\n\r\n",
+      /does not end with CRLF/,
+    ],
+    ["a bare CR after the size", "5\rhello\r\n", /does not end with CRLF/],
+    [
+      "data longer than its size",
+      "3\r\nhello\r\n0\r\n\r\n",
+      /longer than its size/,
+    ],
+    ["a bare CR after the data", "3\r\nhel\rlo", /does not end with CRLF/],
+    [
+      "a control character in an extension",
+      "3;a\x01\r\nhel\r\n",
+      /control character/,
+    ],
+    ["a size over 2^53 - 1", "20000000000000\r\nhel", /too large/],
+  ];
+  for (const [what, bytes, message] of malformed) {
+    await t.step(
+      `ends the capture at ${what}, keeping the data before it`,
+      async () => {
+        const decoder = new ChunkedDecoder(65536);
+        decoder.push(encode("2\r\nok\r\n" + bytes));
+        assert.equal(decoder.done, true);
+        assert.match(decoder.error ?? "", message);
+        assertMessageStyle(decoder.error ?? "");
+        const kept = decode(decoder.body);
+        assert.ok(kept.startsWith("ok"), kept);
+        assert.equal(await bodyOf(["2\r\nok\r\n" + bytes]), kept);
+      },
+    );
+  }
+
+  await t.step("ends the capture at the end of the stream", async () => {
+    const reader = streamOf([encode("5\r\nhel")]).getReader();
+    const bytes = await readBody(
+      reader,
+      encode("2\r\nok\r\n"),
+      chunked,
+      100,
+      undefined,
+    );
+    assert.equal(decode(bytes), "okhel");
+  });
+
+  await t.step(
+    "keeps only what came with the head for other transfer codings",
+    async () => {
+      // The stream stays open: reading on would wait for ever.
+      assert.equal(
+        await bodyOf(
+          ["raw", "more"],
+          new Headers({ "transfer-encoding": "gzip" }),
+        ),
+        "raw",
+      );
+    },
+  );
+
+  await t.step(
+    "reads up to a Content-Length of digits, and no length otherwise",
+    async () => {
+      const length = (value: string) =>
+        new Headers({ "content-length": value });
+      assert.equal(
+        await bodyOf(["go", " a", "way", "!!"], length("7")),
+        "go away",
+      );
+      assert.equal(await bodyOf(["go", " away"], length("7"), 4), "go a");
+      for (const value of ["-1", "7, 7", "0x7", " ", "1e3"]) {
+        assert.equal(await bodyOf(["go", " away"], length(value)), "go", value);
+      }
+      assert.equal(await bodyOf(["go", " away"], new Headers()), "go");
+      // The stream ends early: what came is kept.
+      const reader = streamOf([encode(" a")]).getReader();
+      assert.equal(
+        decode(
+          await readBody(reader, encode("go"), length("100"), 100, undefined),
+        ),
+        "go a",
+      );
+    },
+  );
+
+  await t.step("rejects with the signal's reason", async () => {
+    const reason = new DOMException("Handshake timed out", "TimeoutError");
+    const reader = streamOf([], false).getReader();
+    await assert.rejects(
+      readBody(
+        reader,
+        encode("2\r\nok"),
+        chunked,
+        100,
+        AbortSignal.abort(reason),
+      ),
+      (error: unknown) => error === reason,
+    );
+    await reader.cancel();
+  });
 });

@@ -107,6 +107,7 @@ Deno.test("the sans-I/O modules use no Deno API", async () => {
       "frame.ts",
       "handshake.ts",
       "_http.ts",
+      "_body.ts",
       "connection.ts",
       "_writer.ts",
       "deflate.ts",
