@@ -17,6 +17,7 @@ const MAX_CHUNK_FRAMING = 16384;
  * Reads the body of a non-101 answer (RFC 9112 §6.3), keeping at most
  * `maxSize` bytes; `rest` holds the bytes that came with the head.
  *
+ * - 204 and 304: no body.
  * - `Transfer-Encoding` with `chunked` last: the chunks are decoded until
  *   the last chunk, the limit, the end of the stream or a malformed chunk,
  *   whichever comes first (the trailer section is not read).
@@ -31,10 +32,13 @@ const MAX_CHUNK_FRAMING = 16384;
 export async function readBody(
   reader: ReadableStreamDefaultReader<Uint8Array>,
   rest: Uint8Array,
-  headers: Headers,
+  { status, headers }: { status: number; headers: Headers },
   maxSize: number,
   signal: AbortSignal | undefined,
 ): Promise<Uint8Array<ArrayBuffer>> {
+  // RFC 9112 §6.3 point 1: a 204 or 304 has no body, whatever its headers
+  // say (waiting for its Content-Length would wait for the deadline).
+  if (status === 204 || status === 304) return new Uint8Array(0);
   // RFC 9112 §6.3 point 3: Transfer-Encoding overrides Content-Length.
   const transferEncoding = headers.get("transfer-encoding");
   if (transferEncoding !== null) {

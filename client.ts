@@ -517,7 +517,7 @@ async function attempt(
         const body = await readBody(
           reader,
           rest,
-          response.headers,
+          response,
           options.maxErrorBodySize ?? 65_536,
           signal,
         );
@@ -740,7 +740,7 @@ async function tunnel(
         const body = await readBody(
           reader,
           rest,
-          response.headers,
+          response,
           options.maxErrorBodySize ?? 65_536,
           signal,
         );

@@ -1919,6 +1919,29 @@ Deno.test("connect() decodes a chunked refusal body into the HandshakeError (RFC
   assert.equal(decoder.decode(error.body), "not allowed here, go");
 });
 
+Deno.test("connect() fails at once with a HandshakeError on a 304 that announces a body it never sends (RFC 9112 §6.3)", async () => {
+  await using raw = new RawServer(async (peer) => {
+    await peer.readHead();
+    // A 304 has no body, whatever Content-Length says; the connection stays.
+    await peer.write(
+      'HTTP/1.1 304 Not Modified\r\nContent-Length: 1000\r\nETag: "v1"\r\n\r\n',
+    );
+    await peer.readToEnd();
+  });
+  const error = await rejection(
+    connect(`ws://127.0.0.1:${raw.port}/`, {
+      pingInterval: 0,
+      handshakeTimeout: 5000,
+    }),
+    "connect",
+  );
+  // Waiting for the 1,000 bytes made it a TimeoutError after 5 s.
+  assert.ok(error instanceof HandshakeError, String(error));
+  assert.equal(error.status, 304);
+  assert.equal(error.headers?.get("etag"), '"v1"');
+  assert.equal(error.body?.length, 0);
+});
+
 Deno.test("connect() keeps maxErrorBodySize bytes of a chunked body, without waiting for the rest", async () => {
   await using raw = new RawServer(async (peer) => {
     await peer.readHead();

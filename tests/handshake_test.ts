@@ -1746,6 +1746,7 @@ Deno.test("RFC 9112 §7.1 readBody() decodes chunked bodies within its limits", 
     "A \t;ext\r\n wide web \r\n" +
     "0\r\nTrailer: x\r\n\r\n";
   const text = "hello, wide web ";
+  const refused = (headers: Headers) => ({ status: 403, headers });
 
   /** readBody() over `chunks` (the first is `rest`), on a stream left open. */
   async function bodyOf(
@@ -1757,7 +1758,13 @@ Deno.test("RFC 9112 §7.1 readBody() decodes chunked bodies within its limits", 
     const reader = streamOf(more.map(encode), false).getReader();
     try {
       return decode(
-        await readBody(reader, encode(rest), headers, maxSize, undefined),
+        await readBody(
+          reader,
+          encode(rest),
+          { status: 403, headers },
+          maxSize,
+          undefined,
+        ),
       );
     } finally {
       await reader.cancel();
@@ -1819,7 +1826,7 @@ Deno.test("RFC 9112 §7.1 readBody() decodes chunked bodies within its limits", 
     const bytes = await readBody(
       reader,
       new Uint8Array(0),
-      chunked,
+      refused(chunked),
       3000,
       undefined,
     );
@@ -1841,7 +1848,7 @@ Deno.test("RFC 9112 §7.1 readBody() decodes chunked bodies within its limits", 
         const bytes = await readBody(
           reader,
           encode(rest),
-          chunked,
+          refused(chunked),
           65536,
           undefined,
         );
@@ -1900,7 +1907,7 @@ Deno.test("RFC 9112 §7.1 readBody() decodes chunked bodies within its limits", 
     const bytes = await readBody(
       reader,
       encode("2\r\nok\r\n"),
-      chunked,
+      refused(chunked),
       100,
       undefined,
     );
@@ -1939,7 +1946,13 @@ Deno.test("RFC 9112 §7.1 readBody() decodes chunked bodies within its limits", 
       const reader = streamOf([encode(" a")]).getReader();
       assert.equal(
         decode(
-          await readBody(reader, encode("go"), length("100"), 100, undefined),
+          await readBody(
+            reader,
+            encode("go"),
+            refused(length("100")),
+            100,
+            undefined,
+          ),
         ),
         "go a",
       );
@@ -1953,7 +1966,7 @@ Deno.test("RFC 9112 §7.1 readBody() decodes chunked bodies within its limits", 
       readBody(
         reader,
         encode("2\r\nok"),
-        chunked,
+        refused(chunked),
         100,
         AbortSignal.abort(reason),
       ),
@@ -1961,4 +1974,30 @@ Deno.test("RFC 9112 §7.1 readBody() decodes chunked bodies within its limits", 
     );
     await reader.cancel();
   });
+
+  await t.step(
+    "RFC 9112 §6.3 a 204 or 304 has no body, whatever its headers say",
+    async () => {
+      for (const status of [204, 304]) {
+        for (
+          const headers of [
+            new Headers({ "content-length": "10" }),
+            chunked,
+          ]
+        ) {
+          // The stream stays open: waiting for the body would wait for ever.
+          const reader = streamOf([encode("more")], false).getReader();
+          const bytes = await readBody(
+            reader,
+            encode("rest"),
+            { status, headers },
+            100,
+            AbortSignal.timeout(2000),
+          );
+          assert.equal(bytes.length, 0, `${status}`);
+          await reader.cancel();
+        }
+      }
+    },
+  );
 });
