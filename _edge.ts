@@ -55,10 +55,14 @@ export class EdgeWebSocket implements WebSocketSession {
     });
     socket.addEventListener("close", (event) => {
       this.#info = {
-        code: event.code,
+        // The runtime reports code 0 when it drops the connection without a
+        // close handshake (for one, when the peer sends a message after the
+        // server's close()); CloseInfo says 1006 for that (RFC 6455 §7.1.5).
+        code: event.code === 0 ? 1006 : event.code,
         reason: event.reason,
         wasClean: event.wasClean,
       };
+      if (event.code === 0) this.#failed = true;
       const waiters = this.#waiters;
       this.#waiters = [];
       for (const waiter of waiters) {

@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 // @ts-types="npm:@types/ws@8.18.1"
 import NodeWebSocket from "npm:ws@8.23.0";
 import type { CloseInfo, WebSocketSession } from "../connection.ts";
+import { ConnectionClosedError } from "../errors.ts";
 import {
   createFetchHandler,
   type FetchHandlerOptions,
@@ -962,4 +963,44 @@ Deno.test("createFetchHandler() answers plain HTTP with 426 by default", async (
   assert.equal(response.status, 426);
   assert.equal(response.headers.get("sec-websocket-version"), "13");
   await response.text();
+});
+
+Deno.test("createFetchHandler() reports 1006 when the runtime drops a connection whose peer sent after the server's close", async () => {
+  // Deno's runtime (2.9.6) drops a server connection that receives a data
+  // frame after its close(), often before its close frame is written, and
+  // reports code 0.
+  // The client writes all its messages before it can see a close frame, so
+  // some arrive after close().
+  const closed = Promise.withResolvers<CloseInfo>();
+  const ended = Promise.withResolvers<unknown>();
+  await using server = fetchServer({}, async (ws) => {
+    for await (const _ of ws) {
+      void ws.close(1000, "enough");
+      break;
+    }
+    closed.resolve(await ws.closed);
+    try {
+      // Messages queued before close() stay readable; then iteration ends.
+      for await (const _ of ws) { /* drained */ }
+      ended.resolve(undefined);
+    } catch (error) {
+      ended.resolve(error);
+    }
+  });
+  const client = await connectClient(
+    NODE,
+    urlOf(NODE, server.addr.port),
+  );
+  for (let i = 0; i < 200; i++) client.send(`message ${i}`);
+  assert.deepEqual(await deadline(closed.promise, "server close"), {
+    code: 1006,
+    reason: "",
+    wasClean: false,
+  });
+  const error = await deadline(ended.promise, "iteration end");
+  assert.ok(error instanceof ConnectionClosedError);
+  assert.equal(error.code, 1006);
+  // Whether the client saw the close frame depends on when the runtime
+  // wrote it: only that the connection ends is asserted.
+  await deadline(client.closed, "client close");
 });
