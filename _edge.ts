@@ -12,57 +12,93 @@ import type {
   WebSocketMessage,
   WebSocketSession,
 } from "./connection.ts";
-import { ConnectionClosedError } from "./errors.ts";
+import { ConnectionClosedError, ProtocolError } from "./errors.ts";
 
 const textEncoder = new TextEncoder();
 
+// The queue of received messages is full while READ_QUEUE_LIMIT messages or
+// READ_QUEUE_SIZE bytes (UTF-16 code units for text) wait for the handler;
+// a message that finds it full fails the connection. connection.ts pauses
+// reading at 16 messages instead, but the runtime's WebSocket cannot pause:
+// it fires every buffered message in a row, so even an echo handler falls
+// hundreds of messages behind a burst of a thousand. These bounds are for a
+// peer that outpaces the handler for good: 16 MiB, as maxBufferedAmount
+// bounds the other direction, and 16,384 messages, so that empty ones cannot
+// pile up (each costs a few hundred bytes of objects).
+const READ_QUEUE_LIMIT = 16_384;
+const READ_QUEUE_SIZE = 16 * 1024 * 1024;
+
+/** The limits an {@linkcode EdgeWebSocket} enforces itself. */
+export interface EdgeLimits {
+  /** The largest message accepted, in bytes (UTF-8 for text). */
+  maxMessageSize: number;
+}
+
 /**
  * A {@linkcode WebSocketSession} over the runtime's WebSocket object: the
- * same handler API, with what that object lacks (`ping()` rejects, the
- * message queue is the runtime's).
+ * same handler API, with what that object lacks (`ping()` rejects).
+ *
+ * The runtime's WebSocket has no read backpressure: it fires every message
+ * as it arrives. So the messages waiting for the handler are bounded here:
+ * a message that finds 16,384 messages or 16 MiB waiting closes the
+ * connection with 1008 (policy violation), and a message over
+ * `maxMessageSize` closes it with 1009 (message too big); either is
+ * dropped. Messages queued before stay readable; then iteration throws a
+ * {@linkcode ProtocolError} with the close code sent.
  */
 export class EdgeWebSocket implements WebSocketSession {
   readonly #socket: WebSocket;
   readonly #url: string;
   readonly #protocol: string;
+  readonly #maxMessageSize: number;
   #messages: WebSocketMessage[] = [];
+  // The sum of sizeOf() over #messages.
+  #queuedSize = 0;
   #waiters: Array<{
     resolve(result: IteratorResult<WebSocketMessage>): void;
     reject(error: unknown): void;
   }> = [];
   #info: CloseInfo | undefined;
   #failed = false;
+  // Set when a limit failed the connection: no message is queued after it,
+  // and iteration throws it once the queue is drained.
+  #error: ProtocolError | undefined;
   readonly #closed = Promise.withResolvers<CloseInfo>();
   #readable: ReadableStream<WebSocketMessage> | undefined;
   #writable: WritableStream<WebSocketData> | undefined;
 
-  constructor(socket: WebSocket, url: string, protocol: string) {
+  constructor(
+    socket: WebSocket,
+    url: string,
+    protocol: string,
+    limits: EdgeLimits,
+  ) {
     this.#socket = socket;
     this.#url = url;
     this.#protocol = protocol;
+    this.#maxMessageSize = limits.maxMessageSize;
     socket.binaryType = "arraybuffer";
     socket.addEventListener("message", (event) => {
-      const data = event.data;
-      const message = typeof data === "string"
-        ? data
-        : new Uint8Array(data as ArrayBuffer);
-      const waiter = this.#waiters.shift();
-      if (waiter !== undefined) waiter.resolve({ value: message, done: false });
-      else this.#messages.push(message);
+      this.#onMessage(event.data as string | ArrayBuffer);
     });
     socket.addEventListener("error", () => {
       this.#failed = true;
     });
     socket.addEventListener("close", (event) => {
       this.#info = {
-        code: event.code,
+        // The runtime reports code 0 when it drops the connection without a
+        // close handshake (for one, when the peer sends a message after the
+        // server's close()); CloseInfo says 1006 for that (RFC 6455 §7.1.5).
+        code: event.code === 0 ? 1006 : event.code,
         reason: event.reason,
         wasClean: event.wasClean,
       };
+      if (event.code === 0) this.#failed = true;
       const waiters = this.#waiters;
       this.#waiters = [];
       for (const waiter of waiters) {
-        if (this.#failed) waiter.reject(this.#closedError());
+        if (this.#error !== undefined) waiter.reject(this.#error);
+        else if (this.#failed) waiter.reject(this.#closedError());
         else waiter.resolve({ value: undefined, done: true });
       }
       this.#closed.resolve(this.#info);
@@ -136,11 +172,77 @@ export class EdgeWebSocket implements WebSocketSession {
     return { next: () => this.#next() };
   }
 
+  #onMessage(data: string | ArrayBuffer): void {
+    // After a limit failed the connection nothing more is queued (the
+    // runtime fires no message after close() anyway).
+    if (this.#error !== undefined) return;
+    const max = this.#maxMessageSize;
+    const message = typeof data === "string" ? data : new Uint8Array(data);
+    // The runtime takes messages up to its own cap (64 MiB), so a smaller
+    // maxMessageSize is enforced here, once the message is whole.
+    if (isOver(message, max)) {
+      const size = typeof message === "string"
+        ? utf8Length(message)
+        : message.byteLength;
+      this.#fail(
+        new ProtocolError(
+          `Cannot read message: it is ${size} bytes, limit is ${max}`,
+          1009,
+        ),
+      );
+      return;
+    }
+    const waiter = this.#waiters.shift();
+    if (waiter !== undefined) {
+      waiter.resolve({ value: message, done: false });
+      return;
+    }
+    // An empty queue always takes a message.
+    if (this.#messages.length >= READ_QUEUE_LIMIT) {
+      this.#fail(
+        new ProtocolError(
+          `Cannot queue message: ${this.#messages.length} messages wait to be read, limit is ${READ_QUEUE_LIMIT}`,
+          1008,
+        ),
+      );
+      return;
+    }
+    if (this.#queuedSize >= READ_QUEUE_SIZE) {
+      this.#fail(
+        new ProtocolError(
+          `Cannot queue message: ${this.#queuedSize} bytes wait to be read, limit is ${READ_QUEUE_SIZE}`,
+          1008,
+        ),
+      );
+      return;
+    }
+    this.#messages.push(message);
+    this.#queuedSize += sizeOf(message);
+  }
+
+  // §7.1.7: fail the connection with the limit's close code. Messages
+  // queued before stay readable; iteration then throws the error, as
+  // connection.ts does.
+  #fail(error: ProtocolError): void {
+    this.#error = error;
+    // Waiters mean the queue is empty: they end now.
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    for (const waiter of waiters) waiter.reject(error);
+    if (this.#socket.readyState <= WebSocket.OPEN) {
+      // The messages above are ASCII and far below the 123 bytes a close
+      // reason may hold (§5.5).
+      this.#socket.close(error.closeCode, error.message);
+    }
+  }
+
   #next(): Promise<IteratorResult<WebSocketMessage>> {
     const message = this.#messages.shift();
     if (message !== undefined) {
+      this.#queuedSize -= sizeOf(message);
       return Promise.resolve({ value: message, done: false });
     }
+    if (this.#error !== undefined) return Promise.reject(this.#error);
     if (this.#info !== undefined) {
       return this.#failed
         ? Promise.reject(this.#closedError())
@@ -157,6 +259,41 @@ export class EdgeWebSocket implements WebSocketSession {
       this.#info?.reason ?? "",
     );
   }
+}
+
+// The memory a queued message holds, roughly: bytes, or UTF-16 code units
+// (as connection.ts counts its queue).
+function sizeOf(message: WebSocketMessage): number {
+  return typeof message === "string" ? message.length : message.byteLength;
+}
+
+// Whether a message is over `max` bytes (UTF-8 for text). A UTF-16 code unit
+// is 1 to 3 bytes of UTF-8, so text is counted only when the bounds do not
+// tell.
+function isOver(message: WebSocketMessage, max: number): boolean {
+  if (typeof message !== "string") return message.byteLength > max;
+  if (message.length > max) return true;
+  if (message.length * 3 <= max) return false;
+  return utf8Length(message) > max;
+}
+
+// The length of a string in UTF-8, without encoding it. A lone surrogate
+// counts as the 3 bytes of U+FFFD, which is what encoding it gives.
+function utf8Length(text: string): number {
+  let length = 0;
+  for (let i = 0; i < text.length; i++) {
+    const unit = text.charCodeAt(i);
+    if (unit < 0x80) length += 1;
+    else if (unit < 0x800) length += 2;
+    else if (
+      unit >= 0xd800 && unit <= 0xdbff && i + 1 < text.length &&
+      (text.charCodeAt(i + 1) & 0xfc00) === 0xdc00
+    ) {
+      length += 4;
+      i++;
+    } else length += 3;
+  }
+  return length;
 }
 
 function handled<T>(promise: Promise<T>): Promise<T> {

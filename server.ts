@@ -38,6 +38,7 @@ import {
 } from "./_socket.ts";
 import {
   type ConnectionLimits,
+  DEFAULT_MAX_MESSAGE_SIZE,
   WebSocketConnection,
   type WebSocketSession,
 } from "./connection.ts";
@@ -845,8 +846,11 @@ async function serializeResponse(response: Response): Promise<Uint8Array> {
 
 /**
  * Options of {@linkcode createFetchHandler}: the upgrade checks of
- * {@linkcode ServeOptions}. `pingInterval` becomes the runtime's
- * `idleTimeout` (rounded up to seconds); the other limits are the runtime's.
+ * {@linkcode ServeOptions}, and two of its limits. `maxMessageSize` (64 MiB
+ * by default) is checked on each message the runtime hands over: a larger
+ * one closes the connection with 1009 and is dropped (the runtime's own cap
+ * of 64 MiB applies above it). `pingInterval` becomes the runtime's
+ * `idleTimeout` (rounded up to seconds). The other limits are the runtime's.
  *
  * @typeParam T The per-connection data the upgrade hook returns.
  *
@@ -855,7 +859,11 @@ async function serializeResponse(response: Response): Promise<Uint8Array> {
  * import type { FetchHandlerOptions } from "@rfc6455/websocket/server";
  * import assert from "node:assert/strict";
  *
- * const options: FetchHandlerOptions = { origins: ["https://example.com"], pingInterval: 30_000 };
+ * const options: FetchHandlerOptions = {
+ *   origins: ["https://example.com"],
+ *   pingInterval: 30_000,
+ *   maxMessageSize: 1 << 20,
+ * };
  * assert.equal(options.pingInterval, 30_000);
  * ```
  */
@@ -868,6 +876,7 @@ export type FetchHandlerOptions<T = undefined> = Pick<
   | "onRequest"
   | "onError"
   | "pingInterval"
+  | "maxMessageSize"
 >;
 
 /**
@@ -879,14 +888,24 @@ export type FetchHandlerOptions<T = undefined> = Pick<
  *
  * What the runtime's WebSocket cannot do, this adapter cannot either: no
  * permessage-deflate, no raw frames, no `ping()` (it rejects with
- * `NotSupportedError`; keepalive is the runtime's `idleTimeout`), no limits
- * of ours (the runtime caps messages at 64 MiB), and `send()` resolves at
- * once (the runtime gives no write backpressure).
+ * `NotSupportedError`; keepalive is the runtime's `idleTimeout`), and
+ * `send()` resolves at once (the runtime gives no write backpressure).
+ *
+ * Nor does the runtime's WebSocket pause reading: it hands over every
+ * message as it arrives, so a handler that reads slower than its peer sends
+ * cannot slow the peer down the way {@linkcode serve}'s connections do. The
+ * messages waiting for the handler are bounded instead: a message that
+ * arrives while 16,384 messages or 16 MiB (text counted in UTF-16 code
+ * units) wait closes the connection with 1008 (policy violation) and is
+ * dropped, and so is a message over `maxMessageSize`, with 1009. The
+ * messages queued before stay readable; then iteration throws a
+ * `ProtocolError` with that `closeCode`.
  *
  * @typeParam T The per-connection data the upgrade hook returns.
- * @param options The upgrade checks.
+ * @param options The upgrade checks and limits.
  * @param handler Runs for every open connection.
  * @returns A handler for `Deno.serve`.
+ * @throws {RangeError} If `maxMessageSize` is negative.
  *
  * @example Serving on Deno.serve
  * ```ts
@@ -911,6 +930,12 @@ export function createFetchHandler<T = undefined>(
   handler: WebSocketHandler<T>,
 ): (request: Request, info?: Deno.ServeHandlerInfo) => Promise<Response> {
   const onError = options.onError ?? defaultOnError;
+  const maxMessageSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
+  if (!Number.isFinite(maxMessageSize) || maxMessageSize < 0) {
+    throw new RangeError(
+      `Cannot create fetch handler: maxMessageSize is ${maxMessageSize}, expected a non-negative number`,
+    );
+  }
   return async (request, serveInfo) => {
     if (!isUpgrade(request.headers)) {
       if (options.onRequest !== undefined) {
@@ -958,7 +983,9 @@ export function createFetchHandler<T = undefined>(
     for (const [name, value] of decision.headers ?? []) {
       response.headers.append(name, value);
     }
-    const ws = new EdgeWebSocket(socket, request.url, protocol);
+    const ws = new EdgeWebSocket(socket, request.url, protocol, {
+      maxMessageSize,
+    });
     const data = decision.data as T;
     socket.addEventListener("open", async () => {
       try {

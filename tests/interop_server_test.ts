@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 // @ts-types="npm:@types/ws@8.18.1"
 import NodeWebSocket from "npm:ws@8.23.0";
 import type { CloseInfo, WebSocketSession } from "../connection.ts";
+import { ConnectionClosedError, ProtocolError } from "../errors.ts";
 import {
   createFetchHandler,
   type FetchHandlerOptions,
@@ -962,4 +963,228 @@ Deno.test("createFetchHandler() answers plain HTTP with 426 by default", async (
   assert.equal(response.status, 426);
   assert.equal(response.headers.get("sec-websocket-version"), "13");
   await response.text();
+});
+
+Deno.test("createFetchHandler() reports 1006 when the runtime drops a connection whose peer sent after the server's close", async () => {
+  // Deno's runtime (2.9.6) drops a server connection that receives a data
+  // frame after its close(), often before its close frame is written, and
+  // reports code 0.
+  // The client writes all its messages before it can see a close frame, so
+  // some arrive after close().
+  const closed = Promise.withResolvers<CloseInfo>();
+  const ended = Promise.withResolvers<unknown>();
+  await using server = fetchServer({}, async (ws) => {
+    for await (const _ of ws) {
+      void ws.close(1000, "enough");
+      break;
+    }
+    closed.resolve(await ws.closed);
+    try {
+      // Messages queued before close() stay readable; then iteration ends.
+      for await (const _ of ws) { /* drained */ }
+      ended.resolve(undefined);
+    } catch (error) {
+      ended.resolve(error);
+    }
+  });
+  const client = await connectClient(
+    NODE,
+    urlOf(NODE, server.addr.port),
+  );
+  for (let i = 0; i < 200; i++) client.send(`message ${i}`);
+  assert.deepEqual(await deadline(closed.promise, "server close"), {
+    code: 1006,
+    reason: "",
+    wasClean: false,
+  });
+  const error = await deadline(ended.promise, "iteration end");
+  assert.ok(error instanceof ConnectionClosedError);
+  assert.equal(error.code, 1006);
+  // Whether the client saw the close frame depends on when the runtime
+  // wrote it: only that the connection ends is asserted.
+  await deadline(client.closed, "client close");
+});
+
+// ---------------------------------------------------------------------------
+// createFetchHandler(): the bounded queue of received messages
+// ---------------------------------------------------------------------------
+
+/** What a handler that starts reading only once the connection closed saw. */
+interface LateRead {
+  closed: CloseInfo;
+  messages: Message[];
+  error: unknown;
+}
+
+/**
+ * A handler that reads nothing until the connection is closed, then reads
+ * what was queued until iteration ends or throws.
+ */
+function lateReader(): {
+  handler: WebSocketHandler;
+  result: Promise<LateRead>;
+} {
+  const result = Promise.withResolvers<LateRead>();
+  const handler: WebSocketHandler = async (ws) => {
+    const closed = await ws.closed;
+    const messages: Message[] = [];
+    let error: unknown;
+    try {
+      for await (const message of ws) messages.push(message);
+    } catch (caught) {
+      error = caught;
+    }
+    result.resolve({ closed, messages, error });
+  };
+  return { handler, result: result.promise };
+}
+
+function assertProtocolError(error: unknown, closeCode: number): void {
+  assert.ok(error instanceof ProtocolError, `expected a ProtocolError`);
+  assert.equal(error.closeCode, closeCode);
+}
+
+// The bounds of the queue of a handler's unread messages, and what the
+// client is told when a message finds it full.
+const QUEUE_LIMIT = 16_384;
+const QUEUE_SIZE = 16 * 1024 * 1024;
+const QUEUE_FULL_REASON =
+  "Cannot queue message: 16384 messages wait to be read, limit is 16384";
+
+function numbered(count: number): string[] {
+  return Array.from({ length: count }, (_, i) => `message ${i}`);
+}
+
+for (const variant of [DENO, NODE]) {
+  Deno.test(`createFetchHandler() closes with 1008 when a message finds 16,384 unread, and those stay readable (${variant.name})`, async () => {
+    const late = lateReader();
+    await using server = fetchServer({}, late.handler);
+    const client = await connectClient(
+      variant,
+      urlOf(variant, server.addr.port),
+    );
+    // One more than the queue holds; then the client waits, so the close
+    // handshake completes.
+    for (const message of numbered(QUEUE_LIMIT + 1)) client.send(message);
+    assert.deepEqual(await deadline(client.closed, "client close"), {
+      code: 1008,
+      reason: QUEUE_FULL_REASON,
+      wasClean: true,
+    });
+    const { closed, messages, error } = await deadline(late.result, "read");
+    assert.deepEqual(closed, {
+      code: 1008,
+      reason: QUEUE_FULL_REASON,
+      wasClean: true,
+    });
+    assert.deepEqual(messages, numbered(QUEUE_LIMIT));
+    assertProtocolError(error, 1008);
+  });
+
+  Deno.test(`createFetchHandler() closes with 1009 on a text message over maxMessageSize in UTF-8 bytes, and drops it (${variant.name})`, async () => {
+    const late = lateReader();
+    await using server = fetchServer({ maxMessageSize: 1000 }, late.handler);
+    const client = await connectClient(
+      variant,
+      urlOf(variant, server.addr.port),
+    );
+    // "é" is 2 bytes of UTF-8: 1000 bytes fit, 1002 bytes (501 characters)
+    // do not.
+    client.send("é".repeat(500));
+    client.send("é".repeat(501));
+    const reason = "Cannot read message: it is 1002 bytes, limit is 1000";
+    assert.deepEqual(await deadline(client.closed, "client close"), {
+      code: 1009,
+      reason,
+      wasClean: true,
+    });
+    const { closed, messages, error } = await deadline(late.result, "read");
+    assert.deepEqual(closed, { code: 1009, reason, wasClean: true });
+    assert.deepEqual(messages, ["é".repeat(500)]);
+    assertProtocolError(error, 1009);
+  });
+}
+
+Deno.test("createFetchHandler() closes with 1009 on a binary message over maxMessageSize, and drops it", async () => {
+  const late = lateReader();
+  await using server = fetchServer({ maxMessageSize: 1000 }, late.handler);
+  const client = await connectClient(NODE, urlOf(NODE, server.addr.port));
+  client.send(patternBytes(1000, 5));
+  client.send(patternBytes(1001, 6));
+  const reason = "Cannot read message: it is 1001 bytes, limit is 1000";
+  assert.deepEqual(await deadline(client.closed, "client close"), {
+    code: 1009,
+    reason,
+    wasClean: true,
+  });
+  const { closed, messages, error } = await deadline(late.result, "read");
+  assert.deepEqual(closed, { code: 1009, reason, wasClean: true });
+  assert.equal(messages.length, 1);
+  assertBytes(messages[0]!, patternBytes(1000, 5));
+  assertProtocolError(error, 1009);
+});
+
+Deno.test("createFetchHandler() closes with 1008 when a message finds 16 MiB unread, and what was queued stays readable", async () => {
+  const late = lateReader();
+  await using server = fetchServer({}, late.handler);
+  const client = await connectClient(NODE, urlOf(NODE, server.addr.port));
+  // One byte under the bound waits, so the next message is queued too; the
+  // third finds 16 MiB waiting.
+  const big = patternBytes(QUEUE_SIZE - 1, 1);
+  client.send(big);
+  client.send(new Uint8Array([1]));
+  client.send(new Uint8Array([2]));
+  const reason =
+    "Cannot queue message: 16777216 bytes wait to be read, limit is 16777216";
+  assert.deepEqual(await deadline(client.closed, "client close"), {
+    code: 1008,
+    reason,
+    wasClean: true,
+  });
+  const { closed, messages, error } = await deadline(late.result, "read");
+  assert.deepEqual(closed, { code: 1008, reason, wasClean: true });
+  assert.equal(messages.length, 2);
+  assertBytes(messages[0]!, big);
+  assertBytes(messages[1]!, new Uint8Array([1]));
+  assertProtocolError(error, 1008);
+});
+
+Deno.test("createFetchHandler() keeps at most 16,384 messages of a client that floods a handler that never reads", async () => {
+  const late = lateReader();
+  await using server = fetchServer({}, late.handler);
+  const client = await connectClient(NODE, urlOf(NODE, server.addr.port));
+  for (const message of numbered(QUEUE_LIMIT + 5_000)) client.send(message);
+  const { closed, messages, error } = await deadline(late.result, "read");
+  // The first 16,384 are kept, in order, and nothing after them.
+  assert.deepEqual(messages, numbered(QUEUE_LIMIT));
+  assertProtocolError(error, 1008);
+  // The client sees 1008 when the close handshake completes; Deno's runtime
+  // drops the connection instead (1006) when the client's next message
+  // arrives before its close frame is written.
+  assert.ok([1008, 1006].includes(closed.code), `closed with ${closed.code}`);
+  const clientCode = (await deadline(client.closed, "client close")).code;
+  assert.ok([1008, 1006].includes(clientCode), `client saw ${clientCode}`);
+});
+
+Deno.test("createFetchHandler() does not close an echo handler that a burst of 1,000 messages puts behind", async () => {
+  // The runtime fires the buffered messages in a row: the echo falls a few
+  // hundred behind, far under the bound.
+  await using server = fetchServer({}, echo);
+  const client = await connectClient(NODE, urlOf(NODE, server.addr.port));
+  for (const message of numbered(1000)) client.send(message);
+  for (const message of numbered(1000)) {
+    assert.equal(await client.next(), message);
+  }
+  assert.equal((await closeClient(client)).code, 1000);
+});
+
+Deno.test("createFetchHandler() refuses a negative maxMessageSize with a RangeError", () => {
+  assert.throws(
+    () => createFetchHandler({ maxMessageSize: -1 }, echo),
+    {
+      name: "RangeError",
+      message:
+        "Cannot create fetch handler: maxMessageSize is -1, expected a non-negative number",
+    },
+  );
 });
