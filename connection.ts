@@ -380,11 +380,13 @@ const CLOSING = 1;
 const CLOSED = 2;
 
 // Reading from the transport pauses while READ_QUEUE_LIMIT messages or
-// READ_QUEUE_SIZE bytes (UTF-16 code units for text) wait to be consumed.
-// A closing connection reads on to find the peer's close and keeps queuing
-// up to CLOSING_QUEUE_SIZE; data beyond that is dropped.
+// READ_QUEUE_SIZE bytes (UTF-16 code units for text) wait to be consumed,
+// also between the frames of one read. A closing connection reads on to find
+// the peer's close and queues what fits in CLOSING_QUEUE_LIMIT messages and
+// CLOSING_QUEUE_SIZE bytes; data beyond that is dropped.
 const READ_QUEUE_LIMIT = 16;
 const READ_QUEUE_SIZE = 1024 * 1024;
+const CLOSING_QUEUE_LIMIT = 4096;
 const CLOSING_QUEUE_SIZE = 16 * 1024 * 1024;
 // The read buffer grows (x4) when a read fills it and shrinks (/4) after
 // SHRINK_AFTER reads in a row that use at most an eighth of it. Shrinking on
@@ -934,7 +936,13 @@ export class WebSocketConnection implements WebSocketSession {
     const size = sizeOf(message);
     // Nobody consumes and close() was called: what arrives while we wait
     // for the peer's close is bounded (an open connection pauses instead).
-    if (this.#state !== OPEN && this.#queuedSize >= CLOSING_QUEUE_SIZE) return;
+    if (
+      this.#state !== OPEN &&
+      (this.#messages.length >= CLOSING_QUEUE_LIMIT ||
+        this.#queuedSize + size > CLOSING_QUEUE_SIZE)
+    ) {
+      return;
+    }
     this.#messages.push(message);
     this.#queuedSize += size;
   }
@@ -1048,6 +1056,11 @@ export class WebSocketConnection implements WebSocketSession {
       if (pending !== undefined) {
         return this.#receiveRest(pending, frames, i + 1);
       }
+      // One read can hold thousands of small frames: the queue's bound
+      // holds between them too (the read buffer is not reused meanwhile).
+      if (i + 1 < frames.length && this.#mustPause()) {
+        return this.#receiveRest(this.#paused(), frames, i + 1);
+      }
     }
     this.#failOnDecoderError();
     return undefined;
@@ -1072,6 +1085,7 @@ export class WebSocketConnection implements WebSocketSession {
       if (this.#discard) return;
       const next = this.#onFrame(frames[i]!);
       if (next !== undefined) await next;
+      if (i + 1 < frames.length && this.#mustPause()) await this.#paused();
     }
     this.#failOnDecoderError();
   }

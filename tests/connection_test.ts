@@ -1643,6 +1643,35 @@ Deno.test("WebSocketConnection stops reading while messages wait to be consumed"
   );
 
   await t.step(
+    "the bound holds between the frames of one read",
+    async () => {
+      const raw = new RawPeer({ role: "server" });
+      const total = 5000;
+      // One chunk: 5,000 tiny messages, then a ping.
+      const frames: Uint8Array[] = [];
+      for (let i = 0; i < total; i++) {
+        frames.push(raw.frame(OPCODE.Text, `${i}`));
+      }
+      frames.push(raw.frame(OPCODE.Ping, "behind"));
+      raw.write(concat(frames));
+      // The ping is not reached while 16 messages wait unread.
+      const pong = raw.next(5000);
+      assert.equal(await hasSettled(pong), false, "the ping was answered");
+      let index = 0;
+      for await (const message of raw.conn) {
+        assert.equal(message, `${index}`);
+        if (++index === total) break;
+      }
+      const frame = await pong;
+      assert.equal(frame.opcode, OPCODE.Pong);
+      assert.equal(decoder.decode(frame.payload), "behind");
+      raw.send(OPCODE.Close);
+      await raw.expectClose(1000);
+      await raw.finish();
+    },
+  );
+
+  await t.step(
     "large messages pause the reads once 1 MiB waits, before 16 messages do",
     async () => {
       const raw = new RawPeer({ role: "server" });
@@ -1684,7 +1713,10 @@ Deno.test("WebSocketConnection reads the peer's close even when messages are not
         closeTimeout: 2000,
       });
       for (let i = 0; i < 40; i++) server.send(`message ${i}`);
-      await within(server.ping());
+      // The client reads 16 and pauses: a ping behind them is not reached.
+      const ping = server.ping();
+      ping.catch(() => {});
+      assert.equal(await hasSettled(ping), false);
       const closing = client.close(1000, "not reading");
       assert.deepEqual(await within(closing, 1000), {
         code: 1000,
@@ -1726,6 +1758,23 @@ Deno.test("WebSocketConnection reads the peer's close even when messages are not
         assert.equal(message.length, mib);
         assert.equal(message[0], i);
       });
+      await raw.finish();
+    },
+  );
+
+  await t.step(
+    "and at most 4,096 messages, however small",
+    async () => {
+      const raw = new RawPeer({ role: "server" });
+      const closing = raw.conn.close(1000, "enough");
+      await raw.expectClose(1000);
+      const frames: Uint8Array[] = [];
+      for (let i = 0; i < 10_000; i++) frames.push(raw.frame(OPCODE.Text));
+      frames.push(raw.frame(OPCODE.Close, closePayload(1000, "enough")));
+      raw.write(concat(frames));
+      assert.equal((await within(closing)).wasClean, true);
+      const received = await collect(raw.conn);
+      assert.equal(received.length, 4096);
       await raw.finish();
     },
   );
