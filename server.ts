@@ -561,10 +561,10 @@ export function serve<T = undefined>(
     } catch {
       // Closed already.
     }
-    await acceptLoop;
     // Requests read and not answered yet (their hooks still run) get 503,
     // as Python's websockets does; connections still sending their request
-    // head are closed.
+    // head are closed. At once, in the turn that set `stopping`: a hook that
+    // returns later finds its connection answered (see claim()).
     const unavailable = buildErrorResponse(503);
     for (const [conn, state] of pending) {
       if (state.request !== undefined && !state.answered) {
@@ -588,6 +588,7 @@ export function serve<T = undefined>(
         closeQuietly(conn);
       }
     }
+    await acceptLoop;
     for (const ws of sessions.keys()) {
       if (ws.isOpen) ws.close(1001, "server shutting down");
     }

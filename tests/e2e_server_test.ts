@@ -533,6 +533,40 @@ Deno.test("serve().shutdown() answers 503 to requests whose hooks still run, and
   }
 });
 
+Deno.test("serve() answers 503 to hooks that end on the signal that shuts it down", async () => {
+  for (const how of ["accept", "throw", "respond"] as const) {
+    const controller = new AbortController();
+    const entered = Promise.withResolvers<void>();
+    const { server } = quietServer({
+      signal: controller.signal,
+      // A hook that gives up when the server stops: it ends in the same turn
+      // as shutdown() begins.
+      upgrade: () =>
+        new Promise((resolve, reject) => {
+          entered.resolve();
+          controller.signal.addEventListener("abort", () => {
+            if (how === "accept") resolve({});
+            else if (how === "throw") reject(new Error("lookup aborted"));
+            else resolve(new Response("bye", { status: 401 }));
+          });
+        }),
+    }, () => {});
+    using conn = await Deno.connect({
+      hostname: "127.0.0.1",
+      port: server.addr.port,
+    });
+    await writeAll(
+      conn,
+      encoder.encode(upgradeHead(server.addr.port, createKey())),
+    );
+    await deadline(entered.promise, "the upgrade hook");
+    controller.abort();
+    const answer = parseResponse(await readToEnd(conn));
+    assert.equal(answer.status, 503, how);
+    await deadline(server.finished, "shutdown");
+  }
+});
+
 Deno.test("serve() refuses obs-fold in an upgrade request with 400 (RFC 9112 §5.2)", async () => {
   const { server, errors } = quietServer();
   await using _server = server;
