@@ -27,7 +27,11 @@ const MAX_CHUNK_FRAMING = 16384;
  * - `Content-Length`: read up to it.
  * - Neither: only `rest`, for the same reason.
  *
- * The bytes kept are copies, never views into the reader's chunks.
+ * The body only gives the error its context, and a refusal's body may never
+ * end (a stream, a long poll), so reading stops `maxWait` ms after it began
+ * or when `signal` aborts; either way what came is kept, and the caller
+ * decides whether an abort is an error. The bytes kept are copies, never
+ * views into the reader's chunks.
  */
 export async function readBody(
   reader: ReadableStreamDefaultReader<Uint8Array>,
@@ -35,6 +39,7 @@ export async function readBody(
   { status, headers }: { status: number; headers: Headers },
   maxSize: number,
   signal: AbortSignal | undefined,
+  maxWait = Infinity,
 ): Promise<Uint8Array<ArrayBuffer>> {
   // RFC 9112 §6.3 point 1: a 204 or 304 has no body, whatever its headers
   // say (waiting for its Content-Length would wait for the deadline).
@@ -45,11 +50,13 @@ export async function readBody(
     if (!isChunked(transferEncoding)) return rest.slice(0, maxSize);
     const decoder = new ChunkedDecoder(maxSize);
     decoder.push(rest);
-    while (!decoder.done) {
-      const { done, value } = await readChunk(reader, signal);
-      if (done) break;
-      decoder.push(value);
-    }
+    await readUntil(
+      reader,
+      () => decoder.done,
+      (bytes) => decoder.push(bytes),
+      signal,
+      maxWait,
+    );
     return decoder.body;
   }
   // RFC 9112 §6.3 point 5: Content-Length = 1*DIGIT; anything else (a list,
@@ -60,12 +67,44 @@ export async function readBody(
   }
   const body = new BoundedBytes(Math.min(Number(contentLength), maxSize));
   body.push(rest);
-  while (!body.full) {
-    const { done, value } = await readChunk(reader, signal);
-    if (done) break;
-    body.push(value);
-  }
+  await readUntil(
+    reader,
+    () => body.full,
+    (bytes) => body.push(bytes),
+    signal,
+    maxWait,
+  );
   return body.bytes();
+}
+
+// Reads chunks into `take` until `finished()`, the end of the stream,
+// `signal` or `maxWait` ms, whichever comes first.
+async function readUntil(
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  finished: () => boolean,
+  take: (bytes: Uint8Array) => void,
+  signal: AbortSignal | undefined,
+  maxWait: number,
+): Promise<void> {
+  if (finished() || signal?.aborted) return;
+  const stop = new AbortController();
+  const abort = () => stop.abort();
+  signal?.addEventListener("abort", abort, { once: true });
+  const timer = Number.isFinite(maxWait)
+    ? setTimeout(abort, maxWait)
+    : undefined;
+  try {
+    while (!finished()) {
+      const { done, value } = await readChunk(reader, stop.signal);
+      if (done) break;
+      take(value);
+    }
+  } catch (error) {
+    if (!stop.signal.aborted) throw error;
+  } finally {
+    clearTimeout(timer);
+    signal?.removeEventListener("abort", abort);
+  }
 }
 
 // RFC 9112 §6.1: chunked is the final transfer coding of the list.

@@ -124,7 +124,9 @@ export interface ConnectOptions extends ConnectionLimits {
    * `HandshakeError` (or of a proxy's refusal). A `chunked` body is
    * decoded, and read until its last chunk, this limit, or a malformed
    * chunk; a body with a `Content-Length` is read up to it; any other body
-   * is what arrived with the head.
+   * is what arrived with the head. The body is read for at most 1 s (and
+   * within `handshakeTimeout`): what came by then is kept, and the error is
+   * the `HandshakeError` with the answer's status, not a timeout.
    *
    * @default {65536}
    */
@@ -520,7 +522,10 @@ async function attempt(
           response,
           options.maxErrorBodySize ?? 65_536,
           signal,
+          ERROR_BODY_WAIT,
         );
+        // The deadline only ends the body; the caller's abort is an abort.
+        options.signal?.throwIfAborted();
         const location = response.headers.get("location");
         try {
           await validateUpgradeResponse(response, { key, body });
@@ -596,6 +601,9 @@ async function attempt(
 }
 
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+// How long the body of a refusal is read for its HandshakeError, at most:
+// it only gives context, and it may never end (an event stream).
+const ERROR_BODY_WAIT = 1000;
 
 function basic(user: string, password: string): string {
   const text = `${decodeURIComponent(user)}:${decodeURIComponent(password)}`;
@@ -743,7 +751,10 @@ async function tunnel(
           response,
           options.maxErrorBodySize ?? 65_536,
           signal,
+          ERROR_BODY_WAIT,
         );
+        // The deadline only ends the body; the caller's abort is an abort.
+        options.signal?.throwIfAborted();
         const what = response.status === 407
           ? "proxy authentication failed"
           : `proxy answered ${response.status} ${response.statusText}`.trim();

@@ -1942,6 +1942,59 @@ Deno.test("connect() fails at once with a HandshakeError on a 304 that announces
   assert.equal(error.body?.length, 0);
 });
 
+Deno.test("connect() rejects with the HandshakeError of a refusal whose body never ends, with what came", async () => {
+  // An event stream answers the upgrade: a chunk every 50 ms, no last chunk.
+  await using raw = new RawServer(async (peer) => {
+    await peer.readHead();
+    await peer.write(
+      "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n" +
+        "Transfer-Encoding: chunked\r\n\r\n",
+    );
+    for (let i = 0; i < 200; i++) {
+      try {
+        await peer.write(`8\r\ndata: ${i % 10}\n\r\n`);
+      } catch {
+        return; // the client hung up
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  });
+  const error = await rejection(
+    connect(`ws://127.0.0.1:${raw.port}/`, {
+      pingInterval: 0,
+      handshakeTimeout: 8000,
+    }),
+    "connect",
+  );
+  // It used to wait for a last chunk until the TimeoutError.
+  assert.ok(error instanceof HandshakeError, String(error));
+  assert.equal(error.status, 200);
+  assert.equal(error.headers?.get("content-type"), "text/event-stream");
+  assert.match(decoder.decode(error.body), /^data: 0\n(data: \d\n)*$/);
+});
+
+Deno.test("connect() rejects with the caller's abort reason while it reads a refusal's body", async () => {
+  const controller = new AbortController();
+  await using raw = new RawServer(async (peer) => {
+    await peer.readHead();
+    // A body that promises 100 bytes and sends 5.
+    await peer.write(
+      "HTTP/1.1 403 Forbidden\r\nContent-Length: 100\r\n\r\nhello",
+    );
+    controller.abort(new Error("the caller gave up"));
+    await peer.readToEnd();
+  });
+  const error = await rejection(
+    connect(`ws://127.0.0.1:${raw.port}/`, {
+      pingInterval: 0,
+      signal: controller.signal,
+    }),
+    "connect",
+  );
+  assert.ok(!(error instanceof HandshakeError), String(error));
+  assert.equal((error as Error).message, "the caller gave up");
+});
+
 Deno.test("connect() keeps maxErrorBodySize bytes of a chunked body, without waiting for the rest", async () => {
   await using raw = new RawServer(async (peer) => {
     await peer.readHead();
