@@ -105,8 +105,9 @@ export interface HandshakeErrorDetails {
 export class HandshakeError extends Error {
   /** The HTTP status of the answer, when there was an answer. */
   readonly status: number | undefined;
-  /** The headers of the answer (client side) or the request (server side). */
-  readonly headers: Headers | undefined;
+  // Kept out of the error's own properties: logging the error (console,
+  // Deno.inspect) must not print a request's Authorization or Cookie.
+  readonly #headers: Headers | undefined;
   /** The first bytes of the answer's body, when the peer sent one. */
   readonly body: Uint8Array<ArrayBuffer> | undefined;
   /** The name of the header that was missing or wrong, lower case. */
@@ -125,9 +126,18 @@ export class HandshakeError extends Error {
     );
     this.name = "HandshakeError";
     this.status = details.status;
-    this.headers = details.headers;
+    this.#headers = details.headers;
     this.body = details.body;
     this.header = details.header;
+  }
+
+  /**
+   * The headers of the answer (client side) or the request (server side).
+   * Not an own property, so logging the error does not print them (a
+   * request's `Authorization` or `Cookie`, a response's `Set-Cookie`).
+   */
+  get headers(): Headers | undefined {
+    return this.#headers;
   }
 }
 

@@ -567,6 +567,30 @@ Deno.test("serve() answers 503 to hooks that end on the signal that shuts it dow
   }
 });
 
+Deno.test("serve()'s HandshakeError keeps the request's headers for onError, out of what logging it prints", async () => {
+  const { server, errors } = quietServer();
+  await using _server = server;
+  const port = server.addr.port;
+  // A refused upgrade (no Sec-WebSocket-Key) with credentials on it.
+  const answer = await request(
+    port,
+    `GET / HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\n` +
+      "Connection: Upgrade\r\nAuthorization: Bearer SECRET-TOKEN\r\n" +
+      "Cookie: sid=SECRET-COOKIE\r\nSec-WebSocket-Version: 13\r\n\r\n",
+  );
+  assert.equal(answer.status, 400);
+  assert.ok(!answer.body.includes("SECRET"));
+  assert.equal(errors.length, 1);
+  const error = errors[0];
+  assert.ok(error instanceof HandshakeError);
+  assert.equal(error.headers?.get("authorization"), "Bearer SECRET-TOKEN");
+  for (
+    const printed of [Deno.inspect(error), JSON.stringify(error), `${error}`]
+  ) {
+    assert.ok(!printed.includes("SECRET"), printed);
+  }
+});
+
 Deno.test("serve() refuses obs-fold in an upgrade request with 400 (RFC 9112 §5.2)", async () => {
   const { server, errors } = quietServer();
   await using _server = server;
