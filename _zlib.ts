@@ -144,12 +144,19 @@ export class ZlibContext {
   }
 }
 
-/** Collects the output of one message: one copy per byte past the first 64 KiB. */
+/**
+ * Collects the output of one message: one copy per byte past the first 64 KiB,
+ * made by `assemble()` in slices like the zlib work.
+ */
 export class Sink {
   #chunks: Uint8Array<ArrayBuffer>[] = [];
   buffer: Uint8Array<ArrayBuffer> = SCRATCH;
   offset = 0;
   size = 0;
+  /** The message being copied together by `assemble()`, and its progress. */
+  #result: Uint8Array<ArrayBuffer> | undefined;
+  #copied = 0;
+  #position = 0;
 
   commit(length: number): void {
     this.offset += length;
@@ -174,24 +181,41 @@ export class Sink {
     }
   }
 
-  /** Returns the bytes, minus the last `trim` of them. */
-  finish(trim: number): Uint8Array<ArrayBuffer> {
+  /**
+   * Copies the bytes, minus the last `trim` of them, into one buffer until
+   * `deadline` (from `performance.now()`) has passed: copying a 48 MiB
+   * message takes 10 to 30 ms. Returns the bytes once all are copied, else
+   * `undefined`, to be called again after a yield. Once chunks exist
+   * `buffer` is never the scratch buffer, so nothing needs to be detached
+   * between calls.
+   */
+  assemble(
+    trim: number,
+    deadline: number,
+  ): Uint8Array<ArrayBuffer> | undefined {
     const total = Math.max(0, this.size - trim);
     if (this.#chunks.length === 0) {
       return this.buffer.slice(0, total);
     }
-    const result = new Uint8Array(total);
-    let position = 0;
-    for (
-      const chunk of [...this.#chunks, this.buffer.subarray(0, this.offset)]
-    ) {
-      const take = Math.min(chunk.length, total - position);
+    if (this.#result === undefined) {
+      this.#chunks.push(this.buffer.subarray(0, this.offset));
+      this.#result = new Uint8Array(total);
+    }
+    const result = this.#result;
+    const chunks = this.#chunks;
+    while (this.#copied < chunks.length) {
+      const chunk = chunks[this.#copied++]!;
+      const take = Math.min(chunk.length, total - this.#position);
       result.set(
         take === chunk.length ? chunk : chunk.subarray(0, take),
-        position,
+        this.#position,
       );
-      position += take;
+      this.#position += take;
+      if (this.#copied < chunks.length && performance.now() > deadline) {
+        return undefined;
+      }
     }
+    this.#chunks = [];
     return result;
   }
 }
@@ -200,6 +224,8 @@ export class Sink {
 export interface Job {
   context: ZlibContext;
   inflate: boolean;
+  /** zlib is done and `context` was given back: only the copy is left. */
+  zlibDone: boolean;
   inputs: Uint8Array[];
   index: number;
   offset: number;

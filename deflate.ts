@@ -903,10 +903,7 @@ export class PerMessageDeflate {
     let job: Job | undefined;
     try {
       job = this.#start(inflate, data);
-      if (advance(job, performance.now() + SLICE_MS)) return this.#finish(job);
-      // Other connections use the scratch buffer before this job resumes.
-      job.sink.detach();
-      return job;
+      return this.#step(job, performance.now() + SLICE_MS) ?? job;
     } catch (error) {
       if (job) this.#fail(job);
       throw error;
@@ -920,10 +917,8 @@ export class PerMessageDeflate {
       while (true) {
         await yieldToEventLoop();
         this.#checkOpen(job.inflate);
-        if (advance(job, performance.now() + SLICE_MS)) {
-          return this.#finish(job);
-        }
-        job.sink.detach();
+        const result = this.#step(job, performance.now() + SLICE_MS);
+        if (result !== undefined) return result;
       }
     } catch (error) {
       this.#fail(job);
@@ -961,6 +956,7 @@ export class PerMessageDeflate {
     return {
       context,
       inflate,
+      zlibDone: false,
       inputs: inflate ? [data, TRAILER] : [data],
       index: 0,
       offset: 0,
@@ -969,14 +965,28 @@ export class PerMessageDeflate {
     };
   }
 
-  #finish(job: Job): Uint8Array<ArrayBuffer> {
-    returnContext(job.context);
+  /**
+   * Runs one slice of `job` until `deadline`: zlib, then the copy of the
+   * output into one buffer. Returns the result when done, else `undefined`.
+   */
+  #step(job: Job, deadline: number): Uint8Array<ArrayBuffer> | undefined {
+    if (!job.zlibDone) {
+      if (!advance(job, deadline)) {
+        // Other connections use the scratch buffer before this job resumes.
+        job.sink.detach();
+        return undefined;
+      }
+      job.zlibDone = true;
+      returnContext(job.context);
+    }
     // The compressor's output ends with the sync flush's 00 00 ff ff.
-    return job.sink.finish(job.inflate ? 0 : TRAILER.length);
+    return job.sink.assemble(job.inflate ? 0 : TRAILER.length, deadline);
   }
 
   /** Drops the context of a failed job: its state is unknown. */
   #fail(job: Job): void {
+    // Given back already (maybe to the pool): its state is known.
+    if (job.zlibDone) return;
     job.context.close();
     if (job.context === this.#inflater) this.#inflater = undefined;
     if (job.context === this.#deflater) this.#deflater = undefined;
