@@ -13,7 +13,7 @@
  * | corrupt compressed data | `ProtocolError` 1007 |
  * | smallest message that is compressed (`threshold`) | 1024 bytes |
  * | zlib level / memLevel | 3 / 8 |
- * | zlib work in one slice before yielding to the event loop | about 1 ms |
+ * | zlib work at once, then in each slice between two turns of the event loop (timers and sockets) | about 1 ms, then about 2 ms |
  * | zlib jobs that may be suspended at once, module-wide | 10 |
  *
  * Memory per connection, with context takeover in both directions and the
@@ -59,13 +59,14 @@ import {
   advance,
   borrowContext,
   enqueue,
+  FIRST_SLICE_MS,
   type Job,
   type Queue,
   releaseSlot,
   returnContext,
   Sink,
   SLICE_MS,
-  yieldToEventLoop,
+  Tick,
   ZlibContext,
 } from "./_zlib.ts";
 import type { ExtensionOffer } from "./handshake.ts";
@@ -600,10 +601,16 @@ const EMPTY_MESSAGE = 0x00;
  * or output per zlib call. When nothing is queued in its direction, a call
  * starts at once, and if it is done within about 1 ms (every message of a few
  * hundred KiB or less) its promise is already settled when it returns, with no
- * timer or extra task. A longer message then yields to the event loop
- * (`setImmediate`) every 1 ms, and needs one of 10 module-wide slots to go on,
- * like the `concurrencyLimit` of Node's `ws`: an 11th long message waits,
- * holding at most 1 ms worth of output.
+ * timer or extra task. A longer message needs one of 10 module-wide slots to
+ * go on, like the `concurrencyLimit` of Node's `ws` (an 11th long message
+ * waits, holding at most 1 ms worth of output), and goes on in slices of about
+ * 2 ms, its zlib work and the copy of its output into one buffer alike. Each
+ * slice sets a 0 ms timer when it starts and waits for it when it ends, so
+ * that the event loop runs between two slices: timers, and the socket reads
+ * and writes of other connections (on Deno 2.9.6 a `setImmediate()` yield
+ * lets timers run but not sockets). The first 2 ms slice follows the first
+ * 1 ms at once, and several long messages take their slices in turn: with
+ * `n` of them running, the event loop runs about every `n` times 2 ms.
  *
  * Memory: a direction with context takeover keeps its zlib stream for the
  * life of the connection; the compressor takes about
@@ -664,6 +671,8 @@ export class PerMessageDeflate {
     { tail: Promise.resolve(), pending: 0 },
     { tail: Promise.resolve(), pending: 0 },
   ];
+  /** The timers of the long jobs waiting between two slices, at most one per direction. */
+  readonly #ticks = new Set<Tick>();
   #closed = false;
 
   /**
@@ -840,8 +849,9 @@ export class PerMessageDeflate {
   }
 
   /**
-   * Frees both zlib streams. Pending and later calls reject with a
-   * `TypeError`. Calling it again does nothing.
+   * Frees both zlib streams and clears the timer of a long message between
+   * two slices. Pending and later calls reject with a `TypeError`. Calling it
+   * again does nothing.
    *
    * @example Closing
    * ```ts
@@ -861,6 +871,9 @@ export class PerMessageDeflate {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    // A job waiting between two slices goes on at once, and fails.
+    for (const tick of this.#ticks) tick.cancel();
+    this.#ticks.clear();
     this.#deflater?.close();
     this.#inflater?.close();
     this.#deflater = undefined;
@@ -903,32 +916,39 @@ export class PerMessageDeflate {
     let job: Job | undefined;
     try {
       job = this.#start(inflate, data);
-      if (advance(job, performance.now() + SLICE_MS)) return this.#finish(job);
-      // Other connections use the scratch buffer before this job resumes.
-      job.sink.detach();
-      return job;
+      return this.#step(job, performance.now() + FIRST_SLICE_MS) ?? job;
     } catch (error) {
       if (job) this.#fail(job);
       throw error;
     }
   }
 
-  /** Runs the rest of a long job in slices, holding a module-wide slot. */
+  /**
+   * Runs the rest of a long job in slices, holding a module-wide slot. Each
+   * slice sets a timer first and waits for it after, so that the event loop,
+   * sockets included, runs between two slices (see `Tick`).
+   */
   async #continue(job: Job): Promise<Uint8Array<ArrayBuffer>> {
     await acquireSlot();
+    let tick: Tick | undefined;
     try {
       while (true) {
-        await yieldToEventLoop();
         this.#checkOpen(job.inflate);
-        if (advance(job, performance.now() + SLICE_MS)) {
-          return this.#finish(job);
-        }
-        job.sink.detach();
+        tick = new Tick();
+        this.#ticks.add(tick);
+        const result = this.#step(job, performance.now() + SLICE_MS);
+        if (result !== undefined) return result;
+        await tick.done;
+        this.#ticks.delete(tick);
       }
     } catch (error) {
       this.#fail(job);
       throw error;
     } finally {
+      if (tick !== undefined) {
+        tick.cancel();
+        this.#ticks.delete(tick);
+      }
       releaseSlot();
     }
   }
@@ -961,6 +981,7 @@ export class PerMessageDeflate {
     return {
       context,
       inflate,
+      zlibDone: false,
       inputs: inflate ? [data, TRAILER] : [data],
       index: 0,
       offset: 0,
@@ -969,14 +990,28 @@ export class PerMessageDeflate {
     };
   }
 
-  #finish(job: Job): Uint8Array<ArrayBuffer> {
-    returnContext(job.context);
+  /**
+   * Runs one slice of `job` until `deadline`: zlib, then the copy of the
+   * output into one buffer. Returns the result when done, else `undefined`.
+   */
+  #step(job: Job, deadline: number): Uint8Array<ArrayBuffer> | undefined {
+    if (!job.zlibDone) {
+      if (!advance(job, deadline)) {
+        // Other connections use the scratch buffer before this job resumes.
+        job.sink.detach();
+        return undefined;
+      }
+      job.zlibDone = true;
+      returnContext(job.context);
+    }
     // The compressor's output ends with the sync flush's 00 00 ff ff.
-    return job.sink.finish(job.inflate ? 0 : TRAILER.length);
+    return job.sink.assemble(job.inflate ? 0 : TRAILER.length, deadline);
   }
 
   /** Drops the context of a failed job: its state is unknown. */
   #fail(job: Job): void {
+    // Given back already (maybe to the pool): its state is known.
+    if (job.zlibDone) return;
     job.context.close();
     if (job.context === this.#inflater) this.#inflater = undefined;
     if (job.context === this.#deflater) this.#deflater = undefined;

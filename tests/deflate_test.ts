@@ -698,6 +698,34 @@ Deno.test("PerMessageDeflate.close() rejects pending and later calls", async () 
   deflate.close();
 });
 
+Deno.test("PerMessageDeflate.close() ends a long message waiting between two slices at once, and leaves no timer behind", async () => {
+  const deflate = new PerMessageDeflate(params(), "client");
+  // 20 MB of JSON: 40 ms or more of work, far more than the first slices.
+  let settled: unknown = "pending";
+  deflate.compress(jsonBytes(20_000_000, 9)).then(
+    () => settled = "resolved",
+    (error) => settled = error,
+  );
+  const outcome = (): unknown => settled;
+  // Set after compress() returned from its first 1 ms slice, so before the
+  // job's own timer: when it fires the job has run its next slice and waits
+  // for that timer.
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  assert.equal(outcome(), "pending");
+  deflate.close();
+  // No timer may run before the rejection (nor remain after the test: the
+  // sanitizer checks), only promise reactions, a handful of them.
+  for (let turn = 0; turn < 100 && outcome() === "pending"; turn++) {
+    await Promise.resolve();
+  }
+  const error = outcome();
+  assert.ok(error instanceof TypeError, `outcome is ${error}`);
+  assert.equal(
+    error.message,
+    "Cannot compress message: permessage-deflate context is closed",
+  );
+});
+
 Deno.test("PerMessageDeflate.shouldCompress() compares with the threshold", () => {
   using deflate = pair(params(), { threshold: 10 });
   assert.equal(deflate.client.shouldCompress(9), false);

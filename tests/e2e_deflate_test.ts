@@ -947,6 +947,75 @@ Deno.test("connect() closes with 1009 on a message from the server that inflates
 });
 
 // ---------------------------------------------------------------------------
+// Long messages and the event loop: other connections' sockets go on
+// ---------------------------------------------------------------------------
+
+Deno.test("PerMessageDeflate lets other connections' sockets run while it works on a long message: a ping over serve() is answered first", async (t) => {
+  // 16 MiB of JSON: 20 to 50 ms of zlib work each way, in slices of about
+  // 2 ms. The ping needs two or three turns of the event loop: its frame read
+  // by the server, the pong written, the pong read by the client. The order
+  // proves it, with no clock: decompress() and compress() return after their
+  // first slice, with the message still in progress. With the setImmediate()
+  // yields of old, Deno 2.9.6 did not poll the sockets until the message was
+  // done, and the message always came first.
+  const message = encoder.encode(jsonText(16 * MIB));
+  const client = new PerMessageDeflate(PARAMS_15, "client");
+  const server = new PerMessageDeflate(PARAMS_15, "server");
+  try {
+    const packed = await client.compress(message);
+    const { server: echo, errors } = quietServer();
+    await using _echo = echo;
+    const ws = await deadline(
+      connect(`ws://127.0.0.1:${echo.addr.port}/`),
+      "connect",
+    );
+    // The connection is open and idle before the long message starts.
+    await deadline(ws.ping(), "first ping");
+    const cases: {
+      name: string;
+      start: () => Promise<Uint8Array>;
+      check: (result: Uint8Array) => void | Promise<void>;
+    }[] = [
+      {
+        name: "decompress()",
+        start: () => server.decompress(packed),
+        check: (result) => assertSameBytes(result, message),
+      },
+      {
+        name: "compress()",
+        start: () => client.compress(message),
+        check: async (result) => {
+          assert.ok(result.length < message.length / 4, "compressed");
+          // The client's window ran on from the first compress() call: a
+          // decompressor with the same history reads the message back.
+          assertSameBytes(await server.decompress(result), message);
+        },
+      },
+    ];
+    for (const entry of cases) {
+      await t.step(entry.name, async () => {
+        const order: string[] = [];
+        const long = entry.start().then((result) => {
+          order.push("message");
+          return result;
+        });
+        const pong = ws.ping().then(() => {
+          order.push("pong");
+        });
+        await deadline(Promise.all([long, pong]), "message and pong");
+        assert.deepEqual(order, ["pong", "message"]);
+        await entry.check(await long);
+      });
+    }
+    assert.equal((await deadline(ws.close(1000), "close")).code, 1000);
+    assert.deepEqual(errors, []);
+  } finally {
+    client.close();
+    server.close();
+  }
+});
+
+// ---------------------------------------------------------------------------
 // The threshold: small messages go out uncompressed
 // ---------------------------------------------------------------------------
 
