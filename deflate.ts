@@ -598,7 +598,7 @@ const EMPTY_MESSAGE = 0x00;
  * other.
  *
  * Work runs synchronously on the `node:zlib` binding, at most 64 KiB of input
- * or output per zlib call. When nothing is queued in its direction, a call
+ * and 1 MiB of output per zlib call. When nothing is queued in its direction, a call
  * starts at once, and if it is done within about 1 ms (every message of a few
  * hundred KiB or less) its promise is already settled when it returns, with no
  * timer or extra task. A longer message needs one of 10 module-wide slots to
