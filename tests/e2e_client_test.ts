@@ -229,6 +229,27 @@ class RawServer implements AsyncDisposable {
   }
 }
 
+/**
+ * The HandshakeError of `connect()` against a server that reads the request,
+ * writes `writes` (one write each), then waits for the client to hang up.
+ */
+async function refusalOf(
+  writes: string[],
+  options: Parameters<typeof connect>[1] = {},
+): Promise<HandshakeError> {
+  await using raw = new RawServer(async (peer) => {
+    await peer.readHead();
+    for (const bytes of writes) await peer.write(bytes);
+    await peer.readToEnd();
+  });
+  const error = await rejection(
+    connect(`ws://127.0.0.1:${raw.port}/`, { pingInterval: 0, ...options }),
+    "connect",
+  );
+  assert.ok(error instanceof HandshakeError, String(error));
+  return error;
+}
+
 function frameOf(
   opcode: number,
   payload: Uint8Array,
@@ -1804,19 +1825,10 @@ Deno.test("connect() skips interim 1xx answers before the 101 (RFC 9110 §15.2)"
 });
 
 Deno.test("connect() skips interim 1xx answers before a refusal, which keeps its status and body", async () => {
-  await using raw = new RawServer(async (peer) => {
-    await peer.readHead();
-    await peer.write(
-      "HTTP/1.1 100 Continue\r\n\r\n" +
-        "HTTP/1.1 403 Forbidden\r\nContent-Length: 7\r\n\r\ngo away",
-    );
-    await peer.readToEnd();
-  });
-  const error = await rejection(
-    connect(`ws://127.0.0.1:${raw.port}/`, { pingInterval: 0 }),
-    "connect",
-  );
-  assert.ok(error instanceof HandshakeError, String(error));
+  const error = await refusalOf([
+    "HTTP/1.1 100 Continue\r\n\r\n" +
+    "HTTP/1.1 403 Forbidden\r\nContent-Length: 7\r\n\r\ngo away",
+  ]);
   assert.equal(error.status, 403);
   assert.equal(
     error.message,
@@ -1897,46 +1909,25 @@ Deno.test("connect() skips a proxy's interim 1xx answers before its 200, and ref
 });
 
 Deno.test("connect() decodes a chunked refusal body into the HandshakeError (RFC 9112 §7.1)", async () => {
-  await using raw = new RawServer(async (peer) => {
-    await peer.readHead();
-    await peer.write(
-      "HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\n" +
-        "Transfer-Encoding: chunked\r\n\r\nB\r\nnot a",
-    );
-    // The rest of the chunks in later writes, split inside the framing.
-    await peer.write("llowed\r\n9;reason=");
-    await peer.write("origin\r\n here, go\r\n0\r\n\r\n");
-    // The connection stays open: the last chunk ends the body.
-    await peer.readToEnd();
-  });
-  const error = await rejection(
-    connect(`ws://127.0.0.1:${raw.port}/`, { pingInterval: 0 }),
-    "connect",
-  );
-  assert.ok(error instanceof HandshakeError, String(error));
+  const error = await refusalOf([
+    "HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\n" +
+    "Transfer-Encoding: chunked\r\n\r\nB\r\nnot a",
+    // The rest of the chunks in later writes, split inside the framing; the
+    // connection stays open: the last chunk ends the body.
+    "llowed\r\n9;reason=",
+    "origin\r\n here, go\r\n0\r\n\r\n",
+  ]);
   assert.equal(error.status, 403);
   assert.equal(error.headers?.get("content-type"), "text/plain");
   assert.equal(decoder.decode(error.body), "not allowed here, go");
 });
 
 Deno.test("connect() fails at once with a HandshakeError on a 304 that announces a body it never sends (RFC 9112 §6.3)", async () => {
-  await using raw = new RawServer(async (peer) => {
-    await peer.readHead();
+  const error = await refusalOf([
     // A 304 has no body, whatever Content-Length says; the connection stays.
-    await peer.write(
-      'HTTP/1.1 304 Not Modified\r\nContent-Length: 1000\r\nETag: "v1"\r\n\r\n',
-    );
-    await peer.readToEnd();
-  });
-  const error = await rejection(
-    connect(`ws://127.0.0.1:${raw.port}/`, {
-      pingInterval: 0,
-      handshakeTimeout: 5000,
-    }),
-    "connect",
-  );
+    'HTTP/1.1 304 Not Modified\r\nContent-Length: 1000\r\nETag: "v1"\r\n\r\n',
+  ], { handshakeTimeout: 5000 });
   // Waiting for the 1,000 bytes made it a TimeoutError after 5 s.
-  assert.ok(error instanceof HandshakeError, String(error));
   assert.equal(error.status, 304);
   assert.equal(error.headers?.get("etag"), '"v1"');
   assert.equal(error.body?.length, 0);
@@ -1996,41 +1987,20 @@ Deno.test("connect() rejects with the caller's abort reason while it reads a ref
 });
 
 Deno.test("connect() keeps maxErrorBodySize bytes of a chunked body, without waiting for the rest", async () => {
-  await using raw = new RawServer(async (peer) => {
-    await peer.readHead();
+  const error = await refusalOf([
     // One chunk announcing 1 MiB; 2,000 bytes of it come, then nothing.
-    await peer.write(
-      "HTTP/1.1 503 Service Unavailable\r\nTransfer-Encoding: chunked\r\n\r\n" +
-        `100000\r\n${"x".repeat(2000)}`,
-    );
-    await peer.readToEnd();
-  });
-  const error = await rejection(
-    connect(`ws://127.0.0.1:${raw.port}/`, {
-      pingInterval: 0,
-      maxErrorBodySize: 1500,
-    }),
-    "connect",
-  );
-  assert.ok(error instanceof HandshakeError, String(error));
+    "HTTP/1.1 503 Service Unavailable\r\nTransfer-Encoding: chunked\r\n\r\n" +
+    `100000\r\n${"x".repeat(2000)}`,
+  ], { maxErrorBodySize: 1500 });
   assert.equal(error.status, 503);
   assert.equal(decoder.decode(error.body), "x".repeat(1500));
 });
 
 Deno.test("connect() ends the body at a malformed chunk, keeping the status, headers and the data before it", async () => {
-  await using raw = new RawServer(async (peer) => {
-    await peer.readHead();
-    await peer.write(
-      "HTTP/1.1 500 Internal Server Error\r\nX-Id: 7\r\n" +
-        "Transfer-Encoding: chunked\r\n\r\n4\r\noops\r\nzz\r\nmore",
-    );
-    await peer.readToEnd();
-  });
-  const error = await rejection(
-    connect(`ws://127.0.0.1:${raw.port}/`, { pingInterval: 0 }),
-    "connect",
-  );
-  assert.ok(error instanceof HandshakeError, String(error));
+  const error = await refusalOf([
+    "HTTP/1.1 500 Internal Server Error\r\nX-Id: 7\r\n" +
+    "Transfer-Encoding: chunked\r\n\r\n4\r\noops\r\nzz\r\nmore",
+  ]);
   assert.equal(error.status, 500);
   assert.equal(error.headers?.get("x-id"), "7");
   assert.equal(decoder.decode(error.body), "oops");
