@@ -230,20 +230,29 @@ class RawServer implements AsyncDisposable {
 }
 
 /**
- * The HandshakeError of `connect()` against a server that reads the request,
- * writes `writes` (one write each), then waits for the client to hang up.
+ * The HandshakeError of `connect()` against a server (or, with `"proxy"`, an
+ * HTTP proxy) that reads the request, writes `writes` (one write each), then
+ * waits for the client to hang up.
  */
 async function refusalOf(
   writes: string[],
   options: Parameters<typeof connect>[1] = {},
+  role: "server" | "proxy" = "server",
 ): Promise<HandshakeError> {
   await using raw = new RawServer(async (peer) => {
     await peer.readHead();
     for (const bytes of writes) await peer.write(bytes);
     await peer.readToEnd();
   });
+  const local = `127.0.0.1:${raw.port}`;
   const error = await rejection(
-    connect(`ws://127.0.0.1:${raw.port}/`, { pingInterval: 0, ...options }),
+    role === "server"
+      ? connect(`ws://${local}/`, { pingInterval: 0, ...options })
+      : connect("ws://127.0.0.1:9/", {
+        pingInterval: 0,
+        proxy: `http://${local}`,
+        ...options,
+      }),
     "connect",
   );
   assert.ok(error instanceof HandshakeError, String(error));
@@ -1889,21 +1898,13 @@ Deno.test("connect() skips a proxy's interim 1xx answers before its 200, and ref
   assert.equal(await receive(ws), "through the hints");
   await closeCleanly(ws);
 
-  await using switching = new RawServer(async (peer) => {
-    await peer.readHead();
-    await peer.write(
+  const error = await refusalOf(
+    [
       "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n",
-    );
-    await peer.readToEnd();
-  });
-  const error = await rejection(
-    connect("ws://127.0.0.1:9/", {
-      pingInterval: 0,
-      proxy: `http://127.0.0.1:${switching.port}`,
-    }),
-    "connect",
+    ],
+    {},
+    "proxy",
   );
-  assert.ok(error instanceof HandshakeError, String(error));
   assert.equal(error.status, 101);
   assert.match(error.message, /proxy answered 101 Switching Protocols$/);
 });
@@ -2007,22 +2008,14 @@ Deno.test("connect() ends the body at a malformed chunk, keeping the status, hea
 });
 
 Deno.test("connect() decodes a proxy's chunked refusal body", async () => {
-  await using proxy = new RawServer(async (peer) => {
-    await peer.readHead();
-    await peer.write(
+  const error = await refusalOf(
+    [
       "HTTP/1.1 502 Bad Gateway\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nno \r",
-    );
-    await peer.write("\n5\r\nroute\r\n0\r\n\r\n");
-    await peer.readToEnd();
-  });
-  const error = await rejection(
-    connect("ws://127.0.0.1:9/", {
-      pingInterval: 0,
-      proxy: `http://127.0.0.1:${proxy.port}`,
-    }),
-    "connect",
+      "\n5\r\nroute\r\n0\r\n\r\n",
+    ],
+    {},
+    "proxy",
   );
-  assert.ok(error instanceof HandshakeError, String(error));
   assert.equal(error.status, 502);
   assert.equal(decoder.decode(error.body), "no route");
 });
