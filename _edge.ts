@@ -4,7 +4,8 @@
 // hands to handlers, over the runtime's own WebSocket object (what
 // Deno.upgradeWebSocket gives on edge platforms). Not an entry point.
 
-import { messageReadable, messageWritable } from "./_streams.ts";
+import { messageReadable, messageWritable, sizeOf } from "./_streams.ts";
+import { handled } from "./_writer.ts";
 import type {
   CloseInfo,
   SendOptions,
@@ -261,12 +262,6 @@ export class EdgeWebSocket implements WebSocketSession {
   }
 }
 
-// The memory a queued message holds, roughly: bytes, or UTF-16 code units
-// (as connection.ts counts its queue).
-function sizeOf(message: WebSocketMessage): number {
-  return typeof message === "string" ? message.length : message.byteLength;
-}
-
 // Whether a message is over `max` bytes (UTF-8 for text). A UTF-16 code unit
 // is 1 to 3 bytes of UTF-8, so text is counted only when the bounds do not
 // tell.
@@ -294,9 +289,4 @@ function utf8Length(text: string): number {
     } else length += 3;
   }
   return length;
-}
-
-function handled<T>(promise: Promise<T>): Promise<T> {
-  promise.catch(() => {});
-  return promise;
 }

@@ -1,9 +1,15 @@
 // Copyright 2026 the @rfc6455/websocket authors. MIT license.
 // This module is browser compatible: it uses only the Web platform.
-// Private helper of connection.ts and server.ts: the WebSocketStream-shaped
-// streams over a session's message queue. Not an entry point.
+// Private helper of connection.ts and _edge.ts: the WebSocketStream-shaped
+// streams over a session's message queue, and how that queue counts a
+// message. Not an entry point.
 
 import type { WebSocketData, WebSocketMessage } from "./connection.ts";
+
+/** The memory a queued message holds, roughly: bytes, or UTF-16 code units. */
+export function sizeOf(message: WebSocketMessage): number {
+  return typeof message === "string" ? message.length : message.byteLength;
+}
 
 /**
  * The received messages as a pull-based stream: nothing is read ahead of the

@@ -37,7 +37,7 @@
  */
 
 import { copyOf, isOwned } from "./_alloc.ts";
-import { messageReadable, messageWritable } from "./_streams.ts";
+import { messageReadable, messageWritable, sizeOf } from "./_streams.ts";
 import { ConnectionClosedError, ProtocolError } from "./errors.ts";
 import { type Frame, FrameDecoder } from "./frame.ts";
 import { FrameWriter, handled, randomMask, RESOLVED } from "./_writer.ts";
@@ -397,11 +397,6 @@ const MAX_READ_BUFFER = 256 * 1024;
 const SHRINK_AFTER = 64;
 
 const encoder = new TextEncoder();
-
-// The memory a queued message holds, roughly: bytes, or UTF-16 code units.
-function sizeOf(message: WebSocketMessage): number {
-  return typeof message === "string" ? message.length : message.byteLength;
-}
 
 function concat(parts: Uint8Array[], total: number): Uint8Array<ArrayBuffer> {
   const out = new Uint8Array(total);
