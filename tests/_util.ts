@@ -36,6 +36,13 @@ export async function deadline<T>(
 
 /** The bytes of `parts`, one after the other. */
 export function concat(...parts: Uint8Array[]): Uint8Array<ArrayBuffer> {
+  return concatAll(parts);
+}
+
+/** The bytes of a list of chunks (of any length), one after the other. */
+export function concatAll(
+  parts: readonly Uint8Array[],
+): Uint8Array<ArrayBuffer> {
   const out = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
   let offset = 0;
   for (const part of parts) {

@@ -1,6 +1,7 @@
 // Copyright 2026 the @rfc6455/websocket authors. MIT license.
 
 import assert from "node:assert/strict";
+import { concatAll } from "./_util.ts";
 import {
   type ConnectionOptions,
   WebSocketConnection,
@@ -64,18 +65,6 @@ async function hasSettled(promise: Promise<unknown>): Promise<boolean> {
 
 function bytes(...values: number[]): Uint8Array {
   return new Uint8Array(values);
-}
-
-function concat(chunks: readonly Uint8Array[]): Uint8Array {
-  let length = 0;
-  for (const chunk of chunks) length += chunk.length;
-  const out = new Uint8Array(length);
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return out;
 }
 
 function closePayload(code: number, reason = ""): Uint8Array {
@@ -508,7 +497,7 @@ Deno.test("WebSocketConnection reassembles fragmented messages", async (t) => {
       }
       chunks.push(raw.frame(OPCODE.Continuation, bytes(), { fin: true }));
       // All fragments in one write, then split at odd places.
-      const all = concat(chunks);
+      const all = concatAll(chunks);
       for (let i = 0; i < all.length; i += 777) {
         raw.write(all.subarray(i, i + 777));
       }
@@ -1166,7 +1155,7 @@ Deno.test("WebSocketConnection fails on invalid close frames with 1002", async (
   await t.step("RFC 6455 §5.5.1 a reason that is not UTF-8", async () => {
     await expectFailure(
       (raw) => [
-        raw.frame(OPCODE.Close, concat([closePayload(1000), bytes(0xff)])),
+        raw.frame(OPCODE.Close, concatAll([closePayload(1000), bytes(0xff)])),
       ],
       1002,
     );
@@ -1179,7 +1168,7 @@ Deno.test("WebSocketConnection ignores data after a close and rejects later send
     async () => {
       const raw = new RawPeer({ role: "client" });
       const messages = collect(raw.conn);
-      raw.write(concat([
+      raw.write(concatAll([
         raw.frame(OPCODE.Close, closePayload(1000)),
         raw.frame(OPCODE.Text, "in the same chunk"),
       ]));
@@ -1274,7 +1263,7 @@ Deno.test("WebSocketConnection iteration ends or throws by how the connection en
       const messages = Array.fromAsync(raw.conn);
       messages.catch(() => {});
       // A frame with the reserved opcode 3 right behind a good one.
-      raw.write(concat([raw.frame(OPCODE.Text, "ok"), raw.frame(0x3, "")]));
+      raw.write(concatAll([raw.frame(OPCODE.Text, "ok"), raw.frame(0x3, "")]));
       await raw.expectClose(1002);
       await assert.rejects(within(messages), (error: unknown) => {
         assert.ok(error instanceof ProtocolError);
@@ -1456,7 +1445,7 @@ Deno.test("WebSocketConnection enforces its size limits with 1009", async (t) =>
         chunks.push(raw.frame(OPCODE.Continuation, "", { fin: false }));
       }
       // 100 fragments are allowed; the close must not come yet.
-      await within(raw.write(concat(chunks)));
+      await within(raw.write(concatAll(chunks)));
       raw.send(OPCODE.Ping, "check");
       const pong = await raw.next();
       assert.equal(pong.opcode, OPCODE.Pong);
@@ -1464,7 +1453,7 @@ Deno.test("WebSocketConnection enforces its size limits with 1009", async (t) =>
       for (let i = 0; i < 10_000; i++) {
         flood.push(raw.frame(OPCODE.Continuation, "", { fin: false }));
       }
-      raw.write(concat(flood));
+      raw.write(concatAll(flood));
       await raw.expectClose(1009);
       await rejectsWithCloseCode(messages, 1009);
       await raw.finish();
@@ -1653,7 +1642,7 @@ Deno.test("WebSocketConnection stops reading while messages wait to be consumed"
         frames.push(raw.frame(OPCODE.Text, `${i}`));
       }
       frames.push(raw.frame(OPCODE.Ping, "behind"));
-      raw.write(concat(frames));
+      raw.write(concatAll(frames));
       // The ping is not reached while 16 messages wait unread.
       const pong = raw.next(5000);
       assert.equal(await hasSettled(pong), false, "the ping was answered");
@@ -1771,7 +1760,7 @@ Deno.test("WebSocketConnection reads the peer's close even when messages are not
       const frames: Uint8Array[] = [];
       for (let i = 0; i < 10_000; i++) frames.push(raw.frame(OPCODE.Text));
       frames.push(raw.frame(OPCODE.Close, closePayload(1000, "enough")));
-      raw.write(concat(frames));
+      raw.write(concatAll(frames));
       assert.equal((await within(closing)).wasClean, true);
       const received = await collect(raw.conn);
       assert.equal(received.length, 4096);
@@ -1854,19 +1843,22 @@ Deno.test("WebSocketConnection masks frames as its role requires", async (t) => 
       await raw.next();
       // The RFC 6455 §5.7 "A single-frame masked text message".
       assert.deepEqual(
-        concat(raw.received),
+        concatAll(raw.received),
         bytes(0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58),
       );
       assert.equal(decoder.decode(payload), "Hello", "the caller's bytes");
       raw.received.length = 0;
       raw.conn.ping(bytes(9)).catch(() => {});
       await raw.next();
-      assert.deepEqual(concat(raw.received), bytes(0x89, 0x81, 1, 2, 3, 4, 8));
+      assert.deepEqual(
+        concatAll(raw.received),
+        bytes(0x89, 0x81, 1, 2, 3, 4, 8),
+      );
       raw.received.length = 0;
       raw.send(OPCODE.Close);
       await raw.next();
       assert.deepEqual(
-        concat(raw.received),
+        concatAll(raw.received),
         bytes(0x88, 0x82, 0xa0, 0xb0, 0xc0, 0xd0, 0x03 ^ 0xa0, 0xe8 ^ 0xb0),
       );
       raw.end();
@@ -1879,14 +1871,14 @@ Deno.test("WebSocketConnection masks frames as its role requires", async (t) => 
     await raw.conn.send("Hello");
     await raw.next();
     assert.deepEqual(
-      concat(raw.received),
+      concatAll(raw.received),
       bytes(0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f),
     );
     raw.received.length = 0;
     raw.send(OPCODE.Ping, "Hello");
     await raw.next();
     assert.deepEqual(
-      concat(raw.received),
+      concatAll(raw.received),
       bytes(0x8a, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f),
     );
     raw.send(OPCODE.Close);
@@ -1940,7 +1932,7 @@ Deno.test("WebSocketConnection delivers the messages read before a broken frame"
       const iterator = raw.conn[Symbol.asyncIterator]();
       // One chunk: the connection reads it in one read.
       raw.write(
-        concat([
+        concatAll([
           raw.frame(OPCODE.Text, "first"),
           raw.frame(OPCODE.Binary, bytes(1, 2, 3)),
           bytes(0x81, 0x02, 0x68, 0x69),
@@ -1972,7 +1964,7 @@ Deno.test("WebSocketConnection writes the replies to one read together", async (
       { length: 10 },
       (_, i) => raw.frame(OPCODE.Text, `message ${i}`),
     );
-    raw.write(concat(frames));
+    raw.write(concatAll(frames));
     for (let i = 0; i < 10; i++) {
       assert.equal(decoder.decode((await raw.next()).payload), `message ${i}`);
     }
@@ -2008,7 +2000,7 @@ Deno.test("WebSocketConnection writes the replies to one read together", async (
           sent++;
         }
       })();
-      raw.write(concat(
+      raw.write(concatAll(
         Array.from({ length: 10 }, (_, i) => raw.frame(OPCODE.Text, `${i}`)),
       ));
       for (let i = 0; i < 10; i++) {

@@ -1,6 +1,7 @@
 // Copyright 2026 the @rfc6455/websocket authors. MIT license.
 
 import assert from "node:assert/strict";
+import { concatAll } from "./_util.ts";
 import {
   applyMask,
   encodeFrame,
@@ -43,18 +44,6 @@ function randomBytes(rand: () => number, length: number): Uint8Array {
 function hex(text: string): Uint8Array {
   const pairs = text.trim().split(/\s+/).filter((pair) => pair !== "");
   return new Uint8Array(pairs.map((pair) => parseInt(pair, 16)));
-}
-
-function concat(chunks: readonly Uint8Array[]): Uint8Array {
-  let length = 0;
-  for (const chunk of chunks) length += chunk.length;
-  const out = new Uint8Array(length);
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return out;
 }
 
 /** Cuts `bytes` into views of random sizes, empty ones included. */
@@ -171,12 +160,12 @@ function assertRefusedFromHeader(
 ): void {
   const whole = new FrameDecoder(options);
   assertProtocolError(
-    () => pushOrThrow(whole, concat([prefix, bad])),
+    () => pushOrThrow(whole, concatAll([prefix, bad])),
     closeCode,
     message,
   );
   const bytewise = new FrameDecoder(options);
-  const input = concat([prefix, bad]);
+  const input = concatAll([prefix, bad]);
   for (let i = 0; i < input.length - 1; i++) {
     bytewise.push(input.subarray(i, i + 1));
   }
@@ -250,13 +239,13 @@ function rfcVectors(): Vector[] {
     },
     {
       name: "RFC 6455 §5.7 256 bytes binary in a single unmasked frame",
-      bytes: concat([hex("82 7e 01 00"), payload256]),
+      bytes: concatAll([hex("82 7e 01 00"), payload256]),
       frames: [frame(OPCODE.Binary, payload256)],
       options: { role: "client" },
     },
     {
       name: "RFC 6455 §5.7 64 KiB binary in a single unmasked frame",
-      bytes: concat([hex("82 7f 00 00 00 00 00 01 00 00"), payload64k]),
+      bytes: concatAll([hex("82 7f 00 00 00 00 00 01 00 00"), payload64k]),
       frames: [frame(OPCODE.Binary, payload64k)],
       options: { role: "client" },
     },
@@ -267,13 +256,13 @@ Deno.test("FrameDecoder and encodeFrame() reproduce the RFC 6455 §5.7 examples 
   let seed = 1;
   for (const vector of rfcVectors()) {
     await t.step(vector.name, () => {
-      const encoded = concat(vector.frames.map((f) => encodeFrame(f)));
+      const encoded = concatAll(vector.frames.map((f) => encodeFrame(f)));
       assert.deepEqual(encoded, vector.bytes, "encoded from the frames");
       for (const [how, chunks] of feedings(vector.bytes, seed++, 4096)) {
         const decoded = decodeAll(chunks, vector.options);
         assert.deepEqual(decoded, vector.frames, `decoded ${how}`);
         // The decoded frame carries its mask, so it re-encodes exactly.
-        const reencoded = concat(decoded.map((f) => encodeFrame(f)));
+        const reencoded = concatAll(decoded.map((f) => encodeFrame(f)));
         assert.deepEqual(reencoded, vector.bytes, `re-encoded ${how}`);
       }
       // Without a role, both masked and unmasked frames are accepted.
@@ -301,7 +290,7 @@ function expectedHeader(
     head.push(length >>> 24, (length >>> 16) & 0xff);
     head.push((length >>> 8) & 0xff, length & 0xff);
   }
-  return concat([new Uint8Array(head), mask ?? new Uint8Array()]);
+  return concatAll([new Uint8Array(head), mask ?? new Uint8Array()]);
 }
 
 function naiveMask(
@@ -599,7 +588,7 @@ Deno.test("FrameDecoder refuses every RFC 6455 §5 violation with its close code
       frame(OPCODE.Continuation, new Uint8Array()),
       frame(OPCODE.Text, HELLO),
     ];
-    const bytes = concat(frames.map((f) => encodeFrame(f)));
+    const bytes = concatAll(frames.map((f) => encodeFrame(f)));
     for (const [how, chunks] of feedings(bytes, 54)) {
       assert.deepEqual(decodeAll(chunks, { role: "client" }), frames, how);
     }
@@ -893,7 +882,7 @@ Deno.test("FrameDecoder returns an unmasked payload inside one chunk without cop
   await t.step(
     "RFC 6455 §5.6 unmasked data frames are views of the chunk",
     () => {
-      const chunk = concat([
+      const chunk = concatAll([
         encodeFrame(frame(OPCODE.Text, HELLO)),
         encodeFrame(frame(OPCODE.Binary, new Uint8Array(300).fill(7))),
         encodeFrame(frame(OPCODE.Binary, new Uint8Array(70000).fill(9))),
@@ -1021,7 +1010,7 @@ Deno.test("FrameDecoder decodes thousands of random frames across random chunk s
     await t.step(`RFC 6455 §5.2 and §5.4 random frames, ${name}`, () => {
       const rand = mulberry32(seed++);
       const frames = randomFrames(rand, 2000, masking);
-      const bytes = concat(frames.map((f) => encodeFrame(f)));
+      const bytes = concatAll(frames.map((f) => encodeFrame(f)));
       const options = { ...role, allowRsv1: true };
       for (let round = 0; round < 3; round++) {
         const chunks = splitForRoundTrip(bytes, rand);
@@ -1051,7 +1040,7 @@ function mutate(bytes: Uint8Array, rand: () => number): Uint8Array {
     } else if (kind === 2) {
       out = out.slice(0, randomInt(rand, 0, out.length));
     } else if (kind === 3) {
-      out = concat([
+      out = concatAll([
         out.subarray(0, at),
         randomBytes(rand, randomInt(rand, 1, 12)),
         out.subarray(at),
@@ -1075,7 +1064,7 @@ function mutate(bytes: Uint8Array, rand: () => number): Uint8Array {
       header[1] = (rand() < 0.5 ? 0x80 : 0) | 127;
       new DataView(header.buffer).setUint32(2, high);
       new DataView(header.buffer).setUint32(6, low);
-      out = concat([out, header]);
+      out = concatAll([out, header]);
     }
   }
   return out;
@@ -1100,7 +1089,7 @@ Deno.test("FrameDecoder only returns frames or throws ProtocolError 1002 or 1009
         : role === "client"
         ? "never"
         : "mixed";
-      const valid = concat(
+      const valid = concatAll(
         randomFrames(rand, randomInt(rand, 1, 4), masking).map((f) =>
           encodeFrame(
             f.payload.length > 2000
@@ -1130,7 +1119,7 @@ Deno.test("FrameDecoder only returns frames or throws ProtocolError 1002 or 1009
           : 0) | 127;
         new DataView(header.buffer).setBigUint64(2, BigInt(length));
         const body = header[1]! & 0x80 ? header : header.subarray(0, 10);
-        input = concat([
+        input = concatAll([
           valid,
           body,
           randomBytes(rand, randomInt(rand, 0, 3000)),
@@ -1218,7 +1207,7 @@ Deno.test("FrameEncoderStream and FrameDecoderStream round trip and fail with Pr
     for (let i = 0; i < frames.length; i++) {
       assert.deepEqual(encoded[i], encodeFrame(frames[i]!));
     }
-    const chunks = splitForRoundTrip(concat(encoded), rand);
+    const chunks = splitForRoundTrip(concatAll(encoded), rand);
     const decoded = await Array.fromAsync(
       ReadableStream.from(chunks).pipeThrough(
         new FrameDecoderStream({ role: "server", allowRsv1: true }),
