@@ -696,6 +696,87 @@ export class FrameDecoder {
   }
 
   /**
+   * Decodes the complete frames at the start of `bytes` without copying:
+   * masked payloads are unmasked in place, and every payload is a view of
+   * `bytes`. An incomplete frame at the end is left where it is: `used`
+   * says how many bytes the returned frames took, and the caller passes the
+   * rest again, with more bytes after it, in the next call. A header is
+   * checked as soon as it is complete, even when its payload has not arrived
+   * yet, so a frame over `maxPayloadSize` is refused before the caller makes
+   * room for it. This is the decoding of a reader that owns its buffer; use
+   * {@linkcode FrameDecoder.push} or this method on one decoder, not both.
+   *
+   * @example Two frames and the start of a third
+   * ```ts
+   * import { FrameDecoder } from "@rfc6455/websocket/frame";
+   * import assert from "node:assert/strict";
+   *
+   * // A masked "Hello" (RFC 6455 §5.7), an unmasked one, then 3 bytes of a ping.
+   * const bytes = new Uint8Array([
+   *   0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+   *   0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f,
+   *   0x89, 0x05, 0x48,
+   * ]);
+   * const decoder = new FrameDecoder();
+   * const { frames, used, incomplete } = decoder.decodeInPlace(bytes);
+   * assert.equal(frames.length, 2);
+   * assert.equal(used, 18);
+   * assert.equal(incomplete, 7); // the ping needs 7 bytes, 3 are here
+   * assert.equal(new TextDecoder().decode(frames[0]!.payload), "Hello");
+   * assert.equal(frames[0]!.payload.buffer, bytes.buffer); // a view, unmasked in place
+   * ```
+   *
+   * @param bytes Unconsumed bytes of the stream, starting at a frame
+   * boundary; they are overwritten by unmasking.
+   * @returns The complete frames, the number of bytes they took, and the
+   * size of the incomplete frame at the end (header included) once its
+   * header is complete, else 0.
+   * @throws {ProtocolError} If the stream breaks RFC 6455 §5 or a limit
+   * (from the next call when frames came before the break).
+   * @throws {TypeError} If `push()` left this decoder inside a frame.
+   */
+  decodeInPlace(
+    bytes: Uint8Array,
+  ): { frames: Frame[]; used: number; incomplete: number } {
+    if (this.#error !== undefined) throw this.#error;
+    if (this.#state !== HEADER || this.#headLength !== 0) {
+      throw new TypeError(
+        "Cannot decode in place: push() left the decoder inside a frame",
+      );
+    }
+    const frames: Frame[] = [];
+    const end = bytes.length;
+    let pos = 0;
+    let incomplete = 0;
+    try {
+      while (end - pos >= 2) {
+        const size = this.#headerSizeOf(bytes[pos + 1]!);
+        if (end - pos < size) break;
+        const inMessage = this.#inMessage;
+        this.#parseHeader(bytes, pos);
+        const length = this.#length;
+        if (end - pos - size < length) {
+          // The payload is still on its way: the header is parsed again
+          // with it, from the same state.
+          this.#inMessage = inMessage;
+          this.#state = HEADER;
+          incomplete = size + length;
+          break;
+        }
+        const payload = bytes.subarray(pos + size, pos + size + length);
+        if (this.#mask !== undefined) applyMask(payload, this.#mask);
+        pos += size + length;
+        frames.push(this.#emit(payload));
+      }
+    } catch (error) {
+      if (!(error instanceof ProtocolError)) throw error;
+      this.#error = error;
+      if (frames.length === 0) throw error;
+    }
+    return { frames, used: pos, incomplete };
+  }
+
+  /**
    * The error that stopped the decoder, if any. A chunk whose good frames
    * come before a broken one returns those frames, and the decoder is
    * stopped: check `error` after handling them, or let the next

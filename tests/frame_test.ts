@@ -1299,3 +1299,244 @@ Deno.test("frame.ts uses only the Web platform, never the Deno namespace", async
     "frame.ts imports only relative paths",
   );
 });
+
+// ---------------------------------------------------------------------------
+// decodeInPlace(): the decoding of a reader that owns its buffer
+
+/**
+ * Decodes `chunks` as a reader does: the bytes an incomplete frame left are
+ * passed again with the next chunk (in a fresh array, so the payloads
+ * returned earlier stay intact). Returns the frames, and the outcome: "end"
+ * on a frame boundary, or the close code of the error.
+ */
+function decodeInPlaceAll(
+  chunks: readonly Uint8Array[],
+  options: FrameDecoderOptions = {},
+): { frames: Frame[]; outcome: "end" | "inside a frame" | number } {
+  const decoder = new FrameDecoder(options);
+  const frames: Frame[] = [];
+  let pending = new Uint8Array(0);
+  try {
+    for (const chunk of chunks) {
+      const bytes = concatAll([pending, chunk]);
+      const { frames: decoded, used } = decoder.decodeInPlace(bytes);
+      frames.push(...decoded);
+      pending = bytes.slice(used);
+    }
+    if (decoder.error !== undefined) throw decoder.error;
+    return { frames, outcome: pending.length === 0 ? "end" : "inside a frame" };
+  } catch (error) {
+    if (!(error instanceof ProtocolError)) throw error;
+    return { frames, outcome: error.closeCode };
+  }
+}
+
+/** What push() makes of the same chunks, in the terms of decodeInPlaceAll(). */
+function pushAll(
+  chunks: readonly Uint8Array[],
+  options: FrameDecoderOptions = {},
+): { frames: Frame[]; outcome: "end" | "inside a frame" | number } {
+  const decoder = new FrameDecoder(options);
+  const frames: Frame[] = [];
+  try {
+    for (const chunk of chunks) frames.push(...decoder.push(chunk.slice()));
+    if (decoder.error !== undefined) throw decoder.error;
+  } catch (error) {
+    if (!(error instanceof ProtocolError)) throw error;
+    return { frames, outcome: error.closeCode };
+  }
+  try {
+    decoder.finish();
+    return { frames, outcome: "end" };
+  } catch (error) {
+    if (
+      error instanceof ProtocolError &&
+      /input ended inside a frame/.test(error.message)
+    ) {
+      return { frames, outcome: "inside a frame" };
+    }
+    if (!(error instanceof ProtocolError)) throw error;
+    return { frames, outcome: error.closeCode };
+  }
+}
+
+Deno.test("FrameDecoder.decodeInPlace() decodes the RFC 6455 §5.7 examples into views of the input", async (t) => {
+  let seed = 0x5_7_1;
+  for (const vector of rfcVectors()) {
+    await t.step(vector.name, () => {
+      const bytes = vector.bytes.slice();
+      const decoder = new FrameDecoder(vector.options);
+      const { frames, used, incomplete } = decoder.decodeInPlace(bytes);
+      assert.deepEqual(frames, vector.frames);
+      assert.equal(used, bytes.length);
+      assert.equal(incomplete, 0);
+      for (const decoded of frames) {
+        // No copy: the payload is a view of the input, unmasked in place.
+        assert.equal(decoded.payload.buffer, bytes.buffer);
+      }
+      for (const [name, chunks] of feedings(vector.bytes, seed++)) {
+        const result = decodeInPlaceAll(chunks, vector.options);
+        assert.deepEqual(result.frames, vector.frames, name);
+        assert.equal(result.outcome, "end", name);
+      }
+    });
+  }
+});
+
+Deno.test("FrameDecoder.decodeInPlace() leaves an incomplete frame and checks its header at once", async (t) => {
+  await t.step("RFC 6455 §5.2 a frame cut in its header or payload", () => {
+    const decoder = new FrameDecoder({ role: "server" });
+    const bytes = hex("81 85 37 fa 21 3d 7f 9f 4d 51 58");
+    for (let cut = 0; cut < bytes.length; cut++) {
+      const part = bytes.slice(0, cut);
+      const { frames, used, incomplete } = decoder.decodeInPlace(part);
+      assert.equal(frames.length, 0, `cut at ${cut}`);
+      assert.equal(used, 0, `cut at ${cut}`);
+      // The size is known once the 6-byte header is complete.
+      assert.equal(incomplete, cut >= 6 ? 11 : 0, `cut at ${cut}`);
+      // Nothing was unmasked: the caller passes the same bytes again.
+      assert.deepEqual(part, bytes.subarray(0, cut));
+    }
+    const { frames, used } = decoder.decodeInPlace(bytes.slice());
+    assert.equal(used, 11);
+    assert.deepEqual(frames[0]!.payload, HELLO);
+  });
+
+  await t.step(
+    "RFC 6455 §5.4 parsing a fragment's header again keeps the message state",
+    () => {
+      const decoder = new FrameDecoder({ role: "client" });
+      const bytes = hex("01 03 48 65 6c 80 02 6c 6f");
+      // The first fragment's header, twice; then the continuation's, twice.
+      assert.equal(decoder.decodeInPlace(bytes.slice(0, 3)).used, 0);
+      const first = decoder.decodeInPlace(bytes.slice(0, 8));
+      assert.equal(first.frames.length, 1);
+      assert.equal(first.used, 5);
+      assert.equal(first.incomplete, 4);
+      const second = decoder.decodeInPlace(bytes.slice(5));
+      assert.equal(second.used, 4);
+      assert.deepEqual(second.frames[0]!.payload, hex("6c 6f"));
+      // The message ended: a continuation now is refused.
+      assertProtocolError(
+        () => decoder.decodeInPlace(hex("80 00")),
+        1002,
+        /continuation frame without a message/,
+      );
+    },
+  );
+
+  await t.step(
+    "RFC 6455 §10.4 a header over the limit is refused before its payload",
+    () => {
+      const over = new FrameDecoder({ role: "client", maxPayloadSize: 1024 });
+      assertProtocolError(
+        () => over.decodeInPlace(hex("82 7e 04 01")),
+        1009,
+        /payload is 1025 bytes, limit is 1024/,
+      );
+      const huge = new FrameDecoder({ role: "client" });
+      assertProtocolError(
+        () => huge.decodeInPlace(hex("82 7f 7f ff ff ff ff ff ff ff")),
+        1009,
+      );
+      const topBit = new FrameDecoder({ role: "client" });
+      assertProtocolError(
+        () => topBit.decodeInPlace(hex("82 7f 80 00 00 00 00 00 00 00")),
+        1002,
+        /most significant bit/,
+      );
+    },
+  );
+
+  await t.step("RFC 6455 §7.1.7 the good frames come before the error", () => {
+    const decoder = new FrameDecoder({ role: "client" });
+    const bytes = hex("81 02 68 69 83 00");
+    const { frames, used } = decoder.decodeInPlace(bytes);
+    assert.equal(frames.length, 1);
+    assert.equal(used, 4);
+    assert.ok(decoder.error instanceof ProtocolError);
+    assert.throws(
+      () => decoder.decodeInPlace(hex("81 00")),
+      (e) => e === decoder.error,
+    );
+  });
+
+  await t.step("a decoder that push() left inside a frame refuses", () => {
+    const decoder = new FrameDecoder();
+    decoder.push(hex("81 05 48"));
+    assert.throws(
+      () => decoder.decodeInPlace(hex("81 05 48 65 6c 6c 6f")),
+      /Cannot decode in place: push\(\) left the decoder inside a frame/,
+    );
+  });
+});
+
+Deno.test("FrameDecoder.decodeInPlace() agrees with push() on random and hostile input", async (t) => {
+  await t.step(
+    "RFC 6455 §5.2 and §5.4 random frames across random splits",
+    () => {
+      const rand = mulberry32(0x1_9_1);
+      for (
+        const [masking, role] of [["always", "server"], [
+          "never",
+          "client",
+        ]] as const
+      ) {
+        const frames = randomFrames(rand, 1500, masking);
+        const bytes = concatAll(frames.map((f) => encodeFrame(f)));
+        const options: FrameDecoderOptions = { role, allowRsv1: true };
+        for (let round = 0; round < 3; round++) {
+          const result = decodeInPlaceAll(
+            splitForRoundTrip(bytes, rand),
+            options,
+          );
+          assert.equal(result.outcome, "end");
+          assert.equal(result.frames.length, frames.length);
+          for (let i = 0; i < frames.length; i++) {
+            assert.deepEqual(
+              result.frames[i],
+              frames[i],
+              `${role}, frame ${i}`,
+            );
+          }
+        }
+      }
+    },
+  );
+
+  await t.step("RFC 6455 §10.7 mutated byte strings", () => {
+    const rand = mulberry32(0x1_9_2);
+    const outcomes = new Map<string | number, number>();
+    for (let i = 0; i < 3000; i++) {
+      const role = rand() < 0.5 ? "server" : "client";
+      const options: FrameDecoderOptions = {
+        role,
+        maxPayloadSize: 256,
+        allowRsv1: rand() < 0.5,
+      };
+      const valid = concatAll(
+        randomFrames(
+          rand,
+          randomInt(rand, 1, 4),
+          role === "server" ? "always" : "never",
+        )
+          .map((f) =>
+            encodeFrame({ ...f, payload: f.payload.subarray(0, 300) })
+          ),
+      );
+      const input = mutate(valid, rand);
+      const chunks = splitRandomly(input, rand, 256);
+      const expected = pushAll(chunks, options);
+      const actual = decodeInPlaceAll(chunks, options);
+      assert.deepEqual(actual, expected, `case ${i}`);
+      outcomes.set(expected.outcome, (outcomes.get(expected.outcome) ?? 0) + 1);
+    }
+    // Every outcome was reached, so the comparison covered each path.
+    for (const outcome of ["end", "inside a frame", 1002, 1009]) {
+      assert.ok(
+        (outcomes.get(outcome) ?? 0) > 50,
+        JSON.stringify([...outcomes]),
+      );
+    }
+  });
+});
