@@ -8,6 +8,7 @@ import { messageReadable, messageWritable, sizeOf } from "./_streams.ts";
 import { handled } from "./_writer.ts";
 import type {
   CloseInfo,
+  MessagesOptions,
   SendOptions,
   WebSocketData,
   WebSocketMessage,
@@ -169,8 +170,23 @@ export class EdgeWebSocket implements WebSocketSession {
     return this.#writable;
   }
 
-  [Symbol.asyncIterator](): AsyncIterator<WebSocketMessage> {
-    return { next: () => this.#next() };
+  [Symbol.asyncIterator](): AsyncIterableIterator<WebSocketMessage> {
+    return this.messages();
+  }
+
+  /**
+   * The messages, as `for await (const message of ws)` gives them. Every
+   * binary message is an array of its own here (the runtime allocates one),
+   * whatever `options.copy` says.
+   */
+  messages(
+    _options?: MessagesOptions,
+  ): AsyncIterableIterator<WebSocketMessage> {
+    const iterator: AsyncIterableIterator<WebSocketMessage> = {
+      next: () => this.#next(),
+      [Symbol.asyncIterator]: () => iterator,
+    };
+    return iterator;
   }
 
   #onMessage(data: string | ArrayBuffer): void {

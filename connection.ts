@@ -37,6 +37,7 @@
  */
 
 import { copyOf, isOwned } from "./_alloc.ts";
+import { MAX_READ_BUFFER, ReadBuffer } from "./_readbuffer.ts";
 import { messageReadable, messageWritable, sizeOf } from "./_streams.ts";
 import { ConnectionClosedError, ProtocolError } from "./errors.ts";
 import { type Frame, FrameDecoder } from "./frame.ts";
@@ -135,6 +136,11 @@ export interface WebSocketSession extends AsyncIterable<WebSocketMessage> {
   readonly readable: ReadableStream<WebSocketMessage>;
   /** A stream whose chunks are sent as messages. */
   readonly writable: WritableStream<WebSocketData>;
+  /**
+   * Iterates the messages; with `{ copy: false }` binary messages may be
+   * views valid until the next one is asked for.
+   */
+  messages(options?: MessagesOptions): AsyncIterableIterator<WebSocketMessage>;
   /** Sends one message; resolves when the sender may go on. */
   send(data: WebSocketData, options?: SendOptions): Promise<void>;
   /** Sends a ping; resolves with the round-trip time in milliseconds. */
@@ -195,6 +201,29 @@ export interface CloseInfo {
   reason: string;
   /** Whether the closing handshake completed (both close frames exchanged). */
   wasClean: boolean;
+}
+
+/**
+ * Options of {@linkcode WebSocketConnection.messages}.
+ *
+ * @example Taking binary messages as views
+ * ```ts
+ * import type { MessagesOptions } from "@rfc6455/websocket/connection";
+ * import assert from "node:assert/strict";
+ *
+ * const options: MessagesOptions = { copy: false };
+ * assert.equal(options.copy, false);
+ * ```
+ */
+export interface MessagesOptions {
+  /**
+   * `false` lets a binary message be a view of the connection's read
+   * buffer, valid until the iterator is asked for the next message or
+   * left: no allocation and no copy per message.
+   *
+   * @default {true}
+   */
+  copy?: boolean;
 }
 
 /**
@@ -388,13 +417,6 @@ const READ_QUEUE_LIMIT = 16;
 const READ_QUEUE_SIZE = 1024 * 1024;
 const CLOSING_QUEUE_LIMIT = 4096;
 const CLOSING_QUEUE_SIZE = 16 * 1024 * 1024;
-// The read buffer grows (x4) when a read fills it and shrinks (/4) after
-// SHRINK_AFTER reads in a row that use at most an eighth of it. Shrinking on
-// one small read made it swing: under a steady load reads alternate between
-// full and nearly empty, and every swing allocated (and zeroed) a new buffer.
-const MIN_READ_BUFFER = 16 * 1024;
-const MAX_READ_BUFFER = 256 * 1024;
-const SHRINK_AFTER = 64;
 
 const encoder = new TextEncoder();
 
@@ -472,6 +494,8 @@ function closeReasonFor(error: unknown): string {
 interface Waiter {
   resolve(result: IteratorResult<WebSocketMessage>): void;
   reject(error: unknown): void;
+  /** Takes views of the read buffer (see `messages({ copy: false })`). */
+  borrows: boolean;
 }
 
 interface PendingPing {
@@ -567,6 +591,10 @@ export class WebSocketConnection implements WebSocketSession {
   readonly #utf8 = new TextDecoder("utf-8", { fatal: true });
 
   #viewsReadBuffer = false;
+  // The read buffer, when the transport has read(): binary messages are
+  // lent from it to iterators of messages({ copy: false }).
+  #buffer: ReadBuffer | undefined;
+  #borrowers = 0;
 
   // Sending.
   readonly #out: FrameWriter;
@@ -720,9 +748,12 @@ export class WebSocketConnection implements WebSocketSession {
     // encoder copies from; one that waits behind compression needs its own.
     const waits = this.#compressing > 0 ||
       (this.#deflate !== undefined && options.compress !== false);
-    const payload = typeof data === "string"
+    let payload = typeof data === "string"
       ? (waits ? encoder.encode(data) : encodeToScratch(data))
       : toBytes(data);
+    // A lent view may be read over once its iterator moves on: what waits
+    // for compression gets a copy (the frame encoder copies the rest now).
+    if (waits && this.#isLent(payload)) payload = payload.slice();
     if (
       this.#out.queuedBytes > 0 &&
       this.#out.queuedBytes + payload.length > this.#maxBufferedAmount
@@ -850,7 +881,7 @@ export class WebSocketConnection implements WebSocketSession {
    */
   get readable(): ReadableStream<WebSocketMessage> {
     this.#readable ??= messageReadable(
-      () => this.#next(),
+      () => this.#next(false),
       () => this.#closeInternal(1000, ""),
     );
     return this.#readable;
@@ -875,17 +906,102 @@ export class WebSocketConnection implements WebSocketSession {
   #writable: WritableStream<WebSocketData> | undefined;
 
   /**
-   * Iterates the received messages until the connection closes.
+   * Iterates the received messages until the connection closes. Each binary
+   * message is an array of its own; see {@linkcode WebSocketConnection.messages}
+   * for views without a copy.
    *
    * @returns An async iterator of messages.
    */
   [Symbol.asyncIterator](): AsyncIterableIterator<WebSocketMessage> {
+    return this.messages();
+  }
+
+  /**
+   * Iterates the received messages until the connection closes, like
+   * `for await (const message of ws)`. With `{ copy: false }` a binary
+   * message may be a view of the connection's read buffer instead of an
+   * array of its own: it is valid until this iterator is asked for the next
+   * message or left, and then its bytes may be read over. That saves an
+   * allocation and a copy per message (at 64 KiB, most of what a message
+   * costs): an echo, a relay or a parser that is done with each message
+   * before taking the next should use it; keep a message longer with
+   * `message.slice()`. `send()` may be given such a view: it copies what it
+   * keeps. Text messages are strings either way, and other readers of the
+   * connection (another iterator, `readable`) still get arrays of their own.
+   *
+   * @example An echo without a copy per message
+   * ```ts
+   * import { WebSocketConnection } from "@rfc6455/websocket/connection";
+   * import assert from "node:assert/strict";
+   *
+   * const a = new TransformStream<Uint8Array, Uint8Array>();
+   * const b = new TransformStream<Uint8Array, Uint8Array>();
+   * const client = new WebSocketConnection({ readable: a.readable, writable: b.writable }, { role: "client" });
+   * const server = new WebSocketConnection({ readable: b.readable, writable: a.writable }, { role: "server" });
+   * const echo = (async () => {
+   *   for await (const message of server.messages({ copy: false })) await server.send(message);
+   * })();
+   * await client.send(new Uint8Array([1, 2, 3]));
+   * for await (const message of client) {
+   *   assert.deepEqual(message, new Uint8Array([1, 2, 3]));
+   *   break;
+   * }
+   * await client.close();
+   * await echo;
+   * ```
+   *
+   * @param options `copy: false` to take binary messages as views.
+   * @returns An async iterator of messages.
+   */
+  messages(
+    options: MessagesOptions = {},
+  ): AsyncIterableIterator<WebSocketMessage> {
+    if (options.copy !== false) {
+      const iterator: AsyncIterableIterator<WebSocketMessage> = {
+        next: () => this.#next(false),
+        return: () =>
+          Promise.resolve({ value: undefined, done: true } as IteratorResult<
+            WebSocketMessage
+          >),
+        [Symbol.asyncIterator]: () => iterator,
+      };
+      return iterator;
+    }
+    // The views this iterator handed out, given back at its next call.
+    let held: Uint8Array[] = [];
+    let active = true;
+    this.#borrowers++;
+    const release = () => {
+      for (const view of held) this.#buffer?.release(view);
+      held = [];
+    };
+    const stop = () => {
+      if (!active) return;
+      active = false;
+      this.#borrowers--;
+      release();
+    };
     const iterator: AsyncIterableIterator<WebSocketMessage> = {
-      next: () => this.#next(),
-      return: () =>
-        Promise.resolve({ value: undefined, done: true } as IteratorResult<
-          WebSocketMessage
-        >),
+      next: () => {
+        release();
+        if (!active) return this.#endOfMessages();
+        const result = this.#next(true);
+        result.then((item) => {
+          if (item.done) stop();
+          else if (typeof item.value !== "string" && this.#isLent(item.value)) {
+            held.push(item.value);
+          }
+        }, stop);
+        return result;
+      },
+      return: () => {
+        stop();
+        return Promise.resolve(
+          { value: undefined, done: true } as IteratorResult<
+            WebSocketMessage
+          >,
+        );
+      },
       [Symbol.asyncIterator]: () => iterator,
     };
     return iterator;
@@ -893,7 +1009,7 @@ export class WebSocketConnection implements WebSocketSession {
 
   // ---- receiving ----
 
-  #next(): Promise<IteratorResult<WebSocketMessage>> {
+  #next(borrows = false): Promise<IteratorResult<WebSocketMessage>> {
     if (this.#messages.length > 0) {
       const value = this.#messages.shift()!;
       this.#queuedSize -= sizeOf(value);
@@ -902,7 +1018,10 @@ export class WebSocketConnection implements WebSocketSession {
         this.#resume = undefined;
         resume();
       }
-      return Promise.resolve({ value, done: false });
+      return Promise.resolve({
+        value: this.#take(value, borrows),
+        done: false,
+      });
     }
     if (
       this.#closeInfo !== undefined || this.#readDone ||
@@ -911,8 +1030,27 @@ export class WebSocketConnection implements WebSocketSession {
       return this.#endOfMessages();
     }
     return new Promise((resolve, reject) =>
-      this.#waiters.push({ resolve, reject })
+      this.#waiters.push({ resolve, reject, borrows })
     );
+  }
+
+  // A message leaves the queue: a lent view stays lent to a consumer that
+  // borrows (until its next call), and is copied for any other.
+  #take(message: WebSocketMessage, borrows: boolean): WebSocketMessage {
+    const buffer = this.#buffer;
+    if (
+      typeof message === "string" || buffer === undefined ||
+      !buffer.isLent(message)
+    ) {
+      return message;
+    }
+    if (borrows) return message;
+    buffer.release(message);
+    return copyOf(message);
+  }
+
+  #isLent(view: Uint8Array): boolean {
+    return this.#buffer !== undefined && this.#buffer.isLent(view);
   }
 
   #readDone = false;
@@ -925,7 +1063,10 @@ export class WebSocketConnection implements WebSocketSession {
   #deliver(message: WebSocketMessage): void {
     const waiter = this.#waiters.shift();
     if (waiter !== undefined) {
-      waiter.resolve({ value: message, done: false });
+      waiter.resolve({
+        value: this.#take(message, waiter.borrows),
+        done: false,
+      });
       return;
     }
     const size = sizeOf(message);
@@ -945,35 +1086,32 @@ export class WebSocketConnection implements WebSocketSession {
   async #read(head: Uint8Array | undefined): Promise<void> {
     const transport = this.#transport;
     try {
-      if (head !== undefined && head.length > 0) {
-        await this.#receive(head.slice());
-      }
       if (transport.read !== undefined) {
-        // One read buffer for every read: frames that view it (unmasked
-        // payloads inside one read) are copied before they are kept.
-        let buffer = new Uint8Array(MIN_READ_BUFFER);
-        let smallReads = 0;
+        // One buffer, decoded in place: a frame that a read cuts stays in
+        // it and the next read appends to it, so payloads are views of the
+        // buffer (copied, or lent, before the bytes are read over).
+        const buffer = new ReadBuffer(head);
+        this.#buffer = buffer;
         this.#viewsReadBuffer = true;
-        while (!this.#readDone) {
-          if (this.#mustPause()) await this.#paused();
-          const count = await transport.read(buffer);
-          if (count === null) break;
-          const chunk = buffer.subarray(0, count);
-          const pending = this.#receive(chunk);
-          if (pending !== undefined) await pending;
-          if (count === buffer.length && count < MAX_READ_BUFFER) {
-            buffer = new Uint8Array(count * 4);
-            smallReads = 0;
-          } else if (count > buffer.length / 8) {
-            smallReads = 0;
-          } else if (
-            ++smallReads >= SHRINK_AFTER && buffer.length > MIN_READ_BUFFER
-          ) {
-            buffer = new Uint8Array(buffer.length / 4);
-            smallReads = 0;
+        let frameSize = 0;
+        let count: number | null = buffer.pending.length;
+        while (true) {
+          if (count > 0) {
+            const decoded = this.#decodeBuffer(buffer);
+            frameSize = decoded.frameSize;
+            if (decoded.pending !== undefined) await decoded.pending;
           }
+          if (this.#readDone) break;
+          if (this.#mustPause()) await this.#paused();
+          const room = buffer.room(frameSize);
+          count = await transport.read(room);
+          if (count === null) break;
+          buffer.filled(count, room.length);
         }
       } else {
+        if (head !== undefined && head.length > 0) {
+          await this.#receive(head.slice());
+        }
         const reader = transport.readable.getReader();
         this.#reader = reader;
         while (!this.#readDone) {
@@ -1042,6 +1180,38 @@ export class WebSocketConnection implements WebSocketSession {
       this.#fail(error);
       return undefined;
     }
+    return this.#onFrames(frames);
+  }
+
+  // Decodes the complete frames of the read buffer in place, and tells the
+  // size of the frame its bytes end inside, once known.
+  #decodeBuffer(
+    buffer: ReadBuffer,
+  ): { pending: Promise<void> | undefined; frameSize: number } {
+    const bytes = buffer.pending;
+    if (this.#discard) {
+      buffer.consume(bytes.length);
+      return { pending: undefined, frameSize: 0 };
+    }
+    let decoded: { frames: Frame[]; used: number; incomplete: number };
+    try {
+      decoded = this.#decoder.decodeInPlace(bytes);
+    } catch (error) {
+      buffer.consume(bytes.length);
+      this.#discard = true;
+      this.#fail(error);
+      return { pending: undefined, frameSize: 0 };
+    }
+    // The bytes stay as they are until the next read, which waits for the
+    // frames to be handled.
+    buffer.consume(decoded.used);
+    return {
+      pending: this.#onFrames(decoded.frames),
+      frameSize: decoded.incomplete,
+    };
+  }
+
+  #onFrames(frames: Frame[]): Promise<void> | undefined {
     // A read that brought several frames is likely to get several replies:
     // they are written together (see #startPump).
     if (frames.length > 1) this.#out.expectReplies();
@@ -1116,7 +1286,7 @@ export class WebSocketConnection implements WebSocketSession {
     if (frame.fin && !frame.rsv1) {
       // The common case: a whole message in one frame.
       if (frame.opcode === 0x1) this.#deliver(this.#decodeText(payload, false));
-      else if (this.#viewsReadBuffer) this.#deliver(own(payload));
+      else if (this.#viewsReadBuffer) this.#deliver(this.#keep(payload, true));
       else this.#deliver(payload as Uint8Array<ArrayBuffer>);
       return undefined;
     }
@@ -1157,7 +1327,7 @@ export class WebSocketConnection implements WebSocketSession {
       }
       return undefined;
     }
-    if (payload.length > 0) this.#fragments.push(own(payload));
+    if (payload.length > 0) this.#fragments.push(this.#keep(payload, false));
     if (!frame.fin) return undefined;
     const parts = this.#fragments;
     this.#fragments = [];
@@ -1169,6 +1339,24 @@ export class WebSocketConnection implements WebSocketSession {
       return undefined;
     }
     return this.#inflate(this.#fragmentOpcode, data);
+  }
+
+  // A payload to keep past this read. A view of the read buffer is lent
+  // (a whole binary message, to a consumer that borrows), or copied. A
+  // payload over MAX_READ_BUFFER needs no copy: its buffer was grown for its
+  // frame, and is never read into again once the frame is consumed.
+  #keep(payload: Uint8Array, message: boolean): Uint8Array<ArrayBuffer> {
+    const buffer = this.#buffer;
+    if (buffer !== undefined) {
+      if (message && this.#borrowers > 0) {
+        buffer.lend(payload);
+        return payload as Uint8Array<ArrayBuffer>;
+      }
+      if (payload.length > MAX_READ_BUFFER) {
+        return payload as Uint8Array<ArrayBuffer>;
+      }
+    }
+    return own(payload);
   }
 
   async #inflate(opcode: number, data: Uint8Array): Promise<void> {

@@ -1,7 +1,7 @@
 // Copyright 2026 the @rfc6455/websocket authors. MIT license.
 
 import assert from "node:assert/strict";
-import { concatAll } from "./_util.ts";
+import { concatAll, patternBytes, writeAll } from "./_util.ts";
 import {
   type ConnectionOptions,
   WebSocketConnection,
@@ -2192,5 +2192,321 @@ Deno.test("connection.ts uses only the Web platform, never the Deno namespace", 
     source,
     /^(?:import|export)[^;]*? from "(?!\.\/)/m,
     "connection.ts imports only relative paths",
+  );
+});
+
+// ---------------------------------------------------------------------------
+// The read buffer, over TCP: frames decoded in place, views lent
+
+/**
+ * A server connection over a TCP socket on 127.0.0.1 (a transport with
+ * read(): the read buffer's path), and the raw client socket, into which
+ * the test writes masked frames in pieces of its choosing.
+ */
+async function tcpServer(
+  options: TestOptions = {},
+): Promise<{ conn: WebSocketConnection; peer: Deno.TcpConn }> {
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const [peer, accepted] = await Promise.all([
+    Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port }),
+    listener.accept(),
+  ]);
+  const conn = new WebSocketConnection(accepted, {
+    pingInterval: 0,
+    ...options,
+    role: "server",
+  });
+  return { conn, peer };
+}
+
+/** A masked binary frame of `payload`, or a fragment of one. */
+function clientFrame(
+  payload: Uint8Array,
+  opcode: number = OPCODE.Binary,
+  fin = true,
+): Uint8Array {
+  return encodeFrame({
+    fin,
+    rsv1: false,
+    rsv2: false,
+    rsv3: false,
+    opcode,
+    payload,
+    mask: RAW_MASK,
+  });
+}
+
+/**
+ * Writes `bytes` in pieces cut at `cuts` (sorted offsets), letting the
+ * reader run between pieces, so that reads end where the test says.
+ */
+async function writeInPieces(
+  peer: Deno.Conn,
+  bytes: Uint8Array,
+  cuts: number[],
+): Promise<void> {
+  let from = 0;
+  for (const cut of [...cuts, bytes.length]) {
+    if (cut <= from) continue;
+    await writeAll(peer, bytes.subarray(from, cut));
+    from = cut;
+    await settle(1);
+  }
+}
+
+/** Closes the raw peer's side cleanly and waits for the connection. */
+async function closeFromPeer(
+  conn: WebSocketConnection,
+  peer: Deno.Conn,
+): Promise<void> {
+  await writeAll(peer, clientFrame(closePayload(1000), OPCODE.Close));
+  const info = await within(conn.closed, 3000, "closed");
+  assert.equal(info.code, 1000);
+  peer.close();
+}
+
+/**
+ * Asserts that `actual` holds the bytes of `expected`, naming the first
+ * difference (a diff of megabytes would take minutes to print).
+ */
+function assertSameBytes(
+  actual: unknown,
+  expected: Uint8Array | undefined,
+  what: string,
+): void {
+  assert.ok(actual instanceof Uint8Array, `${what}: not bytes`);
+  assert.ok(expected !== undefined, `${what}: not expected`);
+  assert.equal(actual.length, expected.length, `${what}: length`);
+  for (let i = 0; i < expected.length; i++) {
+    if (actual[i] !== expected[i]) {
+      assert.fail(
+        `${what}: byte ${i} is ${actual[i]}, expected ${expected[i]}`,
+      );
+    }
+  }
+}
+
+/** Payload sizes around every buffer boundary of the read path. */
+const READ_PATH_SIZES = [
+  0,
+  1,
+  125,
+  126,
+  4096,
+  16 * 1024 - 8,
+  16 * 1024,
+  65535,
+  65536,
+  65537,
+  200_000,
+  256 * 1024 - 14,
+  256 * 1024,
+  300_000,
+  1024 * 1024 + 3,
+];
+
+Deno.test("WebSocketConnection over TCP reads every message intact across read boundaries", async (t) => {
+  for (const copy of [true, false]) {
+    await t.step(
+      `RFC 6455 §5.2 messages of every size, cut anywhere (copy: ${copy})`,
+      async () => {
+        const { conn, peer } = await tcpServer();
+        const sent: Uint8Array[] = [];
+        const frames: Uint8Array[] = [];
+        for (let round = 0; round < 3; round++) {
+          for (const size of READ_PATH_SIZES) {
+            const payload = patternBytes(size, sent.length + 1);
+            sent.push(payload);
+            frames.push(clientFrame(payload));
+          }
+        }
+        // A fragmented message, with a ping between its fragments.
+        const fragmented = patternBytes(150_000, 99);
+        sent.push(fragmented);
+        frames.push(
+          clientFrame(fragmented.subarray(0, 70_000), OPCODE.Binary, false),
+        );
+        frames.push(clientFrame(bytes(1, 2, 3), OPCODE.Ping));
+        frames.push(
+          clientFrame(fragmented.subarray(70_000), OPCODE.Continuation),
+        );
+        const stream = concatAll(frames);
+        // Cuts inside headers, inside payloads and on boundaries.
+        const cuts: number[] = [];
+        for (let at = 1; at < stream.length; at += 1 + ((at * 7919) % 90_001)) {
+          cuts.push(at);
+        }
+        const writing = writeInPieces(peer, stream, cuts);
+        const received: Uint8Array[] = [];
+        const kept: Uint8Array[] = [];
+        const messages = copy
+          ? conn.messages()
+          : conn.messages({ copy: false });
+        const reading = (async () => {
+          for await (const message of messages) {
+            assert.ok(message instanceof Uint8Array);
+            const index = received.length;
+            assertSameBytes(
+              message,
+              sent[index],
+              `message ${index} on arrival`,
+            );
+            // A copy is the caller's to keep; a view is checked on arrival.
+            received.push(message);
+            if (copy) kept.push(message);
+            if (received.length === sent.length) break;
+          }
+        })();
+        await within(reading, 20_000, "the messages");
+        await writing;
+        // The copies kept stay intact while later reads reused the buffer.
+        for (let i = 0; i < kept.length; i++) {
+          assertSameBytes(kept[i], sent[i], `message ${i} kept`);
+        }
+        await closeFromPeer(conn, peer);
+      },
+    );
+  }
+});
+
+Deno.test("messages({ copy: false }) lends views of the read buffer and never reads over a held one", async (t) => {
+  await t.step(
+    "RFC 6455 §5.6 messages of one read are views side by side",
+    async () => {
+      const { conn, peer } = await tcpServer();
+      const sent = Array.from(
+        { length: 8 },
+        (_, i) => patternBytes(1000, i + 1),
+      );
+      await writeAll(
+        peer,
+        concatAll(sent.map((payload) => clientFrame(payload))),
+      );
+      const views: Uint8Array[] = [];
+      const reading = (async () => {
+        for await (const message of conn.messages({ copy: false })) {
+          assertSameBytes(message, sent[views.length], "message");
+          views.push(message as Uint8Array);
+          if (views.length === sent.length) break;
+        }
+      })();
+      await within(reading, 3000, "the messages");
+      // Consecutive messages of one read sit in one buffer, 8 header bytes
+      // apart (2 + 2 for the length + 4 for the mask): nothing was copied.
+      let adjacent = 0;
+      for (let i = 1; i < views.length; i++) {
+        const [a, b] = [views[i - 1]!, views[i]!];
+        if (a.buffer === b.buffer && b.byteOffset === a.byteOffset + 1000 + 8) {
+          adjacent++;
+        }
+      }
+      assert.ok(adjacent >= 4, `${adjacent} adjacent views`);
+      await closeFromPeer(conn, peer);
+    },
+  );
+
+  await t.step(
+    "RFC 6455 §5.6 a held view survives the reads after it",
+    async () => {
+      const { conn, peer } = await tcpServer();
+      const sent = Array.from(
+        { length: 60 },
+        (_, i) => patternBytes(30_000, i + 1),
+      );
+      const writing = writeAll(
+        peer,
+        concatAll(sent.map((payload) => clientFrame(payload))),
+      );
+      const iterator = conn.messages({ copy: false });
+      const first = await within(iterator.next(), 3000, "the first message");
+      assert.equal(first.done, false);
+      const held = first.value as Uint8Array;
+      // While the first view is held, the read loop reads on (up to its
+      // queue's bound) into other buffers.
+      await settle(20);
+      assertSameBytes(held, sent[0], "message");
+      for (let i = 1; i < sent.length; i++) {
+        const result = await within(iterator.next(), 3000, `message ${i}`);
+        assertSameBytes(result.value, sent[i], `message ${i}`);
+      }
+      await iterator.return!();
+      await writing;
+      await closeFromPeer(conn, peer);
+    },
+  );
+
+  await t.step(
+    "RFC 6455 §5.6 other readers get arrays of their own",
+    async () => {
+      const { conn, peer } = await tcpServer();
+      const sent = Array.from(
+        { length: 40 },
+        (_, i) => patternBytes(20_000, i + 7),
+      );
+      const writing = writeAll(
+        peer,
+        concatAll(sent.map((payload) => clientFrame(payload))),
+      );
+      const borrowing = conn.messages({ copy: false });
+      const reader = conn.readable.getReader();
+      const copies: Uint8Array[] = [];
+      for (let i = 0; i < 10; i++) {
+        const { value } = await within(reader.read(), 3000, `copy ${i}`);
+        copies.push(value as Uint8Array);
+      }
+      reader.releaseLock();
+      for (let i = 10; i < sent.length; i++) {
+        const result = await within(borrowing.next(), 3000, `view ${i}`);
+        assertSameBytes(result.value, sent[i], `view ${i}`);
+      }
+      // Thirty reads later, the copies are intact, each an array of its own.
+      for (const copy of copies) {
+        assert.equal(copy.byteOffset, 0);
+        assert.equal(copy.buffer.byteLength, copy.byteLength);
+      }
+      for (let i = 0; i < copies.length; i++) {
+        assertSameBytes(copies[i], sent[i], `copy ${i}`);
+      }
+      await writing;
+      await closeFromPeer(conn, peer);
+    },
+  );
+
+  await t.step(
+    "RFC 6455 §5.4 a message larger than the read buffer",
+    async () => {
+      for (const copy of [true, false]) {
+        const { conn, peer } = await tcpServer();
+        const large = patternBytes(3 * 1024 * 1024 + 5, 3);
+        const small = Array.from(
+          { length: 30 },
+          (_, i) => patternBytes(50_000, i + 11),
+        );
+        const writing = writeAll(
+          peer,
+          concatAll([
+            clientFrame(large),
+            ...small.map((payload) => clientFrame(payload)),
+          ]),
+        );
+        const iterator = copy
+          ? conn.messages()
+          : conn.messages({ copy: false });
+        const first = await within(iterator.next(), 3000, "the large message");
+        const kept = first.value as Uint8Array;
+        assertSameBytes(kept, large, "message");
+        for (let i = 0; i < small.length; i++) {
+          const result = await within(iterator.next(), 3000, `message ${i}`);
+          assertSameBytes(result.value, small[i], `message ${i}`);
+        }
+        // With copy, the large message is the caller's: later reads did not
+        // touch it (it kept its buffer instead of a 3 MiB copy).
+        if (copy) {
+          assertSameBytes(kept, large, "message");
+        }
+        await writing;
+        await closeFromPeer(conn, peer);
+      }
+    },
   );
 });

@@ -1175,3 +1175,36 @@ Deno.test({
     assert.equal((await ws.closed).code, 1000);
   },
 });
+
+Deno.test("serve() compresses a view from messages({ copy: false }) after its iterator moved on", async () => {
+  // The client sends uncompressed, so the server's messages are views of its
+  // read buffer; its echoes are compressed later, while the handler is
+  // already reading on (it does not await send()).
+  const { server, errors } = quietServer({}, async (ws) => {
+    for await (const message of ws.messages({ copy: false })) {
+      ws.send(message).catch(() => {});
+    }
+  });
+  await using _server = server;
+  const ws = await deadline(
+    connect(`ws://127.0.0.1:${server.addr.port}/`),
+    "connect",
+  );
+  try {
+    assert.match(ws.extensions, /permessage-deflate/);
+    const sent = Array.from(
+      { length: 60 },
+      (_, i) => patternBytes(20_000, i + 1),
+    );
+    for (const payload of sent) await ws.send(payload, { compress: false });
+    const iterator = ws[Symbol.asyncIterator]();
+    for (let i = 0; i < sent.length; i++) {
+      const { value } = await deadline(iterator.next(), `echo ${i}`);
+      assertSameBytes(value, sent[i]!);
+    }
+    assert.equal((await deadline(ws.close(), "close")).code, 1000);
+  } finally {
+    await ws.close();
+  }
+  assert.deepEqual(errors, []);
+});
