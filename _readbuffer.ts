@@ -37,33 +37,40 @@ const MAX_SPARES = 6;
  * buffer is reused once every view is given back with `release()`. A view
  * that is never given back keeps its buffer alive, and nothing else.
  */
+/** A buffer, and how many of its views are lent. */
+interface Slot {
+  bytes: Uint8Array<ArrayBuffer>;
+  lent: number;
+}
+
 export class ReadBuffer {
-  #bytes: Uint8Array<ArrayBuffer>;
+  #slot: Slot;
   #start = 0;
   #end = 0;
   #grow = false;
   #smallReads = 0;
-  #lent = new Map<ArrayBufferLike, number>();
-  #spares: Uint8Array<ArrayBuffer>[] = [];
+  // Views lent and not released, over all slots.
+  #lent = 0;
+  // Earlier buffers: those with views lent, and free spares.
+  #others: Slot[] = [];
 
   /** Starts with `head`, the bytes that came with the handshake, pending. */
   constructor(head?: Uint8Array) {
     const length = head?.length ?? 0;
-    this.#bytes = new Uint8Array(
-      Math.max(MIN_READ_BUFFER, length + MIN_ROOM),
-    );
-    if (head !== undefined) this.#bytes.set(head);
+    const bytes = new Uint8Array(Math.max(MIN_READ_BUFFER, length + MIN_ROOM));
+    if (head !== undefined) bytes.set(head);
+    this.#slot = { bytes, lent: 0 };
     this.#end = length;
   }
 
   /** The bytes read and not consumed yet. */
   get pending(): Uint8Array<ArrayBuffer> {
-    return this.#bytes.subarray(this.#start, this.#end);
+    return this.#slot.bytes.subarray(this.#start, this.#end);
   }
 
   /** The size of the buffer in use. */
   get size(): number {
-    return this.#bytes.length;
+    return this.#slot.bytes.length;
   }
 
   /** Marks the first `count` pending bytes as consumed. */
@@ -78,7 +85,8 @@ export class ReadBuffer {
    * not): the buffer grows for it up to that size, not more.
    */
   room(frameSize: number): Uint8Array<ArrayBuffer> {
-    const bytes = this.#bytes;
+    const slot = this.#slot;
+    const bytes = slot.bytes;
     const tail = this.#end - this.#start;
     let size = bytes.length;
     if (this.#grow) {
@@ -96,11 +104,12 @@ export class ReadBuffer {
       size = Math.max(size * 2, need);
       if (frameSize > tail) size = Math.min(size, Math.max(frameSize, need));
     }
-    if (size !== bytes.length || this.#isLent(bytes)) {
-      const next = this.#spare(size) ?? new Uint8Array(size);
-      next.set(bytes.subarray(this.#start, this.#end));
-      this.#retire(bytes);
-      this.#bytes = next;
+    if (size !== bytes.length || slot.lent > 0) {
+      const next = this.#spare(size) ??
+        { bytes: new Uint8Array(size), lent: 0 };
+      next.bytes.set(bytes.subarray(this.#start, this.#end));
+      this.#retire(slot);
+      this.#slot = next;
       this.#start = 0;
       this.#end = tail;
       this.#grow = false;
@@ -111,15 +120,17 @@ export class ReadBuffer {
         this.#start = 0;
         this.#end = tail;
       }
-      if (this.#spares.length > 0) this.#dropFreeSpares();
+      // No view holds this buffer: a consumer keeps up, and the spares are
+      // not needed.
+      if (this.#others.length > 0 && this.#lent === 0) this.#others = [];
     }
-    return this.#bytes.subarray(this.#end);
+    return this.#slot.bytes.subarray(this.#end);
   }
 
   /** Records a read of `count` bytes into the last `room()`. */
   filled(count: number, room: number): void {
     this.#end += count;
-    const size = this.#bytes.length;
+    const size = this.#slot.bytes.length;
     if (count === room && size < MAX_READ_BUFFER) {
       this.#grow = true;
       this.#smallReads = 0;
@@ -130,55 +141,69 @@ export class ReadBuffer {
     }
   }
 
-  /** Hands out `view`, a view of the buffer: its bytes stay as they are. */
-  lend(view: Uint8Array): void {
-    const buffer = view.buffer;
-    this.#lent.set(buffer, (this.#lent.get(buffer) ?? 0) + 1);
+  /**
+   * Hands out one more view of the pending bytes: the buffer is not read
+   * into again until the view is released.
+   */
+  lend(): void {
+    this.#slot.lent++;
+    this.#lent++;
   }
 
   /** Whether `view` was lent and not released. */
   isLent(view: Uint8Array): boolean {
-    return this.#lent.size > 0 && this.#lent.has(view.buffer);
+    return this.#lent > 0 && this.#slotOf(view) !== undefined;
   }
 
   /** Gives back a view that `lend()` handed out. */
   release(view: Uint8Array): void {
+    if (this.#lent === 0) return;
+    const slot = this.#slotOf(view);
+    if (slot === undefined) return;
+    slot.lent--;
+    this.#lent--;
+  }
+
+  // The slot with views lent that `view` is a view of.
+  #slotOf(view: Uint8Array): Slot | undefined {
     const buffer = view.buffer;
-    const count = this.#lent.get(buffer);
-    if (count === undefined) return;
-    if (count > 1) this.#lent.set(buffer, count - 1);
-    else this.#lent.delete(buffer);
+    if (this.#slot.bytes.buffer === buffer) {
+      return this.#slot.lent > 0 ? this.#slot : undefined;
+    }
+    for (const slot of this.#others) {
+      if (slot.bytes.buffer === buffer) return slot.lent > 0 ? slot : undefined;
+    }
+    return undefined;
   }
 
-  #isLent(bytes: Uint8Array): boolean {
-    return this.#lent.size > 0 && this.#lent.has(bytes.buffer);
-  }
-
-  #spare(size: number): Uint8Array<ArrayBuffer> | undefined {
-    const spares = this.#spares;
-    for (let i = 0; i < spares.length; i++) {
-      const spare = spares[i]!;
-      if (spare.length === size && !this.#isLent(spare)) {
-        spares.splice(i, 1);
-        return spare;
+  #spare(size: number): Slot | undefined {
+    const others = this.#others;
+    for (let i = 0; i < others.length; i++) {
+      const slot = others[i]!;
+      if (slot.lent === 0 && slot.bytes.length === size) {
+        others.splice(i, 1);
+        return slot;
       }
     }
     return undefined;
   }
 
-  #dropFreeSpares(): void {
-    this.#spares = this.#spares.filter((spare) => this.#isLent(spare));
-  }
-
-  #retire(bytes: Uint8Array<ArrayBuffer>): void {
-    if (bytes.length > MAX_READ_BUFFER) return;
-    const spares = this.#spares;
-    if (spares.length === MAX_SPARES) {
-      // Keep the ones that may serve soon: drop a spare no view holds.
-      const index = spares.findIndex((spare) => !this.#isLent(spare));
-      if (index === -1) return;
-      spares.splice(index, 1);
+  // Keeps a buffer that views hold (until they are released), or a free one
+  // as a spare, up to MAX_SPARES free ones (an oversized one never).
+  #retire(slot: Slot): void {
+    const others = this.#others;
+    if (slot.lent === 0) {
+      if (slot.bytes.length > MAX_READ_BUFFER) return;
+      let free = 0;
+      for (const other of others) if (other.lent === 0) free++;
+      if (free >= MAX_SPARES) return;
+    } else {
+      // Drop the free spares beyond the bound first.
+      let free = 0;
+      this.#others = others.filter((other) =>
+        other.lent > 0 || ++free <= MAX_SPARES
+      );
     }
-    spares.push(bytes);
+    this.#others.push(slot);
   }
 }

@@ -494,8 +494,11 @@ function closeReasonFor(error: unknown): string {
 interface Waiter {
   resolve(result: IteratorResult<WebSocketMessage>): void;
   reject(error: unknown): void;
-  /** Takes views of the read buffer (see `messages({ copy: false })`). */
-  borrows: boolean;
+  /**
+   * Where a consumer of `messages({ copy: false })` keeps the views it
+   * takes; absent for a consumer that takes copies.
+   */
+  held: Uint8Array[] | undefined;
 }
 
 interface PendingPing {
@@ -881,7 +884,7 @@ export class WebSocketConnection implements WebSocketSession {
    */
   get readable(): ReadableStream<WebSocketMessage> {
     this.#readable ??= messageReadable(
-      () => this.#next(false),
+      () => this.#next(undefined),
       () => this.#closeInternal(1000, ""),
     );
     return this.#readable;
@@ -958,7 +961,7 @@ export class WebSocketConnection implements WebSocketSession {
   ): AsyncIterableIterator<WebSocketMessage> {
     if (options.copy !== false) {
       const iterator: AsyncIterableIterator<WebSocketMessage> = {
-        next: () => this.#next(false),
+        next: () => this.#next(undefined),
         return: () =>
           Promise.resolve({ value: undefined, done: true } as IteratorResult<
             WebSocketMessage
@@ -967,35 +970,34 @@ export class WebSocketConnection implements WebSocketSession {
       };
       return iterator;
     }
-    // The views this iterator handed out, given back at its next call.
-    let held: Uint8Array[] = [];
+    // The views this iterator handed out, given back at its next call. A
+    // loop that runs to the end of the connection leaves the count of
+    // borrowers as it is: nothing is lent after the end.
+    const held: Uint8Array[] = [];
     let active = true;
     this.#borrowers++;
     const release = () => {
       for (const view of held) this.#buffer?.release(view);
-      held = [];
-    };
-    const stop = () => {
-      if (!active) return;
-      active = false;
-      this.#borrowers--;
-      release();
+      held.length = 0;
     };
     const iterator: AsyncIterableIterator<WebSocketMessage> = {
       next: () => {
         release();
-        if (!active) return this.#endOfMessages();
-        const result = this.#next(true);
-        result.then((item) => {
-          if (item.done) stop();
-          else if (typeof item.value !== "string" && this.#isLent(item.value)) {
-            held.push(item.value);
-          }
-        }, stop);
-        return result;
+        if (!active) {
+          return Promise.resolve(
+            { value: undefined, done: true } as IteratorResult<
+              WebSocketMessage
+            >,
+          );
+        }
+        return this.#next(held);
       },
       return: () => {
-        stop();
+        if (active) {
+          active = false;
+          this.#borrowers--;
+          release();
+        }
         return Promise.resolve(
           { value: undefined, done: true } as IteratorResult<
             WebSocketMessage
@@ -1009,7 +1011,10 @@ export class WebSocketConnection implements WebSocketSession {
 
   // ---- receiving ----
 
-  #next(borrows = false): Promise<IteratorResult<WebSocketMessage>> {
+  // `held` receives the views taken by a consumer that borrows.
+  #next(
+    held: Uint8Array[] | undefined,
+  ): Promise<IteratorResult<WebSocketMessage>> {
     if (this.#messages.length > 0) {
       const value = this.#messages.shift()!;
       this.#queuedSize -= sizeOf(value);
@@ -1019,7 +1024,7 @@ export class WebSocketConnection implements WebSocketSession {
         resume();
       }
       return Promise.resolve({
-        value: this.#take(value, borrows),
+        value: this.#take(value, held),
         done: false,
       });
     }
@@ -1030,13 +1035,16 @@ export class WebSocketConnection implements WebSocketSession {
       return this.#endOfMessages();
     }
     return new Promise((resolve, reject) =>
-      this.#waiters.push({ resolve, reject, borrows })
+      this.#waiters.push({ resolve, reject, held })
     );
   }
 
   // A message leaves the queue: a lent view stays lent to a consumer that
   // borrows (until its next call), and is copied for any other.
-  #take(message: WebSocketMessage, borrows: boolean): WebSocketMessage {
+  #take(
+    message: WebSocketMessage,
+    held: Uint8Array[] | undefined,
+  ): WebSocketMessage {
     const buffer = this.#buffer;
     if (
       typeof message === "string" || buffer === undefined ||
@@ -1044,7 +1052,10 @@ export class WebSocketConnection implements WebSocketSession {
     ) {
       return message;
     }
-    if (borrows) return message;
+    if (held !== undefined) {
+      held.push(message);
+      return message;
+    }
     buffer.release(message);
     return copyOf(message);
   }
@@ -1064,7 +1075,7 @@ export class WebSocketConnection implements WebSocketSession {
     const waiter = this.#waiters.shift();
     if (waiter !== undefined) {
       waiter.resolve({
-        value: this.#take(message, waiter.borrows),
+        value: this.#take(message, waiter.held),
         done: false,
       });
       return;
@@ -1349,7 +1360,7 @@ export class WebSocketConnection implements WebSocketSession {
     const buffer = this.#buffer;
     if (buffer !== undefined) {
       if (message && this.#borrowers > 0) {
-        buffer.lend(payload);
+        buffer.lend();
         return payload as Uint8Array<ArrayBuffer>;
       }
       if (payload.length > MAX_READ_BUFFER) {
