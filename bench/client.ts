@@ -16,6 +16,9 @@
  * The client is ours (`connect` from `../client.ts`) unless `--builtin`
  * picks Deno's built-in `WebSocket`; `--raw` loads a raw TCP echo with the
  * same bytes (no framing), the ceiling of `bench/echo_server.ts --impl raw`.
+ * Our client reads the echoes with `messages({ copy: false })` (each binary
+ * echo a view of the read buffer, checked and let go) unless `--copy` asks
+ * for an array per echo, as the built-in gives.
  * Our client offers no permessage-deflate unless `--deflate` (the built-in
  * has none, and the payload is one repeated byte, which compresses to
  * nothing).
@@ -38,6 +41,7 @@ interface Config {
   connections: number;
   text: boolean;
   deflate: boolean;
+  copy: boolean;
   timeout: number;
 }
 
@@ -86,6 +90,7 @@ async function loadOurs(
   window: number,
   payload: string | Uint8Array,
   size: number,
+  copy: boolean,
 ): Promise<void> {
   const text = typeof payload === "string";
   let sent = 0;
@@ -95,7 +100,8 @@ async function loadOurs(
   const wait = (resolve: () => void) => credit = resolve;
   const receiver = (async () => {
     if (quota === 0) return;
-    for await (const message of ws) {
+    const messages = copy ? ws.messages() : ws.messages({ copy: false });
+    for await (const message of messages) {
       if (
         text
           ? typeof message !== "string" || message.length !== size
@@ -160,6 +166,7 @@ async function openOurs(config: Config): Promise<Load> {
           config.window,
           payload,
           config.size,
+          config.copy,
         )
       )),
     close: () => Promise.all(sockets.map((ws) => ws.close())),
@@ -415,6 +422,7 @@ async function main(): Promise<void> {
       connections: { type: "string", default: "1" },
       text: { type: "boolean", default: false },
       deflate: { type: "boolean", default: false },
+      copy: { type: "boolean", default: false },
       builtin: { type: "boolean", default: false },
       raw: { type: "boolean", default: false },
       sync: { type: "boolean", default: false },
@@ -426,7 +434,7 @@ async function main(): Promise<void> {
   if (values.help) {
     // deno-lint-ignore no-console
     console.log(
-      "Usage: deno task bench-client --url URL --size BYTES --count N --window W [--connections C] [--text] [--deflate] [--builtin | --raw] [--sync] [--timeout MS]",
+      "Usage: deno task bench-client --url URL --size BYTES --count N --window W [--connections C] [--text] [--deflate] [--copy] [--builtin | --raw] [--sync] [--timeout MS]",
     );
     return;
   }
@@ -443,6 +451,7 @@ async function main(): Promise<void> {
     connections: positiveInteger("connections", values.connections),
     text: values.text,
     deflate: values.deflate,
+    copy: values.copy,
     timeout: positiveInteger("timeout", values.timeout),
   };
   const client = values.raw ? "raw" : values.builtin ? "builtin" : "ours";

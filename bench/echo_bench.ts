@@ -2,8 +2,10 @@
 /**
  * The echo benchmark: `deno task bench:echo [--quick] [--reps N]`.
  *
- * Part 1, servers: our `serve()`, Deno's built-in `Deno.serve` +
- * `Deno.upgradeWebSocket`, and a raw TCP echo (the ceiling, loaded with the
+ * Part 1, servers: our `serve()` (twice: with the echo service's handler,
+ * which takes binary messages as views with `messages({ copy: false })`, and
+ * with `for await (const m of ws)`, which copies each), Deno's built-in
+ * `Deno.serve` + `Deno.upgradeWebSocket`, and a raw TCP echo (the ceiling, loaded with the
  * same bytes by a raw TCP client), each in its own process
  * (`bench/echo_server.ts`), loaded by our client in another process
  * (`bench/client.ts`), for 64 B, 1 KiB and 64 KiB binary messages, on
@@ -12,8 +14,8 @@
  * (utime + stime) right before and right after the load, handshakes and
  * closes excluded.
  *
- * Part 2, clients: our `connect()` against Deno's built-in `WebSocket`
- * through the same server (our `serve()`), in messages per CLIENT
+ * Part 2, clients: our `connect()` (views, and copying) against Deno's
+ * built-in `WebSocket` through the same server (our `serve()`), in messages per CLIENT
  * CPU-second (`process.cpuUsage()` in the client).
  *
  * Runs are interleaved (ours, builtin, raw, ours, builtin, raw, ...) and
@@ -30,8 +32,8 @@ import { parseArgs } from "node:util";
 const SERVER = new URL("./echo_server.ts", import.meta.url).pathname;
 const CLIENT = new URL("./client.ts", import.meta.url).pathname;
 
-type ServerImpl = "ours" | "builtin" | "raw";
-type ClientImpl = "ours" | "builtin" | "raw";
+type ServerImpl = "ours" | "ours-copy" | "builtin" | "raw";
+type ClientImpl = "ours" | "ours-copy" | "builtin" | "raw";
 
 interface Scenario {
   size: number;
@@ -215,7 +217,8 @@ async function runClient(
     "--timeout",
     "60000",
   ];
-  if (client !== "ours") args.push(`--${client}`);
+  if (client === "ours-copy") args.push("--copy");
+  else if (client !== "ours") args.push(`--${client}`);
   const child = new Deno.Command(Deno.execPath(), {
     args,
     stdin: "piped",
@@ -367,9 +370,14 @@ async function main(): Promise<void> {
     { connections: 100, window: 8 },
   ];
   const servers = await Promise.all(
-    (["ours", "builtin", "raw"] as const).map(startServer),
+    (["ours", "ours-copy", "builtin", "raw"] as const).map(startServer),
   );
-  const [ours, builtin, raw] = servers as [Server, Server, Server];
+  const [ours, oursCopy, builtin, raw] = servers as [
+    Server,
+    Server,
+    Server,
+    Server,
+  ];
 
   log(
     `# Echo benchmark (${
@@ -405,12 +413,15 @@ async function main(): Promise<void> {
       const nRaw = countFor(scenario, warmRaw.rate, seconds / 2);
       const samples: Record<ServerImpl, Sample[]> = {
         ours: [],
+        "ours-copy": [],
         builtin: [],
         raw: [],
       };
       for (let rep = 0; rep < reps; rep++) {
-        // Alternate who goes first, so neither always runs after the other.
-        const order = rep % 2 === 0 ? [ours, builtin] : [builtin, ours];
+        // Alternate who goes first, so none always runs after another.
+        const order = rep % 2 === 0
+          ? [ours, oursCopy, builtin]
+          : [builtin, oursCopy, ours];
         for (const server of order) {
           samples[server.impl].push(
             await runClient(server, "ours", scenario, n, ticks),
@@ -419,6 +430,7 @@ async function main(): Promise<void> {
         samples.raw.push(await runClient(raw, "raw", scenario, nRaw, ticks));
       }
       const o = summarize(samples.ours);
+      const c = summarize(samples["ours-copy"]);
       const b = summarize(samples.builtin);
       const r = summarize(samples.raw);
       serverRows.push([
@@ -431,6 +443,7 @@ async function main(): Promise<void> {
         count(o.perServerCpu),
         count(b.perServerCpu),
         `**${ratio(o.perServerCpu, b.perServerCpu)}**`,
+        ratio(c.perServerCpu, b.perServerCpu),
         `${percent(o.serverLoad)} / ${percent(b.serverLoad)}`,
         `${percent(o.clientLoad)} / ${percent(b.clientLoad)}`,
         count(r.rate),
@@ -448,6 +461,7 @@ async function main(): Promise<void> {
     "ours msgs/srv-cpu-s",
     "builtin msgs/srv-cpu-s",
     "ours/builtin msgs/srv-cpu-s",
+    "ours copying/builtin msgs/srv-cpu-s",
     "server CPU ours / builtin",
     "client CPU ours / builtin",
     "raw TCP msgs/s",
@@ -455,7 +469,7 @@ async function main(): Promise<void> {
   ], serverRows));
   log("");
   log(
-    "server CPU and client CPU: CPU seconds per wall second during the load (100% = one core); a client near 100% is the bottleneck of msgs/s.",
+    "ours: the echo service's handler, each binary message a view of the read buffer (messages({ copy: false })); ours copying: `for await (const m of ws)`, an array per message, as the built-in gives. server CPU and client CPU: CPU seconds per wall second during the load (100% = one core); a client near 100% is the bottleneck of msgs/s.",
   );
   log("");
 
@@ -481,19 +495,21 @@ async function main(): Promise<void> {
       Math.min(warmOurs.rate, warmBuiltin.rate),
       seconds,
     );
-    const samples: Record<"ours" | "builtin", Sample[]> = {
+    const samples: Record<"ours" | "ours-copy" | "builtin", Sample[]> = {
       ours: [],
+      "ours-copy": [],
       builtin: [],
     };
     for (let rep = 0; rep < reps; rep++) {
       const order = rep % 2 === 0
-        ? (["ours", "builtin"] as const)
-        : (["builtin", "ours"] as const);
+        ? (["ours", "ours-copy", "builtin"] as const)
+        : (["builtin", "ours-copy", "ours"] as const);
       for (const client of order) {
         samples[client].push(await runClient(ours, client, scenario, n, ticks));
       }
     }
     const o = summarize(samples.ours);
+    const c = summarize(samples["ours-copy"]);
     const b = summarize(samples.builtin);
     clientRows.push([
       sizeName(size),
@@ -504,6 +520,7 @@ async function main(): Promise<void> {
       count(o.perClientCpu),
       count(b.perClientCpu),
       `**${ratio(o.perClientCpu, b.perClientCpu)}**`,
+      ratio(c.perClientCpu, b.perClientCpu),
       `${percent(o.clientLoad)} / ${percent(b.clientLoad)}`,
       `${percent(o.serverLoad)} / ${percent(b.serverLoad)}`,
     ]);
@@ -517,6 +534,7 @@ async function main(): Promise<void> {
     "ours msgs/client-cpu-s",
     "builtin msgs/client-cpu-s",
     "ours/builtin msgs/client-cpu-s",
+    "ours copying/builtin msgs/client-cpu-s",
     "client CPU ours / builtin",
     "server CPU",
   ], clientRows));

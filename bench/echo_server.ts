@@ -2,9 +2,12 @@
 /**
  * The echo servers the echo benchmark loads, one implementation per process:
  *
- * - `ours`: {@linkcode serve} with the echo handler
- *   (`for await (const m of ws) await ws.send(m)`), keepalive off, and
+ * - `ours`: {@linkcode serve} with the echo service's handler
+ *   (`for await (const m of ws.messages({ copy: false })) await ws.send(m)`:
+ *   each binary message a view of the read buffer), keepalive off, and
  *   permessage-deflate off unless `--deflate` (the built-in has none);
+ * - `ours-copy`: the same with `for await (const m of ws)`, an array of its
+ *   own per message, as the built-in gives;
  * - `builtin`: `Deno.serve` + `Deno.upgradeWebSocket`, echoing from
  *   `onmessage`, keepalive off;
  * - `raw`: a raw TCP echo on `Deno.listen` that copies bytes back, the
@@ -33,7 +36,12 @@ function listening(port: number): void {
   console.log(`listening ${port}`);
 }
 
-function serveOurs(hostname: string, port: number, deflate: boolean): void {
+function serveOurs(
+  hostname: string,
+  port: number,
+  deflate: boolean,
+  copy: boolean,
+): void {
   serve({
     hostname,
     port,
@@ -44,7 +52,8 @@ function serveOurs(hostname: string, port: number, deflate: boolean): void {
     insecureSkipOriginCheck: true,
     onListen: (addr) => listening(addr.port),
   }, async (ws) => {
-    for await (const message of ws) await ws.send(message);
+    const messages = copy ? ws.messages() : ws.messages({ copy: false });
+    for await (const message of messages) await ws.send(message);
   });
 }
 
@@ -111,7 +120,10 @@ if (import.meta.main) {
   }
   switch (values.impl) {
     case "ours":
-      serveOurs(values.hostname, port, values.deflate);
+      serveOurs(values.hostname, port, values.deflate, false);
+      break;
+    case "ours-copy":
+      serveOurs(values.hostname, port, values.deflate, true);
       break;
     case "builtin":
       serveBuiltin(values.hostname, port);
@@ -120,6 +132,9 @@ if (import.meta.main) {
       await serveRaw(values.hostname, port);
       break;
     default:
-      fail(`--impl must be ours, builtin or raw, got "${values.impl}"`, 2);
+      fail(
+        `--impl must be ours, ours-copy, builtin or raw, got "${values.impl}"`,
+        2,
+      );
   }
 }

@@ -71,7 +71,10 @@ try {
 }
 
 try {
-  for await (const message of ws) await ws.send(message);
+  // Views of the read buffer: send() copies each before the next is read.
+  for await (const message of ws.messages({ copy: false })) {
+    await ws.send(message);
+  }
 } catch {
   // The close info below says what happened.
 }
