@@ -9,7 +9,8 @@
 // payload keeps its slab alive, so only payloads up to POOL_LIMIT bytes
 // share, and a slab holds at most SLAB_SIZE / 8 of them.
 const SLAB_SIZE = 64 * 1024;
-const POOL_LIMIT = 4 * 1024;
+/** The largest size that {@linkcode allocate} carves out of a slab. */
+export const POOL_LIMIT = 4 * 1024;
 
 const slabs = new WeakSet<ArrayBuffer>();
 let slab = newSlab();

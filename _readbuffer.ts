@@ -3,7 +3,8 @@
 // Private helper of connection.ts: the buffer a connection reads its
 // transport into, decoded in place. Not an entry point.
 
-// The buffer grows (x4) when a read fills all the room it was given, up to
+// The buffer grows (x4) when a read fills all the room it was given (half the
+// buffer or more), up to
 // MAX_READ_BUFFER, and shrinks (/4) after SHRINK_AFTER reads in a row that use
 // at most an eighth of it. Shrinking on one small read made it swing: under a
 // steady load reads alternate between full and nearly empty, and every swing
@@ -13,7 +14,7 @@
 // than MAX_READ_BUFFER is never read into again: the payload of such a frame
 // may be handed out as a view without a copy.
 /** The smallest read buffer. */
-export const MIN_READ_BUFFER = 16 * 1024;
+const MIN_READ_BUFFER = 16 * 1024;
 /** The read buffer for a steady load; only a larger frame makes it larger. */
 export const MAX_READ_BUFFER = 256 * 1024;
 const SHRINK_AFTER = 64;
@@ -66,11 +67,6 @@ export class ReadBuffer {
   /** The bytes read and not consumed yet. */
   get pending(): Uint8Array<ArrayBuffer> {
     return this.#slot.bytes.subarray(this.#start, this.#end);
-  }
-
-  /** The size of the buffer in use. */
-  get size(): number {
-    return this.#slot.bytes.length;
   }
 
   /** Marks the first `count` pending bytes as consumed. */
@@ -131,7 +127,10 @@ export class ReadBuffer {
   filled(count: number, room: number): void {
     this.#end += count;
     const size = this.#slot.bytes.length;
-    if (count === room && size < MAX_READ_BUFFER) {
+    // A read that filled a room of half the buffer or more: the peer sends
+    // faster than the buffer takes (a small room left by the bytes of a cut
+    // frame says nothing).
+    if (count === room && count >= size / 2 && size < MAX_READ_BUFFER) {
       this.#grow = true;
       this.#smallReads = 0;
     } else if (count > size / 8) {

@@ -36,7 +36,7 @@
  * @module
  */
 
-import { copyOf, isOwned } from "./_alloc.ts";
+import { copyOf, isOwned, POOL_LIMIT } from "./_alloc.ts";
 import { MAX_READ_BUFFER, ReadBuffer } from "./_readbuffer.ts";
 import { messageReadable, messageWritable, sizeOf } from "./_streams.ts";
 import { ConnectionClosedError, ProtocolError } from "./errors.ts";
@@ -217,9 +217,9 @@ export interface CloseInfo {
  */
 export interface MessagesOptions {
   /**
-   * `false` lets a binary message be a view of the connection's read
-   * buffer, valid until the iterator is asked for the next message or
-   * left: no allocation and no copy per message.
+   * `false` lets a binary message over 4 KiB be a view of the
+   * connection's read buffer, valid until the iterator is asked for the
+   * next message or left: no allocation and no copy per message.
    *
    * @default {true}
    */
@@ -922,9 +922,10 @@ export class WebSocketConnection implements WebSocketSession {
   /**
    * Iterates the received messages until the connection closes, like
    * `for await (const message of ws)`. With `{ copy: false }` a binary
-   * message may be a view of the connection's read buffer instead of an
-   * array of its own: it is valid until this iterator is asked for the next
-   * message or left, and then its bytes may be read over. That saves an
+   * message over 4 KiB may be a view of the connection's read buffer
+   * instead of an array of its own (smaller ones are copied out of a shared
+   * slab, which costs less): it is valid until this iterator is asked for
+   * the next message or left, and then its bytes may be read over. That saves an
    * allocation and a copy per message (at 64 KiB, most of what a message
    * costs): an echo, a relay or a parser that is done with each message
    * before taking the next should use it; keep a message longer with
@@ -1353,13 +1354,15 @@ export class WebSocketConnection implements WebSocketSession {
   }
 
   // A payload to keep past this read. A view of the read buffer is lent
-  // (a whole binary message, to a consumer that borrows), or copied. A
-  // payload over MAX_READ_BUFFER needs no copy: its buffer was grown for its
-  // frame, and is never read into again once the frame is consumed.
+  // (a whole binary message over POOL_LIMIT bytes, to a consumer that
+  // borrows), or copied: a small copy comes cheap out of a slab, while
+  // lending makes the next read take another buffer. A payload over
+  // MAX_READ_BUFFER needs no copy: its buffer was grown for its frame, and
+  // is never read into again once the frame is consumed.
   #keep(payload: Uint8Array, message: boolean): Uint8Array<ArrayBuffer> {
     const buffer = this.#buffer;
     if (buffer !== undefined) {
-      if (message && this.#borrowers > 0) {
+      if (message && this.#borrowers > 0 && payload.length > POOL_LIMIT) {
         buffer.lend();
         return payload as Uint8Array<ArrayBuffer>;
       }

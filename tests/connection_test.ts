@@ -2376,7 +2376,7 @@ Deno.test("messages({ copy: false }) lends views of the read buffer and never re
       const { conn, peer } = await tcpServer();
       const sent = Array.from(
         { length: 8 },
-        (_, i) => patternBytes(1000, i + 1),
+        (_, i) => patternBytes(5000, i + 1),
       );
       await writeAll(
         peer,
@@ -2393,14 +2393,44 @@ Deno.test("messages({ copy: false }) lends views of the read buffer and never re
       await within(reading, 3000, "the messages");
       // Consecutive messages of one read sit in one buffer, 8 header bytes
       // apart (2 + 2 for the length + 4 for the mask): nothing was copied.
+      // (Messages up to 4 KiB are copied out of a slab instead.)
       let adjacent = 0;
       for (let i = 1; i < views.length; i++) {
         const [a, b] = [views[i - 1]!, views[i]!];
-        if (a.buffer === b.buffer && b.byteOffset === a.byteOffset + 1000 + 8) {
+        if (a.buffer === b.buffer && b.byteOffset === a.byteOffset + 5000 + 8) {
           adjacent++;
         }
       }
       assert.ok(adjacent >= 4, `${adjacent} adjacent views`);
+      await closeFromPeer(conn, peer);
+    },
+  );
+
+  await t.step(
+    "RFC 6455 §5.6 messages up to 4 KiB are copied, not lent",
+    async () => {
+      const { conn, peer } = await tcpServer();
+      const sent = Array.from(
+        { length: 8 },
+        (_, i) => patternBytes(4096, i + 1),
+      );
+      await writeAll(
+        peer,
+        concatAll(sent.map((payload) => clientFrame(payload))),
+      );
+      const messages: Uint8Array[] = [];
+      const reading = (async () => {
+        for await (const message of conn.messages({ copy: false })) {
+          messages.push(message as Uint8Array);
+          if (messages.length === sent.length) break;
+        }
+      })();
+      await within(reading, 3000, "the messages");
+      for (let i = 0; i < sent.length; i++) {
+        assertSameBytes(messages[i], sent[i], `message ${i}`);
+        // Out of a 64 KiB slab, not the read buffer (16 KiB to 256 KiB).
+        assert.equal(messages[i]!.buffer.byteLength, 64 * 1024);
+      }
       await closeFromPeer(conn, peer);
     },
   );
