@@ -1369,6 +1369,8 @@ export class WebSocketConnection implements WebSocketSession {
       if (payload.length > MAX_READ_BUFFER) {
         return payload as Uint8Array<ArrayBuffer>;
       }
+      // A view of the read buffer: never an array of its own.
+      return copyOf(payload);
     }
     return own(payload);
   }

@@ -2237,6 +2237,27 @@ function clientFrame(
 }
 
 /**
+ * Writes `count` binary messages of `size` patterned bytes (seeds `seed`,
+ * `seed + 1`, ...) as masked frames in one go; returns them, and the write.
+ */
+function writeMessages(
+  peer: Deno.Conn,
+  count: number,
+  size: number,
+  seed = 1,
+): { sent: Uint8Array[]; writing: Promise<void> } {
+  const sent = Array.from(
+    { length: count },
+    (_, i) => patternBytes(size, seed + i),
+  );
+  const writing = writeAll(
+    peer,
+    concatAll(sent.map((payload) => clientFrame(payload))),
+  );
+  return { sent, writing };
+}
+
+/**
  * Writes `bytes` in pieces cut at `cuts` (sorted offsets), letting the
  * reader run between pieces, so that reads end where the test says.
  */
@@ -2374,14 +2395,8 @@ Deno.test("messages({ copy: false }) lends views of the read buffer and never re
     "RFC 6455 §5.6 messages of one read are views side by side",
     async () => {
       const { conn, peer } = await tcpServer();
-      const sent = Array.from(
-        { length: 8 },
-        (_, i) => patternBytes(5000, i + 1),
-      );
-      await writeAll(
-        peer,
-        concatAll(sent.map((payload) => clientFrame(payload))),
-      );
+      const { sent, writing } = writeMessages(peer, 8, 5000, 1);
+      await writing;
       const views: Uint8Array[] = [];
       const reading = (async () => {
         for await (const message of conn.messages({ copy: false })) {
@@ -2410,14 +2425,8 @@ Deno.test("messages({ copy: false }) lends views of the read buffer and never re
     "RFC 6455 §5.6 messages up to 4 KiB are copied, not lent",
     async () => {
       const { conn, peer } = await tcpServer();
-      const sent = Array.from(
-        { length: 8 },
-        (_, i) => patternBytes(4096, i + 1),
-      );
-      await writeAll(
-        peer,
-        concatAll(sent.map((payload) => clientFrame(payload))),
-      );
+      const { sent, writing } = writeMessages(peer, 8, 4096, 1);
+      await writing;
       const messages: Uint8Array[] = [];
       const reading = (async () => {
         for await (const message of conn.messages({ copy: false })) {
@@ -2439,14 +2448,7 @@ Deno.test("messages({ copy: false }) lends views of the read buffer and never re
     "RFC 6455 §5.6 a held view survives the reads after it",
     async () => {
       const { conn, peer } = await tcpServer();
-      const sent = Array.from(
-        { length: 60 },
-        (_, i) => patternBytes(30_000, i + 1),
-      );
-      const writing = writeAll(
-        peer,
-        concatAll(sent.map((payload) => clientFrame(payload))),
-      );
+      const { sent, writing } = writeMessages(peer, 60, 30_000, 1);
       const iterator = conn.messages({ copy: false });
       const first = await within(iterator.next(), 3000, "the first message");
       assert.equal(first.done, false);
@@ -2469,14 +2471,7 @@ Deno.test("messages({ copy: false }) lends views of the read buffer and never re
     "RFC 6455 §5.6 other readers get arrays of their own",
     async () => {
       const { conn, peer } = await tcpServer();
-      const sent = Array.from(
-        { length: 40 },
-        (_, i) => patternBytes(20_000, i + 7),
-      );
-      const writing = writeAll(
-        peer,
-        concatAll(sent.map((payload) => clientFrame(payload))),
-      );
+      const { sent, writing } = writeMessages(peer, 40, 20_000, 7);
       const borrowing = conn.messages({ copy: false });
       const reader = conn.readable.getReader();
       const copies: Uint8Array[] = [];
