@@ -1355,14 +1355,20 @@ export class WebSocketConnection implements WebSocketSession {
 
   // A payload to keep past this read. A view of the read buffer is lent
   // (a whole binary message over POOL_LIMIT bytes, to a consumer that
-  // borrows), or copied: a small copy comes cheap out of a slab, while
-  // lending makes the next read take another buffer. A payload over
+  // borrows, while the connection is open), or copied: a small copy comes
+  // cheap out of a slab, while lending makes the next read take another
+  // buffer. A closing connection copies: the messages it keeps for nobody
+  // in particular (up to CLOSING_QUEUE_SIZE bytes) must not each pin a
+  // read buffer many times their size. A payload over
   // MAX_READ_BUFFER needs no copy: its buffer was grown for its frame, and
   // is never read into again once the frame is consumed.
   #keep(payload: Uint8Array, message: boolean): Uint8Array<ArrayBuffer> {
     const buffer = this.#buffer;
     if (buffer !== undefined) {
-      if (message && this.#borrowers > 0 && payload.length > POOL_LIMIT) {
+      if (
+        message && this.#borrowers > 0 && payload.length > POOL_LIMIT &&
+        this.#state === OPEN
+      ) {
         buffer.lend();
         return payload as Uint8Array<ArrayBuffer>;
       }

@@ -2498,6 +2498,29 @@ Deno.test("messages({ copy: false }) lends views of the read buffer and never re
   );
 
   await t.step(
+    "RFC 6455 §7.1.2 a closing connection copies what it keeps",
+    async () => {
+      const { conn, peer } = await tcpServer();
+      const iterator = conn.messages({ copy: false });
+      const closing = conn.close(1000);
+      // After our close, the peer's messages are kept for whoever still
+      // reads, as arrays of their own: a view would pin a read buffer each.
+      const { sent, writing } = writeMessages(peer, 10, 5000, 3);
+      await writing;
+      await writeAll(peer, clientFrame(closePayload(1000), OPCODE.Close));
+      for (let i = 0; i < sent.length; i++) {
+        const result = await within(iterator.next(), 3000, `message ${i}`);
+        const message = result.value as Uint8Array;
+        assertSameBytes(message, sent[i], `message ${i}`);
+        assert.equal(message.byteOffset, 0, `message ${i}`);
+        assert.equal(message.buffer.byteLength, 5000, `message ${i}`);
+      }
+      assert.equal((await within(closing, 3000, "closed")).code, 1000);
+      peer.close();
+    },
+  );
+
+  await t.step(
     "RFC 6455 §5.4 a message larger than the read buffer",
     async () => {
       for (const copy of [true, false]) {
