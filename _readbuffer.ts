@@ -161,6 +161,15 @@ export class ReadBuffer {
     if (slot === undefined) return;
     slot.lent--;
     this.#lent--;
+    // A buffer given back is a spare only if a read may use it: an
+    // oversized one (a frame's own) is dropped at once, not kept as long as
+    // every read has a view out.
+    if (
+      slot.lent === 0 && slot !== this.#slot &&
+      slot.bytes.length > MAX_READ_BUFFER
+    ) {
+      this.#others.splice(this.#others.indexOf(slot), 1);
+    }
   }
 
   // The slot with views lent that `view` is a view of.
@@ -200,7 +209,8 @@ export class ReadBuffer {
       // Drop the free spares beyond the bound first.
       let free = 0;
       this.#others = others.filter((other) =>
-        other.lent > 0 || ++free <= MAX_SPARES
+        other.lent > 0 ||
+        (other.bytes.length <= MAX_READ_BUFFER && ++free <= MAX_SPARES)
       );
     }
     this.#others.push(slot);

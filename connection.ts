@@ -1365,14 +1365,15 @@ export class WebSocketConnection implements WebSocketSession {
   #keep(payload: Uint8Array, message: boolean): Uint8Array<ArrayBuffer> {
     const buffer = this.#buffer;
     if (buffer !== undefined) {
+      // Not lent: its buffer would come back as a spare that no read needs.
+      if (payload.length > MAX_READ_BUFFER) {
+        return payload as Uint8Array<ArrayBuffer>;
+      }
       if (
         message && this.#borrowers > 0 && payload.length > POOL_LIMIT &&
         this.#state === OPEN
       ) {
         buffer.lend();
-        return payload as Uint8Array<ArrayBuffer>;
-      }
-      if (payload.length > MAX_READ_BUFFER) {
         return payload as Uint8Array<ArrayBuffer>;
       }
       // A view of the read buffer: never an array of its own.

@@ -1,0 +1,99 @@
+// Review of the read buffer change: reproductions of the findings.
+import assert from "node:assert/strict";
+import { concatAll, patternBytes, writeAll } from "./_util.ts";
+import { WebSocketConnection } from "../connection.ts";
+import { encodeFrame, OPCODE } from "../frame.ts";
+import { ReadBuffer } from "../_readbuffer.ts";
+
+const RAW_MASK = new Uint8Array([0x37, 0xfa, 0x21, 0x3d]);
+
+function clientFrame(
+  payload: Uint8Array,
+  opcode: number = OPCODE.Binary,
+  fin = true,
+): Uint8Array {
+  return encodeFrame({
+    fin,
+    rsv1: false,
+    rsv2: false,
+    rsv3: false,
+    opcode,
+    payload,
+    mask: RAW_MASK,
+  });
+}
+
+function sameBytes(a: unknown, b: Uint8Array, what: string): void {
+  assert.ok(a instanceof Uint8Array, `${what}: not bytes`);
+  assert.equal(a.length, b.length, `${what}: length`);
+  for (let i = 0; i < b.length; i++) {
+    if (a[i] !== b[i]) assert.fail(`${what}: byte ${i} differs`);
+  }
+}
+
+const tick = (ms = 0) => new Promise((r) => setTimeout(r, ms));
+
+async function tcpServer() {
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const [peer, accepted] = await Promise.all([
+    Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port }),
+    listener.accept(),
+  ]);
+  const conn = new WebSocketConnection(accepted, {
+    pingInterval: 0,
+    role: "server",
+  });
+  return { conn, peer };
+}
+
+async function closeFromPeer(conn: WebSocketConnection, peer: Deno.Conn) {
+  await writeAll(
+    peer,
+    clientFrame(new Uint8Array([0x03, 0xe8]), OPCODE.Close),
+  );
+  await conn.closed;
+  peer.close();
+}
+
+// Finding 1: an oversized buffer lent to a borrower is kept as a "spare"
+// after its view is released, as long as every later read has a view out
+// (a borrower under steady load): 64 MiB per message, up to 6 of them.
+Deno.test("review: a released oversized buffer is not kept as a spare", () => {
+  const frame = 300_000;
+  const big = new Uint8Array(frame);
+  const buffer = new ReadBuffer(big);
+  // The big frame (one read), its payload lent to a borrower.
+  const view = buffer.pending.subarray(14);
+  buffer.lend();
+  buffer.consume(frame);
+  // Reads go on: each brings a 5000-byte message that is lent, and the
+  // consumer gives back the one before (a borrower that keeps up).
+  let previous = view;
+  for (let i = 0; i < 100; i++) {
+    const room = buffer.room(0);
+    room.fill(1, 0, 5000);
+    buffer.filled(5000, room.length);
+    const message = buffer.pending.subarray(8);
+    buffer.lend();
+    buffer.consume(5000);
+    buffer.release(previous);
+    previous = message;
+  }
+  // A frame that needs a buffer of the big one's size: the big one was
+  // kept all along (it would be reused here).
+  let room = buffer.room(0);
+  room.fill(2);
+  buffer.filled(room.length, room.length);
+  const second = frame + 4096;
+  for (let i = 0; i < 10; i++) {
+    const pending = buffer.pending.length;
+    room = buffer.room(second);
+    assert.notEqual(
+      room.buffer,
+      view.buffer,
+      `the ${big.length + 4096}-byte buffer was kept (after ${pending} bytes)`,
+    );
+    if (pending >= second) break;
+    buffer.filled(Math.min(room.length, second - pending), room.length);
+  }
+});
