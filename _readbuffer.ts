@@ -26,6 +26,12 @@ const MIN_ROOM = 4 * 1024;
 // soon as a read finds its buffer free, which a consumer that keeps up
 // makes true at the first pause in the load.
 const MAX_SPARES = 6;
+// The most bytes of buffers that lent views may pin at once: the read queue
+// of a connection (1 MiB) in buffers of MAX_READ_BUFFER. Past it a view is
+// not lent (the caller copies): a peer that sends one small message per read
+// to a consumer that does not keep up would otherwise pin a whole buffer per
+// queued message (16 x 256 KiB for 16 messages of 4 KiB).
+const MAX_PINNED = 4 * MAX_READ_BUFFER;
 
 /**
  * The read buffer of one connection: bytes are read into `room()`, decoded
@@ -52,6 +58,8 @@ export class ReadBuffer {
   #smallReads = 0;
   // Views lent and not released, over all slots.
   #lent = 0;
+  // The bytes of the buffers with views lent.
+  #pinned = 0;
   // Earlier buffers: those with views lent, and free spares.
   #others: Slot[] = [];
 
@@ -145,8 +153,17 @@ export class ReadBuffer {
    * into again until the view is released.
    */
   lend(): void {
-    this.#slot.lent++;
+    if (this.#slot.lent++ === 0) this.#pinned += this.#slot.bytes.length;
     this.#lent++;
+  }
+
+  /**
+   * Whether one more view may be lent: the buffers that lent views pin stay
+   * within MAX_PINNED bytes.
+   */
+  canLend(): boolean {
+    return this.#slot.lent > 0 ||
+      this.#pinned + this.#slot.bytes.length <= MAX_PINNED;
   }
 
   /** Whether `view` was lent and not released. */
@@ -161,6 +178,7 @@ export class ReadBuffer {
     if (slot === undefined) return;
     slot.lent--;
     this.#lent--;
+    if (slot.lent === 0) this.#pinned -= slot.bytes.length;
     // A buffer given back is a spare only if a read may use it: an
     // oversized one (a frame's own) is dropped at once, not kept as long as
     // every read has a view out.

@@ -1357,7 +1357,8 @@ export class WebSocketConnection implements WebSocketSession {
   // (a whole binary message over POOL_LIMIT bytes, to a consumer that
   // borrows, while the connection is open), or copied: a small copy comes
   // cheap out of a slab, while lending makes the next read take another
-  // buffer. A closing connection copies: the messages it keeps for nobody
+  // buffer. Lent views pin at most 1 MiB of buffers (then a payload is
+  // copied). A closing connection copies: the messages it keeps for nobody
   // in particular (up to CLOSING_QUEUE_SIZE bytes) must not each pin a
   // read buffer many times their size. A payload over
   // MAX_READ_BUFFER needs no copy: its buffer was grown for its frame, and
@@ -1371,7 +1372,7 @@ export class WebSocketConnection implements WebSocketSession {
       }
       if (
         message && this.#borrowers > 0 && payload.length > POOL_LIMIT &&
-        this.#state === OPEN
+        this.#state === OPEN && buffer.canLend()
       ) {
         buffer.lend();
         return payload as Uint8Array<ArrayBuffer>;

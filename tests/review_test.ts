@@ -97,3 +97,49 @@ Deno.test("review: a released oversized buffer is not kept as a spare", () => {
     buffer.filled(Math.min(room.length, second - pending), room.length);
   }
 });
+
+// Finding 2: messages queued for an open connection with a borrower each
+// pin a whole read buffer: 16 messages of 4097 bytes pin 16 x 256 KiB.
+Deno.test("review: queued lent messages do not pin a read buffer each", async () => {
+  const { conn, peer } = await tcpServer();
+  const iterator = conn.messages({ copy: false });
+  // A burst grows the read buffer to 256 KiB.
+  const burst = Array.from(
+    { length: 40 },
+    (_, i) => patternBytes(60_000, i + 1),
+  );
+  const writing = writeAll(peer, concatAll(burst.map((p) => clientFrame(p))));
+  for (let i = 0; i < burst.length; i++) {
+    const { value } = await iterator.next();
+    sameBytes(value, burst[i]!, `burst ${i}`);
+  }
+  await writing;
+  // Nobody reads for a while: 16 small messages, one read each.
+  const small = Array.from(
+    { length: 16 },
+    (_, i) => patternBytes(4097, i + 100),
+  );
+  for (const payload of small) {
+    await writeAll(peer, clientFrame(payload));
+    await tick(5);
+  }
+  await tick(20);
+  const buffers = new Set<ArrayBufferLike>();
+  const views: Uint8Array[] = [];
+  for (let i = 0; i < small.length; i++) {
+    const { value } = await iterator.next();
+    sameBytes(value, small[i]!, `small ${i}`);
+    views.push(value as Uint8Array);
+    buffers.add((value as Uint8Array).buffer);
+  }
+  let pinned = 0;
+  for (const b of buffers) pinned += b.byteLength;
+  await iterator.return!();
+  await closeFromPeer(conn, peer);
+  // The queue's bound is 1 MiB (README, "Memory per connection"); the
+  // messages are 16 x 4097 bytes.
+  assert.ok(
+    pinned <= 1024 * 1024 + 256 * 1024,
+    `${small.length} queued messages of 4097 bytes pinned ${buffers.size} buffers, ${pinned} bytes`,
+  );
+});
