@@ -910,8 +910,11 @@ export class WebSocketConnection implements WebSocketSession {
 
   /**
    * Iterates the received messages until the connection closes. Each binary
-   * message is an array of its own; see {@linkcode WebSocketConnection.messages}
-   * for views without a copy.
+   * message is an array of its own (one over 256 KiB, read from a socket, is
+   * a view of the buffer its frame was read into, which nothing reads into
+   * again: its `byteOffset` is not 0, and its `buffer` also holds the frame
+   * header and up to 4 KiB of the frames after it); see
+   * {@linkcode WebSocketConnection.messages} for views without a copy.
    *
    * @returns An async iterator of messages.
    */
@@ -931,7 +934,8 @@ export class WebSocketConnection implements WebSocketSession {
    * before taking the next should use it; keep a message longer with
    * `message.slice()`. `send()` may be given such a view: it copies what it
    * keeps. Text messages are strings either way, and other readers of the
-   * connection (another iterator, `readable`) still get arrays of their own.
+   * connection (another iterator, `readable`) still get arrays of their own
+   * (over 256 KiB, views of their frame's own buffer, as above).
    *
    * @example An echo without a copy per message
    * ```ts

@@ -143,3 +143,25 @@ Deno.test("review: queued lent messages do not pin a read buffer each", async ()
     `${small.length} queued messages of 4097 bytes pinned ${buffers.size} buffers, ${pinned} bytes`,
   );
 });
+
+// Finding 3: "Each binary message is an array of its own" (JSDoc of
+// [Symbol.asyncIterator], README): a message over 256 KiB is a view of its
+// frame's buffer, after the header and before bytes of the next frames.
+Deno.test("review: a large message taken with copies is a view of its frame's own buffer", async () => {
+  const { conn, peer } = await tcpServer();
+  const large = patternBytes(300_000, 5);
+  const after = patternBytes(100, 6);
+  await writeAll(
+    peer,
+    concatAll([clientFrame(large), clientFrame(after, OPCODE.Ping)]),
+  );
+  const { value } = await conn[Symbol.asyncIterator]().next();
+  const message = value as Uint8Array;
+  sameBytes(message, large, "message");
+  const { byteOffset, buffer } = message;
+  await closeFromPeer(conn, peer);
+  // As documented now: a view of its frame's buffer, which nothing reads
+  // into again (the message is intact after the connection read on).
+  assert.ok(byteOffset > 0 && buffer.byteLength > large.length);
+  sameBytes(message, large, "message after later reads");
+});
