@@ -50,6 +50,19 @@ interface Slot {
   lent: number;
 }
 
+// The buffers of every connection with views lent: send() on any connection
+// copies such a view before it waits (a relay passes one connection's views
+// to another's send()).
+const lentBuffers = new WeakSet<ArrayBufferLike>();
+
+/**
+ * Whether `view` is a view of a buffer that some connection lent views of,
+ * not all given back yet: its bytes may be read over once they are.
+ */
+export function isLentView(view: Uint8Array): boolean {
+  return lentBuffers.has(view.buffer);
+}
+
 export class ReadBuffer {
   #slot: Slot;
   #start = 0;
@@ -153,7 +166,10 @@ export class ReadBuffer {
    * into again until the view is released.
    */
   lend(): void {
-    if (this.#slot.lent++ === 0) this.#pinned += this.#slot.bytes.length;
+    if (this.#slot.lent++ === 0) {
+      this.#pinned += this.#slot.bytes.length;
+      lentBuffers.add(this.#slot.bytes.buffer);
+    }
     this.#lent++;
   }
 
@@ -178,14 +194,13 @@ export class ReadBuffer {
     if (slot === undefined) return;
     slot.lent--;
     this.#lent--;
-    if (slot.lent === 0) this.#pinned -= slot.bytes.length;
+    if (slot.lent > 0) return;
+    this.#pinned -= slot.bytes.length;
+    lentBuffers.delete(slot.bytes.buffer);
     // A buffer given back is a spare only if a read may use it: an
     // oversized one (a frame's own) is dropped at once, not kept as long as
     // every read has a view out.
-    if (
-      slot.lent === 0 && slot !== this.#slot &&
-      slot.bytes.length > MAX_READ_BUFFER
-    ) {
+    if (slot !== this.#slot && slot.bytes.length > MAX_READ_BUFFER) {
       this.#others.splice(this.#others.indexOf(slot), 1);
     }
   }

@@ -37,7 +37,7 @@
  */
 
 import { copyOf, isOwned, POOL_LIMIT } from "./_alloc.ts";
-import { MAX_READ_BUFFER, ReadBuffer } from "./_readbuffer.ts";
+import { isLentView, MAX_READ_BUFFER, ReadBuffer } from "./_readbuffer.ts";
 import { messageReadable, messageWritable, sizeOf } from "./_streams.ts";
 import { ConnectionClosedError, ProtocolError } from "./errors.ts";
 import { type Frame, FrameDecoder } from "./frame.ts";
@@ -754,9 +754,10 @@ export class WebSocketConnection implements WebSocketSession {
     let payload = typeof data === "string"
       ? (waits ? encoder.encode(data) : encodeToScratch(data))
       : toBytes(data);
-    // A lent view may be read over once its iterator moves on: what waits
-    // for compression gets a copy (the frame encoder copies the rest now).
-    if (waits && this.#isLent(payload)) payload = payload.slice();
+    // A lent view (of this connection or another one: a relay) may be read
+    // over once its iterator moves on: what waits for compression gets a
+    // copy (the frame encoder copies the rest now).
+    if (waits && isLentView(payload)) payload = payload.slice();
     if (
       this.#out.queuedBytes > 0 &&
       this.#out.queuedBytes + payload.length > this.#maxBufferedAmount
@@ -1063,10 +1064,6 @@ export class WebSocketConnection implements WebSocketSession {
     }
     buffer.release(message);
     return copyOf(message);
-  }
-
-  #isLent(view: Uint8Array): boolean {
-    return this.#buffer !== undefined && this.#buffer.isLent(view);
   }
 
   #readDone = false;

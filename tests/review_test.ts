@@ -4,6 +4,7 @@ import { concatAll, patternBytes, writeAll } from "./_util.ts";
 import { WebSocketConnection } from "../connection.ts";
 import { encodeFrame, OPCODE } from "../frame.ts";
 import { ReadBuffer } from "../_readbuffer.ts";
+import { PerMessageDeflate } from "../deflate.ts";
 
 const RAW_MASK = new Uint8Array([0x37, 0xfa, 0x21, 0x3d]);
 
@@ -164,4 +165,64 @@ Deno.test("review: a large message taken with copies is a view of its frame's ow
   // into again (the message is intact after the connection read on).
   assert.ok(byteOffset > 0 && buffer.byteLength > large.length);
   sameBytes(message, large, "message after later reads");
+});
+
+// Finding 4: send() copies a lent view that waits for compression only when
+// the view is the sending connection's own: a relay or a broadcast that
+// passes a view to another connection (with permessage-deflate) and moves on
+// sends bytes read over by the next reads.
+Deno.test("review: a view relayed to another compressing connection is copied", async () => {
+  const { conn: source, peer } = await tcpServer();
+  const params = {
+    serverNoContextTakeover: true,
+    clientNoContextTakeover: true,
+    serverMaxWindowBits: 15,
+    clientMaxWindowBits: 15,
+  };
+  const a = new TransformStream<Uint8Array, Uint8Array>();
+  const b = new TransformStream<Uint8Array, Uint8Array>();
+  const relay = new WebSocketConnection(
+    { readable: a.readable, writable: b.writable },
+    {
+      role: "server",
+      pingInterval: 0,
+      deflate: new PerMessageDeflate(params, "server"),
+    },
+  );
+  const sink = new WebSocketConnection(
+    { readable: b.readable, writable: a.writable },
+    {
+      role: "client",
+      pingInterval: 0,
+      deflate: new PerMessageDeflate(params, "client"),
+    },
+  );
+  const sent = Array.from(
+    { length: 30 },
+    (_, i) => patternBytes(250_000, i + 1),
+  );
+  // One message per read, so that the reads reuse the buffers given back.
+  const writing = (async () => {
+    for (const payload of sent) {
+      await writeAll(peer, clientFrame(payload));
+      await tick(1);
+    }
+  })();
+  let count = 0;
+  for await (const message of source.messages({ copy: false })) {
+    // A broadcast: nobody awaits the send.
+    relay.send(message);
+    if (++count === sent.length) break;
+  }
+  await writing;
+  const received: Uint8Array[] = [];
+  for await (const message of sink) {
+    received.push(message as Uint8Array);
+    if (received.length === sent.length) break;
+  }
+  await Promise.all([relay.close(), closeFromPeer(source, peer)]);
+  await sink.closed;
+  for (let i = 0; i < sent.length; i++) {
+    sameBytes(received[i], sent[i]!, `relayed message ${i}`);
+  }
 });
