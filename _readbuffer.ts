@@ -26,6 +26,12 @@ const MIN_ROOM = 4 * 1024;
 // soon as a read finds its buffer free, which a consumer that keeps up
 // makes true at the first pause in the load.
 const MAX_SPARES = 6;
+// The most bytes of buffers that lent views may pin at once: the read queue
+// of a connection (1 MiB) in buffers of MAX_READ_BUFFER. Past it a view is
+// not lent (the caller copies): a peer that sends one small message per read
+// to a consumer that does not keep up would otherwise pin a whole buffer per
+// queued message (16 x 256 KiB for 16 messages of 4 KiB).
+const MAX_PINNED = 4 * MAX_READ_BUFFER;
 
 /**
  * The read buffer of one connection: bytes are read into `room()`, decoded
@@ -44,6 +50,19 @@ interface Slot {
   lent: number;
 }
 
+// The buffers of every connection with views lent: send() on any connection
+// copies such a view before it waits (a relay passes one connection's views
+// to another's send()).
+const lentBuffers = new WeakSet<ArrayBufferLike>();
+
+/**
+ * Whether `view` is a view of a buffer that some connection lent views of,
+ * not all given back yet: its bytes may be read over once they are.
+ */
+export function isLentView(view: Uint8Array): boolean {
+  return lentBuffers.has(view.buffer);
+}
+
 export class ReadBuffer {
   #slot: Slot;
   #start = 0;
@@ -52,6 +71,8 @@ export class ReadBuffer {
   #smallReads = 0;
   // Views lent and not released, over all slots.
   #lent = 0;
+  // The bytes of the buffers with views lent.
+  #pinned = 0;
   // Earlier buffers: those with views lent, and free spares.
   #others: Slot[] = [];
 
@@ -145,8 +166,20 @@ export class ReadBuffer {
    * into again until the view is released.
    */
   lend(): void {
-    this.#slot.lent++;
+    if (this.#slot.lent++ === 0) {
+      this.#pinned += this.#slot.bytes.length;
+      lentBuffers.add(this.#slot.bytes.buffer);
+    }
     this.#lent++;
+  }
+
+  /**
+   * Whether one more view may be lent: the buffers that lent views pin stay
+   * within MAX_PINNED bytes.
+   */
+  canLend(): boolean {
+    return this.#slot.lent > 0 ||
+      this.#pinned + this.#slot.bytes.length <= MAX_PINNED;
   }
 
   /** Whether `view` was lent and not released. */
@@ -161,6 +194,15 @@ export class ReadBuffer {
     if (slot === undefined) return;
     slot.lent--;
     this.#lent--;
+    if (slot.lent > 0) return;
+    this.#pinned -= slot.bytes.length;
+    lentBuffers.delete(slot.bytes.buffer);
+    // A buffer given back is a spare only if a read may use it: an
+    // oversized one (a frame's own) is dropped at once, not kept as long as
+    // every read has a view out.
+    if (slot !== this.#slot && slot.bytes.length > MAX_READ_BUFFER) {
+      this.#others.splice(this.#others.indexOf(slot), 1);
+    }
   }
 
   // The slot with views lent that `view` is a view of.
@@ -200,7 +242,8 @@ export class ReadBuffer {
       // Drop the free spares beyond the bound first.
       let free = 0;
       this.#others = others.filter((other) =>
-        other.lent > 0 || ++free <= MAX_SPARES
+        other.lent > 0 ||
+        (other.bytes.length <= MAX_READ_BUFFER && ++free <= MAX_SPARES)
       );
     }
     this.#others.push(slot);

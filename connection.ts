@@ -37,7 +37,7 @@
  */
 
 import { copyOf, isOwned, POOL_LIMIT } from "./_alloc.ts";
-import { MAX_READ_BUFFER, ReadBuffer } from "./_readbuffer.ts";
+import { isLentView, MAX_READ_BUFFER, ReadBuffer } from "./_readbuffer.ts";
 import { messageReadable, messageWritable, sizeOf } from "./_streams.ts";
 import { ConnectionClosedError, ProtocolError } from "./errors.ts";
 import { type Frame, FrameDecoder } from "./frame.ts";
@@ -754,9 +754,10 @@ export class WebSocketConnection implements WebSocketSession {
     let payload = typeof data === "string"
       ? (waits ? encoder.encode(data) : encodeToScratch(data))
       : toBytes(data);
-    // A lent view may be read over once its iterator moves on: what waits
-    // for compression gets a copy (the frame encoder copies the rest now).
-    if (waits && this.#isLent(payload)) payload = payload.slice();
+    // A lent view (of this connection or another one: a relay) may be read
+    // over once its iterator moves on: what waits for compression gets a
+    // copy (the frame encoder copies the rest now).
+    if (waits && isLentView(payload)) payload = payload.slice();
     if (
       this.#out.queuedBytes > 0 &&
       this.#out.queuedBytes + payload.length > this.#maxBufferedAmount
@@ -910,8 +911,11 @@ export class WebSocketConnection implements WebSocketSession {
 
   /**
    * Iterates the received messages until the connection closes. Each binary
-   * message is an array of its own; see {@linkcode WebSocketConnection.messages}
-   * for views without a copy.
+   * message is an array of its own (one over 256 KiB, read from a socket, is
+   * a view of the buffer its frame was read into, which nothing reads into
+   * again: its `byteOffset` is not 0, and its `buffer` also holds the frame
+   * header and up to 4 KiB of the frames after it); see
+   * {@linkcode WebSocketConnection.messages} for views without a copy.
    *
    * @returns An async iterator of messages.
    */
@@ -931,7 +935,8 @@ export class WebSocketConnection implements WebSocketSession {
    * before taking the next should use it; keep a message longer with
    * `message.slice()`. `send()` may be given such a view: it copies what it
    * keeps. Text messages are strings either way, and other readers of the
-   * connection (another iterator, `readable`) still get arrays of their own.
+   * connection (another iterator, `readable`) still get arrays of their own
+   * (over 256 KiB, views of their frame's own buffer, as above).
    *
    * @example An echo without a copy per message
    * ```ts
@@ -1059,10 +1064,6 @@ export class WebSocketConnection implements WebSocketSession {
     }
     buffer.release(message);
     return copyOf(message);
-  }
-
-  #isLent(view: Uint8Array): boolean {
-    return this.#buffer !== undefined && this.#buffer.isLent(view);
   }
 
   #readDone = false;
@@ -1357,7 +1358,8 @@ export class WebSocketConnection implements WebSocketSession {
   // (a whole binary message over POOL_LIMIT bytes, to a consumer that
   // borrows, while the connection is open), or copied: a small copy comes
   // cheap out of a slab, while lending makes the next read take another
-  // buffer. A closing connection copies: the messages it keeps for nobody
+  // buffer. Lent views pin at most 1 MiB of buffers (then a payload is
+  // copied). A closing connection copies: the messages it keeps for nobody
   // in particular (up to CLOSING_QUEUE_SIZE bytes) must not each pin a
   // read buffer many times their size. A payload over
   // MAX_READ_BUFFER needs no copy: its buffer was grown for its frame, and
@@ -1365,14 +1367,15 @@ export class WebSocketConnection implements WebSocketSession {
   #keep(payload: Uint8Array, message: boolean): Uint8Array<ArrayBuffer> {
     const buffer = this.#buffer;
     if (buffer !== undefined) {
-      if (
-        message && this.#borrowers > 0 && payload.length > POOL_LIMIT &&
-        this.#state === OPEN
-      ) {
-        buffer.lend();
+      // Not lent: its buffer would come back as a spare that no read needs.
+      if (payload.length > MAX_READ_BUFFER) {
         return payload as Uint8Array<ArrayBuffer>;
       }
-      if (payload.length > MAX_READ_BUFFER) {
+      if (
+        message && this.#borrowers > 0 && payload.length > POOL_LIMIT &&
+        this.#state === OPEN && buffer.canLend()
+      ) {
+        buffer.lend();
         return payload as Uint8Array<ArrayBuffer>;
       }
       // A view of the read buffer: never an array of its own.
