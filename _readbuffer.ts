@@ -26,11 +26,13 @@ const MIN_ROOM = 4 * 1024;
 // soon as a read finds its buffer free, which a consumer that keeps up
 // makes true at the first pause in the load.
 const MAX_SPARES = 6;
-// The most bytes of buffers that lent views may pin at once: the read queue
-// of a connection (1 MiB) in buffers of MAX_READ_BUFFER. Past it a view is
-// not lent (the caller copies): a peer that sends one small message per read
-// to a consumer that does not keep up would otherwise pin a whole buffer per
-// queued message (16 x 256 KiB for 16 messages of 4 KiB).
+// The bytes of buffers that lent views may pin at once: MAX_PINNED, or
+// twice the bytes of the views, whichever is more. Past it a view is not
+// lent (the caller copies): a peer that sends one small message per read to
+// a consumer that does not keep up would otherwise pin a whole buffer per
+// queued message (16 x 256 KiB for 16 messages of 4 KiB), while the views
+// of a steady load of large messages (the read queue's 1 MiB in 5 or 6
+// buffers) stay lent.
 const MAX_PINNED = 4 * MAX_READ_BUFFER;
 
 /**
@@ -71,8 +73,9 @@ export class ReadBuffer {
   #smallReads = 0;
   // Views lent and not released, over all slots.
   #lent = 0;
-  // The bytes of the buffers with views lent.
+  // The bytes of the buffers with views lent, and of those views.
   #pinned = 0;
+  #lentBytes = 0;
   // Earlier buffers: those with views lent, and free spares.
   #others: Slot[] = [];
 
@@ -165,21 +168,23 @@ export class ReadBuffer {
    * Hands out one more view of the pending bytes: the buffer is not read
    * into again until the view is released.
    */
-  lend(): void {
+  lend(view: Uint8Array): void {
     if (this.#slot.lent++ === 0) {
       this.#pinned += this.#slot.bytes.length;
       lentBuffers.add(this.#slot.bytes.buffer);
     }
     this.#lent++;
+    this.#lentBytes += view.byteLength;
   }
 
   /**
    * Whether one more view may be lent: the buffers that lent views pin stay
-   * within MAX_PINNED bytes.
+   * within MAX_PINNED bytes, or twice the bytes of the views lent.
    */
-  canLend(): boolean {
+  canLend(view: Uint8Array): boolean {
     return this.#slot.lent > 0 ||
-      this.#pinned + this.#slot.bytes.length <= MAX_PINNED;
+      this.#pinned + this.#slot.bytes.length <=
+        Math.max(MAX_PINNED, 2 * (this.#lentBytes + view.byteLength));
   }
 
   /** Whether `view` was lent and not released. */
@@ -194,6 +199,7 @@ export class ReadBuffer {
     if (slot === undefined) return;
     slot.lent--;
     this.#lent--;
+    this.#lentBytes -= view.byteLength;
     if (slot.lent > 0) return;
     this.#pinned -= slot.bytes.length;
     lentBuffers.delete(slot.bytes.buffer);

@@ -1358,12 +1358,12 @@ export class WebSocketConnection implements WebSocketSession {
   // (a whole binary message over POOL_LIMIT bytes, to a consumer that
   // borrows, while the connection is open), or copied: a small copy comes
   // cheap out of a slab, while lending makes the next read take another
-  // buffer. Lent views pin at most 1 MiB of buffers (then a payload is
-  // copied). A closing connection copies: the messages it keeps for nobody
-  // in particular (up to CLOSING_QUEUE_SIZE bytes) must not each pin a
-  // read buffer many times their size. A payload over
-  // MAX_READ_BUFFER needs no copy: its buffer was grown for its frame, and
-  // is never read into again once the frame is consumed.
+  // buffer. Lent views pin at most 1 MiB of buffers, or twice their own
+  // size (then a payload is copied). A closing connection copies: the
+  // messages it keeps for nobody in particular (up to CLOSING_QUEUE_SIZE
+  // bytes) must not each pin a read buffer many times their size. A payload
+  // over MAX_READ_BUFFER needs no copy: its buffer was grown for its frame,
+  // and is never read into again once the frame is consumed.
   #keep(payload: Uint8Array, message: boolean): Uint8Array<ArrayBuffer> {
     const buffer = this.#buffer;
     if (buffer !== undefined) {
@@ -1373,9 +1373,9 @@ export class WebSocketConnection implements WebSocketSession {
       }
       if (
         message && this.#borrowers > 0 && payload.length > POOL_LIMIT &&
-        this.#state === OPEN && buffer.canLend()
+        this.#state === OPEN && buffer.canLend(payload)
       ) {
-        buffer.lend();
+        buffer.lend(payload);
         return payload as Uint8Array<ArrayBuffer>;
       }
       // A view of the read buffer: never an array of its own.

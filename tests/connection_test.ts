@@ -9,6 +9,8 @@ import {
 } from "../connection.ts";
 import { ConnectionClosedError, ProtocolError } from "../errors.ts";
 import { encodeFrame, type Frame, FrameDecoder, OPCODE } from "../frame.ts";
+import { ReadBuffer } from "../_readbuffer.ts";
+import { PerMessageDeflate } from "../deflate.ts";
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -2557,4 +2559,305 @@ Deno.test("messages({ copy: false }) lends views of the read buffer and never re
       }
     },
   );
+});
+
+// ---------------------------------------------------------------------------
+// The read buffer under a hostile peer, a relay and random use (from a review)
+
+const sleep = (ms: number) =>
+  new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+// An oversized buffer lent to a borrower was kept as a "spare" after its
+// view was released, as long as every later read had a view out (a
+// borrower under steady load): 64 MiB per message, up to 6 of them.
+Deno.test("read buffer: a released oversized buffer is not kept as a spare", () => {
+  const frame = 300_000;
+  const big = new Uint8Array(frame);
+  const buffer = new ReadBuffer(big);
+  // The big frame (one read), its payload lent to a borrower.
+  const view = buffer.pending.subarray(14);
+  buffer.lend(view);
+  buffer.consume(frame);
+  // Reads go on: each brings a 5000-byte message that is lent, and the
+  // consumer gives back the one before (a borrower that keeps up).
+  let previous = view;
+  for (let i = 0; i < 100; i++) {
+    const room = buffer.room(0);
+    room.fill(1, 0, 5000);
+    buffer.filled(5000, room.length);
+    const message = buffer.pending.subarray(8);
+    buffer.lend(message);
+    buffer.consume(5000);
+    buffer.release(previous);
+    previous = message;
+  }
+  // A frame that needs a buffer of the big one's size: the big one was
+  // kept all along (it would be reused here).
+  let room = buffer.room(0);
+  room.fill(2);
+  buffer.filled(room.length, room.length);
+  const second = frame + 4096;
+  for (let i = 0; i < 10; i++) {
+    const pending = buffer.pending.length;
+    room = buffer.room(second);
+    assert.notEqual(
+      room.buffer,
+      view.buffer,
+      `the ${big.length + 4096}-byte buffer was kept (after ${pending} bytes)`,
+    );
+    if (pending >= second) break;
+    buffer.filled(Math.min(room.length, second - pending), room.length);
+  }
+});
+
+// Messages queued for an open connection with a borrower each used to
+// pin a whole read buffer: 16 messages of 4097 bytes pinned 16 x 256 KiB.
+Deno.test("read buffer: queued lent messages do not pin a read buffer each", async () => {
+  const { conn, peer } = await tcpServer();
+  const iterator = conn.messages({ copy: false });
+  // A burst grows the read buffer to 256 KiB.
+  const burst = Array.from(
+    { length: 40 },
+    (_, i) => patternBytes(60_000, i + 1),
+  );
+  const writing = writeAll(peer, concatAll(burst.map((p) => clientFrame(p))));
+  for (let i = 0; i < burst.length; i++) {
+    const { value } = await iterator.next();
+    assertSameBytes(value, burst[i]!, `burst ${i}`);
+  }
+  await writing;
+  // Nobody reads for a while: 16 small messages, one read each.
+  const small = Array.from(
+    { length: 16 },
+    (_, i) => patternBytes(4097, i + 100),
+  );
+  for (const payload of small) {
+    await writeAll(peer, clientFrame(payload));
+    await sleep(5);
+  }
+  await sleep(20);
+  const buffers = new Set<ArrayBufferLike>();
+  const views: Uint8Array[] = [];
+  for (let i = 0; i < small.length; i++) {
+    const { value } = await iterator.next();
+    assertSameBytes(value, small[i]!, `small ${i}`);
+    views.push(value as Uint8Array);
+    buffers.add((value as Uint8Array).buffer);
+  }
+  let pinned = 0;
+  for (const b of buffers) pinned += b.byteLength;
+  await iterator.return!();
+  await closeFromPeer(conn, peer);
+  // The queue's bound is 1 MiB (README, "Memory per connection"); the
+  // messages are 16 x 4097 bytes.
+  assert.ok(
+    pinned <= 1024 * 1024 + 256 * 1024,
+    `${small.length} queued messages of 4097 bytes pinned ${buffers.size} buffers, ${pinned} bytes`,
+  );
+});
+
+// "Each binary message is an array of its own" (JSDoc of
+// [Symbol.asyncIterator], README): a message over 256 KiB is a view of its
+// frame's buffer, after the header and before bytes of the next frames.
+Deno.test("read buffer: a large message taken with copies is a view of its frame's own buffer", async () => {
+  const { conn, peer } = await tcpServer();
+  const large = patternBytes(300_000, 5);
+  const after = patternBytes(100, 6);
+  await writeAll(
+    peer,
+    concatAll([clientFrame(large), clientFrame(after, OPCODE.Ping)]),
+  );
+  const { value } = await conn[Symbol.asyncIterator]().next();
+  const message = value as Uint8Array;
+  assertSameBytes(message, large, "message");
+  const { byteOffset, buffer } = message;
+  await closeFromPeer(conn, peer);
+  // As documented now: a view of its frame's buffer, which nothing reads
+  // into again (the message is intact after the connection read on).
+  assert.ok(byteOffset > 0 && buffer.byteLength > large.length);
+  assertSameBytes(message, large, "message after later reads");
+});
+
+// send() copied a lent view that waits for compression only when
+// the view is the sending connection's own: a relay or a broadcast that
+// passes a view to another connection (with permessage-deflate) and moves on
+// sent bytes read over by the next reads.
+Deno.test("read buffer: a view relayed to another compressing connection is copied", async () => {
+  const { conn: source, peer } = await tcpServer();
+  const params = {
+    serverNoContextTakeover: true,
+    clientNoContextTakeover: true,
+    serverMaxWindowBits: 15,
+    clientMaxWindowBits: 15,
+  };
+  const a = new TransformStream<Uint8Array, Uint8Array>();
+  const b = new TransformStream<Uint8Array, Uint8Array>();
+  const relay = new WebSocketConnection(
+    { readable: a.readable, writable: b.writable },
+    {
+      role: "server",
+      pingInterval: 0,
+      deflate: new PerMessageDeflate(params, "server"),
+    },
+  );
+  const sink = new WebSocketConnection(
+    { readable: b.readable, writable: a.writable },
+    {
+      role: "client",
+      pingInterval: 0,
+      deflate: new PerMessageDeflate(params, "client"),
+    },
+  );
+  const sent = Array.from(
+    { length: 30 },
+    (_, i) => patternBytes(250_000, i + 1),
+  );
+  // One message per read, so that the reads reuse the buffers given back.
+  const writing = (async () => {
+    for (const payload of sent) {
+      await writeAll(peer, clientFrame(payload));
+      await sleep(1);
+    }
+  })();
+  let count = 0;
+  for await (const message of source.messages({ copy: false })) {
+    // A broadcast: nobody awaits the send.
+    relay.send(message);
+    if (++count === sent.length) break;
+  }
+  await writing;
+  const received: Uint8Array[] = [];
+  for await (const message of sink) {
+    received.push(message as Uint8Array);
+    if (received.length === sent.length) break;
+  }
+  await Promise.all([relay.close(), closeFromPeer(source, peer)]);
+  await sink.closed;
+  for (let i = 0; i < sent.length; i++) {
+    assertSameBytes(received[i], sent[i]!, `relayed message ${i}`);
+  }
+});
+
+function rng(seed: number) {
+  let x = seed | 1;
+  return () => {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    return (x >>> 0) / 0x1_0000_0000;
+  };
+}
+
+const STRESS_SIZES = [
+  0,
+  3,
+  4096,
+  4097,
+  5000,
+  12_000,
+  16 * 1024,
+  40_000,
+  65_536,
+  130_000,
+  250_000,
+  256 * 1024,
+  256 * 1024 + 1,
+  300_000,
+  600_000,
+];
+
+async function stressReadBuffer(
+  seed: number,
+  mode: "borrow" | "copy" | "mixed",
+) {
+  const random = rng(seed);
+  const { conn, peer } = await tcpServer();
+  const sent: Uint8Array[] = [];
+  const frames: Uint8Array[] = [];
+  for (let i = 0; i < 60; i++) {
+    const size = STRESS_SIZES[Math.floor(random() * STRESS_SIZES.length)]!;
+    const payload = patternBytes(size, seed * 1000 + i + 1);
+    sent.push(payload);
+    const r = random();
+    if (r < 0.15 && size > 10) {
+      const cut = Math.floor(size / 2);
+      frames.push(clientFrame(payload.subarray(0, cut), OPCODE.Binary, false));
+      frames.push(clientFrame(patternBytes(5, i), OPCODE.Ping));
+      frames.push(clientFrame(payload.subarray(cut), OPCODE.Continuation));
+    } else {
+      frames.push(clientFrame(payload));
+      if (r > 0.9) frames.push(clientFrame(patternBytes(100, i), OPCODE.Ping));
+    }
+  }
+  const stream = concatAll(frames);
+  const writing = (async () => {
+    let from = 0;
+    while (from < stream.length) {
+      const n = 1 + Math.floor(random() * random() * 400_000);
+      const to = Math.min(stream.length, from + n);
+      await writeAll(peer, stream.subarray(from, to));
+      from = to;
+      if (random() < 0.5) await new Promise((r) => setTimeout(r, 0));
+    }
+  })();
+  // Drain the pongs.
+  const draining = (async () => {
+    const sink = new Uint8Array(65536);
+    try {
+      while ((await peer.read(sink)) !== null) { /* discard */ }
+    } catch { /* closed */ }
+  })();
+  const borrowing = conn.messages({ copy: false });
+  const copying = conn.messages();
+  const kept: { message: Uint8Array; index: number }[] = [];
+  let held: { message: Uint8Array; index: number } | undefined;
+  for (let i = 0; i < sent.length; i++) {
+    const useBorrow = mode === "borrow" || (mode === "mixed" && random() < 0.5);
+    if (held !== undefined) {
+      // The held view is intact until this iterator's next call.
+      assertSameBytes(held.message, sent[held.index]!, `held ${held.index}`);
+    }
+    const result = await (useBorrow ? borrowing : copying).next();
+    assert.equal(result.done, false);
+    const message = result.value as Uint8Array;
+    assertSameBytes(message, sent[i]!, `message ${i} on arrival`);
+    if (useBorrow) held = { message, index: i };
+    else kept.push({ message, index: i });
+    // Hold it a while: reads go on.
+    if (random() < 0.3) await new Promise((r) => setTimeout(r, 0));
+    if (held !== undefined && useBorrow) {
+      assertSameBytes(
+        held.message,
+        sent[held.index]!,
+        `held ${held.index} later`,
+      );
+    }
+    if (useBorrow === false && held !== undefined && mode === "mixed") {
+      assertSameBytes(
+        held.message,
+        sent[held.index]!,
+        `held ${held.index} mixed`,
+      );
+    }
+  }
+  for (const { message, index } of kept) {
+    assertSameBytes(message, sent[index]!, `kept ${index}`);
+  }
+  await borrowing.return!();
+  await writing;
+  await writeAll(
+    peer,
+    clientFrame(closePayload(1000), OPCODE.Close),
+  );
+  await conn.closed;
+  peer.close();
+  await draining;
+}
+
+Deno.test("read buffer: random frames, cuts, holds and copies never lose a byte", async (t) => {
+  for (let seed = 1; seed <= 12; seed++) {
+    for (const mode of ["borrow", "copy", "mixed"] as const) {
+      await t.step(`seed ${seed} ${mode}`, () => stressReadBuffer(seed, mode));
+    }
+  }
 });
