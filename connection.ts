@@ -494,11 +494,15 @@ function closeReasonFor(error: unknown): string {
 interface Waiter {
   resolve(result: IteratorResult<WebSocketMessage>): void;
   reject(error: unknown): void;
-  /**
-   * Where a consumer of `messages({ copy: false })` keeps the views it
-   * takes; absent for a consumer that takes copies.
-   */
-  held: Uint8Array[] | undefined;
+  /** The consumer of `messages({ copy: false })`; absent for copies. */
+  held: Borrower | undefined;
+}
+
+/** An iterator of `messages({ copy: false })`: the views it took. */
+interface Borrower {
+  views: Uint8Array[];
+  /** False once it was left: what it still gets is copied. */
+  active: boolean;
 }
 
 interface PendingPing {
@@ -979,17 +983,16 @@ export class WebSocketConnection implements WebSocketSession {
     // The views this iterator handed out, given back at its next call. A
     // loop that runs to the end of the connection leaves the count of
     // borrowers as it is: nothing is lent after the end.
-    const held: Uint8Array[] = [];
-    let active = true;
+    const held: Borrower = { views: [], active: true };
     this.#borrowers++;
     const release = () => {
-      for (const view of held) this.#buffer?.release(view);
-      held.length = 0;
+      for (const view of held.views) this.#buffer?.release(view);
+      held.views.length = 0;
     };
     const iterator: AsyncIterableIterator<WebSocketMessage> = {
       next: () => {
         release();
-        if (!active) {
+        if (!held.active) {
           return Promise.resolve(
             { value: undefined, done: true } as IteratorResult<
               WebSocketMessage
@@ -999,8 +1002,9 @@ export class WebSocketConnection implements WebSocketSession {
         return this.#next(held);
       },
       return: () => {
-        if (active) {
-          active = false;
+        if (held.active) {
+          // A next() still pending gets a copy: nobody gives a view back.
+          held.active = false;
           this.#borrowers--;
           release();
         }
@@ -1019,7 +1023,7 @@ export class WebSocketConnection implements WebSocketSession {
 
   // `held` receives the views taken by a consumer that borrows.
   #next(
-    held: Uint8Array[] | undefined,
+    held: Borrower | undefined,
   ): Promise<IteratorResult<WebSocketMessage>> {
     if (this.#messages.length > 0) {
       const value = this.#messages.shift()!;
@@ -1049,7 +1053,7 @@ export class WebSocketConnection implements WebSocketSession {
   // borrows (until its next call), and is copied for any other.
   #take(
     message: WebSocketMessage,
-    held: Uint8Array[] | undefined,
+    held: Borrower | undefined,
   ): WebSocketMessage {
     const buffer = this.#buffer;
     if (
@@ -1058,8 +1062,8 @@ export class WebSocketConnection implements WebSocketSession {
     ) {
       return message;
     }
-    if (held !== undefined) {
-      held.push(message);
+    if (held !== undefined && held.active) {
+      held.views.push(message);
       return message;
     }
     buffer.release(message);

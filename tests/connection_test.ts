@@ -2500,6 +2500,28 @@ Deno.test("messages({ copy: false }) lends views of the read buffer and never re
   );
 
   await t.step(
+    "RFC 6455 §5.6 a next() pending when its loop was left gets a copy",
+    async () => {
+      const { conn, peer } = await tcpServer();
+      // Another borrower keeps lending on after the first one is left.
+      const other = conn.messages({ copy: false });
+      const left = conn.messages({ copy: false });
+      const pending = left.next();
+      await left.return!();
+      const { sent, writing } = writeMessages(peer, 1, 5000, 9);
+      await writing;
+      const result = await within(pending, 3000, "the message");
+      const message = result.value as Uint8Array;
+      assertSameBytes(message, sent[0], "message");
+      // A copy: a view here would never be given back.
+      assert.equal(message.byteOffset, 0);
+      assert.equal(message.buffer.byteLength, 5000);
+      await other.return!();
+      await closeFromPeer(conn, peer);
+    },
+  );
+
+  await t.step(
     "RFC 6455 §7.1.2 a closing connection copies what it keeps",
     async () => {
       const { conn, peer } = await tcpServer();
