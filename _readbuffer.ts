@@ -35,17 +35,6 @@ const MAX_SPARES = 6;
 // buffers) stay lent.
 const MAX_PINNED = 4 * MAX_READ_BUFFER;
 
-/**
- * The read buffer of one connection: bytes are read into `room()`, decoded
- * in place from `pending`, and `consume()`d. The bytes of an incomplete frame
- * stay, and the next read appends to them, so every frame ends up whole in one
- * buffer and its payload can be handed out as a view, without a copy.
- *
- * A view handed out is `lend()`ed: its bytes are never overwritten, because
- * the next read goes to another buffer while a view of this one is out; the
- * buffer is reused once every view is given back with `release()`. A view
- * that is never given back keeps its buffer alive, and nothing else.
- */
 /** A buffer, and how many of its views are lent. */
 interface Slot {
   bytes: Uint8Array<ArrayBuffer>;
@@ -65,6 +54,17 @@ export function isLentView(view: Uint8Array): boolean {
   return lentBuffers.has(view.buffer);
 }
 
+/**
+ * The read buffer of one connection: bytes are read into `room()`, decoded
+ * in place from `pending`, and `consume()`d. The bytes of an incomplete frame
+ * stay, and the next read appends to them, so every frame ends up whole in one
+ * buffer and its payload can be handed out as a view, without a copy.
+ *
+ * A view handed out is `lend()`ed: its bytes are never overwritten, because
+ * the next read goes to another buffer while a view of this one is out; the
+ * buffer is reused once every view is given back with `release()`. A view
+ * that is never given back keeps its buffer alive, and nothing else.
+ */
 export class ReadBuffer {
   #slot: Slot;
   #start = 0;
