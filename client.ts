@@ -516,16 +516,13 @@ async function attempt(
       rest = result.rest;
       response = result.response;
       if (response.status !== 101) {
-        const body = await readBody(
+        const body = await readRefusalBody(
           reader,
           rest,
           response,
-          options.maxErrorBodySize ?? 65_536,
+          options,
           signal,
-          ERROR_BODY_WAIT,
         );
-        // The deadline only ends the body; the caller's abort is an abort.
-        options.signal?.throwIfAborted();
         const location = response.headers.get("location");
         try {
           await validateUpgradeResponse(response, { key, body });
@@ -604,6 +601,28 @@ const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 // How long the body of a refusal is read for its HandshakeError, at most:
 // it only gives context, and it may never end (an event stream).
 const ERROR_BODY_WAIT = 1000;
+
+// The body of a refusal (of the server or the proxy), for its error: up to
+// maxErrorBodySize bytes, read for at most ERROR_BODY_WAIT. The deadline only
+// ends the body; the caller's abort is an abort.
+async function readRefusalBody(
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  rest: Uint8Array,
+  response: ResponseHead,
+  options: ConnectOptions,
+  signal: AbortSignal,
+): Promise<Uint8Array<ArrayBuffer>> {
+  const body = await readBody(
+    reader,
+    rest,
+    response,
+    options.maxErrorBodySize ?? 65_536,
+    signal,
+    ERROR_BODY_WAIT,
+  );
+  options.signal?.throwIfAborted();
+  return body;
+}
 
 function basic(user: string, password: string): string {
   const text = `${decodeURIComponent(user)}:${decodeURIComponent(password)}`;
@@ -745,16 +764,13 @@ async function tunnel(
         signal,
       });
       if (response.status < 200 || response.status > 299) {
-        const body = await readBody(
+        const body = await readRefusalBody(
           reader,
           rest,
           response,
-          options.maxErrorBodySize ?? 65_536,
+          options,
           signal,
-          ERROR_BODY_WAIT,
         );
-        // The deadline only ends the body; the caller's abort is an abort.
-        options.signal?.throwIfAborted();
         const what = response.status === 407
           ? "proxy authentication failed"
           : `proxy answered ${response.status} ${response.statusText}`.trim();
