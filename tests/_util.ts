@@ -52,16 +52,8 @@ export function concatAll(
   return out;
 }
 
-/** Writes all of `bytes` to a socket. */
-export async function writeAll(
-  conn: Deno.Conn,
-  bytes: Uint8Array,
-): Promise<void> {
-  let offset = 0;
-  while (offset < bytes.length) {
-    offset += await conn.write(bytes.subarray(offset));
-  }
-}
+/** Writes all of `bytes` to a socket: the library's own helper. */
+export { writeAll } from "../_socket.ts";
 
 /** Deterministic bytes from a seeded xorshift, so failures reproduce. */
 export function patternBytes(
