@@ -37,6 +37,7 @@
  */
 
 import { applyMask, encodeFrame, type Frame, FrameDecoder } from "../frame.ts";
+import { SLAB_SIZE, takeSlab } from "../_simd.ts";
 
 const MIB = 1024 * 1024;
 const MASK = new Uint8Array([0x37, 0xfa, 0x21, 0x3d]);
@@ -116,6 +117,44 @@ let sink = 0;
     group: "mask 1 MiB",
     fn() {
       for (let i = 0; i < data.length; i++) data[i]! ^= MASK[i & 3]!;
+    },
+  });
+}
+
+// --- mask 256 KiB: a client's write batch --------------------------------
+
+{
+  const source = randomBytes(SLAB_SIZE);
+  const target = new Uint8Array(SLAB_SIZE);
+  const data = randomBytes(SLAB_SIZE);
+  // A client encodes its large frames into slabs like this one, which
+  // applyMask() masks 16 bytes at a time with WebAssembly SIMD (_simd.ts).
+  const slab = takeSlab();
+  if (slab === undefined) throw new Error("no SIMD slab: no WebAssembly SIMD");
+  slab.set(data);
+
+  Deno.bench({
+    name: "copy 256 KiB (target.set)",
+    group: "mask 256 KiB",
+    baseline: true,
+    fn() {
+      target.set(source);
+    },
+  });
+
+  Deno.bench({
+    name: "applyMask 256 KiB in place, an array",
+    group: "mask 256 KiB",
+    fn() {
+      applyMask(data, MASK);
+    },
+  });
+
+  Deno.bench({
+    name: "applyMask 256 KiB in place, a SIMD slab",
+    group: "mask 256 KiB",
+    fn() {
+      applyMask(slab, MASK);
     },
   });
 }

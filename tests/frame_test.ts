@@ -12,6 +12,15 @@ import {
   FrameEncoderStream,
   OPCODE,
 } from "../frame.ts";
+import {
+  giveSlab,
+  isSlab,
+  maskWithSimd,
+  MAX_SLABS,
+  SLAB_SIZE,
+  slabCounts,
+  takeSlab,
+} from "../_simd.ts";
 import { ProtocolError } from "../errors.ts";
 
 // ---------------------------------------------------------------------------
@@ -874,6 +883,148 @@ Deno.test("applyMask() matches a byte-by-byte XOR at every length, alignment and
     );
   });
 });
+
+// ---------------------------------------------------------------------------
+// Masking with WebAssembly SIMD (_simd.ts): the slabs of a client's batches
+
+Deno.test("applyMask() on data in a SIMD slab matches a byte-by-byte XOR", async (t) => {
+  await t.step("WebAssembly SIMD is there, and the module compiles", () => {
+    // A broken module would fall back to JavaScript without a word.
+    const slab = takeSlab();
+    assert.ok(slab !== undefined, "no slab: the SIMD module did not compile");
+    try {
+      assert.ok(isSlab(slab));
+      assert.equal(slab.length, SLAB_SIZE);
+      assert.equal(slab.byteOffset % SLAB_SIZE, 0);
+      // Whole 16-byte blocks only: the caller masks the rest.
+      assert.equal(maskWithSimd(slab.subarray(3, 3 + 100), 0x01020304), 96);
+      // Other arrays are not slabs.
+      assert.ok(!isSlab(new Uint8Array(SLAB_SIZE)));
+      assert.equal(maskWithSimd(new Uint8Array(SLAB_SIZE), 0x01020304), 0);
+    } finally {
+      giveSlab(slab);
+    }
+  });
+
+  await t.step(
+    "RFC 6455 §5.3 every length, alignment and phase, up to the slab's last byte",
+    () => {
+      const rand = mulberry32(0x5_3_4);
+      const slab = takeSlab()!;
+      try {
+        const lengths = [0, 1, 15, 16, 17, 63, 64, 65, 255, 256, 257, 1000];
+        for (let i = 0; i < 40; i++) {
+          lengths.push(randomInt(rand, 0, SLAB_SIZE - 64));
+        }
+        lengths.push(SLAB_SIZE - 5, SLAB_SIZE);
+        slab.set(randomBytes(rand, slab.length));
+        for (const length of lengths) {
+          for (const maskOffset of [0, 1, 2, 3, 6]) {
+            const start = length === SLAB_SIZE
+              ? 0
+              : randomInt(rand, 0, Math.min(64, SLAB_SIZE - length));
+            // A view that ends at the slab's last byte, now and then.
+            const byteOffset = rand() < 0.25 ? SLAB_SIZE - length : start;
+            const before = slab.slice();
+            const data = slab.subarray(byteOffset, byteOffset + length);
+            const mask = randomBytes(rand, 4);
+            applyMask(data, mask, maskOffset);
+            const where = `length ${length}, byteOffset ${byteOffset}, ` +
+              `maskOffset ${maskOffset}`;
+            assertSameMasked(
+              data,
+              naiveMask(
+                before.subarray(byteOffset, byteOffset + length),
+                mask,
+                maskOffset,
+              ),
+              where,
+            );
+            // Bytes around the view are untouched.
+            assertSameMasked(
+              slab.subarray(0, byteOffset),
+              before.subarray(0, byteOffset),
+              where,
+            );
+            assertSameMasked(
+              slab.subarray(byteOffset + length),
+              before.subarray(byteOffset + length),
+              where,
+            );
+          }
+        }
+      } finally {
+        giveSlab(slab);
+      }
+    },
+  );
+
+  await t.step(
+    "the pool lends each slab once, up to MAX_SLABS, and takes back only its own",
+    () => {
+      const rand = mulberry32(0x5_3_5);
+      assert.equal(slabCounts().free, slabCounts().made, "a slab is out");
+      const taken: Uint8Array[] = [];
+      for (let slab = takeSlab(); slab !== undefined; slab = takeSlab()) {
+        taken.push(slab);
+        assert.ok(taken.length <= MAX_SLABS, "more slabs than MAX_SLABS");
+      }
+      assert.equal(taken.length, MAX_SLABS);
+      assert.equal(slabCounts().free, 0);
+      // No two slabs are the same memory.
+      for (let i = 0; i < taken.length; i++) {
+        for (let j = i + 1; j < taken.length; j++) {
+          const a = taken[i]!, b = taken[j]!;
+          assert.ok(
+            a.buffer !== b.buffer || a.byteOffset !== b.byteOffset,
+            `slabs ${i} and ${j} are the same memory`,
+          );
+        }
+      }
+      // The last slab of a memory ends at its last byte: masked alike.
+      const last = taken.find((slab) =>
+        slab.byteOffset + slab.length === slab.buffer.byteLength
+      )!;
+      assert.ok(last !== undefined);
+      const tail = last.subarray(last.length - 333);
+      tail.set(randomBytes(rand, tail.length));
+      const original = tail.slice();
+      const mask = randomBytes(rand, 4);
+      applyMask(tail, mask, 1);
+      assertSameMasked(tail, naiveMask(original, mask, 1), "the last slab");
+      // What is not a slab, or a view in the middle of one, is ignored.
+      giveSlab(new Uint8Array(SLAB_SIZE));
+      giveSlab(taken[0]!.subarray(16));
+      assert.equal(slabCounts().free, 0);
+      // A slab given back is lent again; given back twice, it counts once.
+      giveSlab(taken[0]!);
+      giveSlab(taken[0]!);
+      assert.equal(slabCounts().free, 1);
+      const again = takeSlab()!;
+      assert.equal(again.buffer, taken[0]!.buffer);
+      assert.equal(again.byteOffset, taken[0]!.byteOffset);
+      assert.equal(takeSlab(), undefined);
+      for (const slab of taken) giveSlab(slab);
+      assert.equal(slabCounts().free, MAX_SLABS);
+    },
+  );
+});
+
+/** `assert.deepEqual` of megabytes prints for minutes: names the first difference. */
+function assertSameMasked(
+  actual: Uint8Array,
+  expected: Uint8Array,
+  where: string,
+): void {
+  assert.equal(actual.length, expected.length, where);
+  for (let i = 0; i < expected.length; i++) {
+    if (actual[i] !== expected[i]) {
+      assert.fail(
+        `${where}: byte ${i} is ${actual[i]}, expected ${expected[i]}`,
+      );
+    }
+  }
+}
 
 // ---------------------------------------------------------------------------
 // Zero copy
