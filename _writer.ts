@@ -7,6 +7,7 @@
 // backpressure. Not an entry point.
 
 import { encodeFrameInto, type Frame, frameSize } from "./frame.ts";
+import { giveSlab, isSlab, SLAB_SIZE, takeSlab } from "./_simd.ts";
 
 /** What the writer needs of the transport of {@linkcode FrameWriter}. */
 export interface WriterTransport {
@@ -32,11 +33,14 @@ export interface WriterHooks {
 // LARGE_BATCH_SIZE bytes (several 64 KiB frames) for frames up to
 // BATCH_FRAME_LIMIT; a larger frame gets a buffer of its own. Buffers the
 // transport's own write() is done with are kept for the next frames (up to
-// MAX_SPARES of them, each of at most MAX_SPARE bytes).
+// MAX_SPARES of them, each of at most MAX_SPARE bytes). A client's large
+// batches are slabs of the SIMD pool of _simd.ts, which masks them faster:
+// taken when a batch starts, given back once its write is settled, or when
+// the writer stops and they will never be written.
 const SMALL_FRAME = 16 * 1024;
 const BATCH_SIZE = 64 * 1024;
 const BATCH_FRAME_LIMIT = 64 * 1024 + 14;
-const LARGE_BATCH_SIZE = 256 * 1024;
+const LARGE_BATCH_SIZE = SLAB_SIZE;
 const MAX_SPARE = 256 * 1024 + 16;
 const MAX_SPARES = 2;
 
@@ -235,6 +239,10 @@ export class FrameWriter {
       this.#pumpTimer = undefined;
     }
     this.#stopped ??= { error };
+    // What is queued will never be written: its slabs go back to the pool
+    // (the pump gives back those of the writes it has under way).
+    if (this.#batch !== undefined) giveSlab(this.#batch);
+    for (const bytes of this.#queue) giveSlab(bytes);
     const waiters = this.#drainWaiters;
     this.#drainWaiters = [];
     for (const waiter of waiters) waiter.reject(error);
@@ -274,6 +282,17 @@ export class FrameWriter {
   }
 
   #takeBuffer(size: number): Uint8Array<ArrayBuffer> {
+    if (
+      size > BATCH_SIZE && size <= SLAB_SIZE &&
+      this.#hooks.mask !== undefined &&
+      this.#transport.write !== undefined && this.#stopped === undefined
+    ) {
+      // A client's batch of large frames: masked with SIMD in a slab. Only
+      // the transport's own write() sees it (never a stream's reader), and
+      // it goes back to the pool once written.
+      const slab = takeSlab();
+      if (slab !== undefined) return slab;
+    }
     const spares = this.#spares;
     for (let i = spares.length - 1; i >= 0; i--) {
       const spare = spares[i]!;
@@ -300,6 +319,8 @@ export class FrameWriter {
   }
 
   async #pump(): Promise<void> {
+    let batch: Uint8Array[] = [];
+    let i = 0;
     try {
       while (this.#stopped === undefined) {
         this.#sealBatch();
@@ -314,15 +335,19 @@ export class FrameWriter {
           for (const bytes of queued) this.#queue.push(bytes);
         }
         if (this.#queue.length === 0) break;
-        const batch = this.#queue;
+        batch = this.#queue;
         this.#queue = [];
-        for (const bytes of batch) {
+        for (i = 0; i < batch.length; i++) {
+          const bytes = batch[i]!;
           await this.#writeAll(bytes);
           this.#wrote(bytes.length);
           this.#recycle(bytes);
         }
       }
     } catch (error) {
+      // The write that failed is settled, and the rest of the batch will
+      // never be written: their slabs go back to the pool.
+      for (; i < batch.length; i++) giveSlab(batch[i]!);
       this.#hooks.onError(error);
     } finally {
       this.#pumpActive = false;
@@ -333,6 +358,10 @@ export class FrameWriter {
   // A batch buffer written by the transport's own write() can be reused; one
   // handed to a WritableStream belongs to its reader now.
   #recycle(bytes: Uint8Array): void {
+    if (isSlab(bytes)) {
+      giveSlab(bytes);
+      return;
+    }
     const buffer = bytes.buffer;
     if (
       this.#transport.write !== undefined && buffer instanceof ArrayBuffer &&

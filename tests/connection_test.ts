@@ -10,6 +10,7 @@ import {
 import { ConnectionClosedError, ProtocolError } from "../errors.ts";
 import { encodeFrame, type Frame, FrameDecoder, OPCODE } from "../frame.ts";
 import { ReadBuffer } from "../_readbuffer.ts";
+import { isSlab, slabCounts } from "../_simd.ts";
 import { PerMessageDeflate } from "../deflate.ts";
 
 // ---------------------------------------------------------------------------
@@ -2882,4 +2883,148 @@ Deno.test("read buffer: random frames, cuts, holds and copies never lose a byte"
       await t.step(`seed ${seed} ${mode}`, () => stressReadBuffer(seed, mode));
     }
   }
+});
+
+// ---------------------------------------------------------------------------
+// A client's large frames are masked with WebAssembly SIMD in pooled slabs
+
+/**
+ * A client connection over TCP on 127.0.0.1 whose transport records every
+ * buffer it is asked to write, and the raw server socket.
+ */
+async function tcpClient(): Promise<{
+  client: WebSocketConnection;
+  peer: Deno.TcpConn;
+  written: Uint8Array[];
+}> {
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const [socket, peer] = await Promise.all([
+    Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port }),
+    listener.accept(),
+  ]);
+  const written: Uint8Array[] = [];
+  const client = new WebSocketConnection({
+    readable: socket.readable,
+    writable: socket.writable,
+    read: (buffer) => socket.read(buffer),
+    write: (data) => {
+      written.push(data);
+      return socket.write(data);
+    },
+    close: () => socket.close(),
+  }, { pingInterval: 0, role: "client" });
+  return { client, peer, written };
+}
+
+Deno.test("a client masks its large frames with SIMD in pooled slabs, each with its own key, and gives the slabs back", async () => {
+  const { client, peer, written } = await tcpClient();
+  const sizes = [
+    20_000,
+    64 * 1024,
+    64 * 1024 + 3,
+    100_000,
+    250_000,
+    17,
+    300_000,
+  ];
+  const sent = sizes.map((size, i) => patternBytes(size, 60 + i));
+  const total = sent.reduce((sum, bytes) => sum + bytes.length, 0);
+  const decoder = new FrameDecoder({ role: "server" });
+  const frames: Frame[] = [];
+  const reading = (async () => {
+    const buffer = new Uint8Array(64 * 1024);
+    let received = 0;
+    while (frames.length < sent.length) {
+      const count = await peer.read(buffer);
+      assert.ok(count !== null, "the client's frames end early");
+      received += count;
+      frames.push(...decoder.push(buffer.slice(0, count)));
+    }
+    return received;
+  })();
+  for (const bytes of sent) await client.send(bytes);
+  const received = await within(reading, 5000, "the frames");
+  assert.ok(received > total);
+  for (let i = 0; i < sent.length; i++) {
+    assertSameBytes(frames[i]!.payload, sent[i], `frame ${i}`);
+  }
+  // The payloads are untouched: the masking is in the batches.
+  for (let i = 0; i < sent.length; i++) {
+    assertSameBytes(sent[i], patternBytes(sizes[i]!, 60 + i), `payload ${i}`);
+  }
+  // Frames over 16 KiB and up to a slab went out of slabs; the others not.
+  const fromSlabs = written.filter((bytes) => isSlab(bytes));
+  assert.ok(fromSlabs.length >= 4, `${fromSlabs.length} writes from slabs`);
+  assert.ok(written.some((bytes) => !isSlab(bytes)), "all writes from slabs");
+  // §5.3: a fresh key for every frame.
+  const keys = new Set(frames.map((frame) => {
+    assert.equal(frame.mask?.length, 4);
+    return frame.mask!.join(",");
+  }));
+  assert.equal(keys.size, frames.length);
+  // Written slabs are back in the pool at once.
+  assert.equal(slabCounts().free, slabCounts().made);
+  // The close handshake: the peer's close, the client's answer, then TCP.
+  await writeAll(
+    peer,
+    encodeFrame({
+      fin: true,
+      rsv1: false,
+      rsv2: false,
+      rsv3: false,
+      opcode: OPCODE.Close,
+      payload: closePayload(1000),
+    }),
+  );
+  const answer = new Uint8Array(64);
+  const count = await within(peer.read(answer), 3000, "the close answer");
+  assert.ok(count !== null);
+  assert.equal(
+    decoder.push(answer.subarray(0, count))[0]?.opcode,
+    OPCODE.Close,
+  );
+  peer.close();
+  const info = await within(client.closed, 3000, "closed");
+  assert.equal(info.code, 1000);
+  assert.ok(info.wasClean);
+  assert.equal(slabCounts().free, slabCounts().made);
+});
+
+Deno.test("a client whose peer goes away with frames queued gives every slab back", async () => {
+  const { client, peer } = await tcpClient();
+  // The peer reads nothing: the socket fills, and the writer queues batches
+  // (several 64 KiB frames each) in slabs.
+  const payload = patternBytes(64 * 1024, 7);
+  const sends: Promise<void>[] = [];
+  for (let i = 0; i < 120; i++) {
+    const sending = client.send(payload);
+    sending.catch(() => {});
+    sends.push(sending);
+  }
+  await settle(20);
+  // More frames while a write is stuck: they wait in the writer's queue,
+  // not in the batch the pump is writing.
+  for (let i = 0; i < 8; i++) {
+    const sending = client.send(payload);
+    sending.catch(() => {});
+    sends.push(sending);
+  }
+  const { free, made } = slabCounts();
+  assert.ok(made - free >= 4, `${made - free} slabs out while queued`);
+  assert.ok(client.bufferedAmount > 0, "nothing queued");
+  // The peer closes with unread bytes: the kernel resets the connection, and
+  // the client's write fails.
+  peer.close();
+  const info = await within(client.closed, 5000, "closed");
+  assert.equal(info.code, 1006);
+  assert.ok(!info.wasClean);
+  const failed = (await Promise.allSettled(sends)).filter((result) =>
+    result.status === "rejected"
+  );
+  assert.ok(failed.length > 0, "no send failed");
+  assert.equal(
+    slabCounts().free,
+    slabCounts().made,
+    "a slab was not given back",
+  );
 });
