@@ -33,8 +33,8 @@ export interface WriterHooks {
 // LARGE_BATCH_SIZE bytes (several 64 KiB frames) for frames up to
 // BATCH_FRAME_LIMIT; a larger frame gets a buffer of its own. Buffers the
 // transport's own write() is done with are kept for the next frames (up to
-// MAX_SPARES of them, each of at most MAX_SPARE bytes). A client's large
-// batches are slabs of the SIMD pool of _simd.ts, which masks them faster:
+// MAX_SPARES of them, each of at most MAX_SPARE bytes). A client's batches
+// are slabs of the SIMD pool of _simd.ts, which masks them faster:
 // taken when a batch starts, given back once its write is settled, or when
 // the writer stops and they will never be written.
 const SMALL_FRAME = 16 * 1024;
@@ -283,13 +283,14 @@ export class FrameWriter {
 
   #takeBuffer(size: number): Uint8Array<ArrayBuffer> {
     if (
-      size > BATCH_SIZE && size <= SLAB_SIZE &&
-      this.#hooks.mask !== undefined &&
+      size <= SLAB_SIZE && this.#hooks.mask !== undefined &&
       this.#transport.write !== undefined && this.#stopped === undefined
     ) {
-      // A client's batch of large frames: masked with SIMD in a slab. Only
-      // the transport's own write() sees it (never a stream's reader), and
-      // it goes back to the pool once written.
+      // A client's batch: masked with SIMD in a slab (in A/B runs against
+      // an array: 8% more 1 KiB messages per CPU-second, and 1-7 µs less
+      // user-space CPU per 64 KiB message). Only the transport's own write()
+      // sees it (never a stream's reader), and it goes back to the pool once
+      // written.
       const slab = takeSlab();
       if (slab !== undefined) return slab;
     }
