@@ -4,8 +4,8 @@
  * flight on each of `--connections` connections until `--count` echoes came
  * back in total, checks the length and type of every echo, and prints one
  * line of `key=value` fields: `msgs/s`, `cpu_s` (this process's user +
- * system CPU seconds during the load, connecting excluded) and
- * `msgs_per_cpu_s`.
+ * system CPU seconds during the load, connecting excluded), `system_s` (the
+ * kernel's part of it) and `msgs_per_cpu_s`.
  *
  * ```sh
  * deno task bench-client --url ws://127.0.0.1:8080/ --size 1024 --count 100000 --window 64
@@ -73,9 +73,10 @@ function quotaOf(total: number, connections: number, index: number): number {
     (index < total % connections ? 1 : 0);
 }
 
-function cpuSeconds(): number {
+/** This process's CPU seconds so far: in all, and in the kernel. */
+function cpuSeconds(): { total: number; system: number } {
   const { user, system } = process.cpuUsage();
-  return (user + system) / 1e6;
+  return { total: (user + system) / 1e6, system: system / 1e6 };
 }
 
 // ---------------------------------------------------------------------------
@@ -470,7 +471,8 @@ async function main(): Promise<void> {
   const start = performance.now();
   await Promise.race([load.run(), timeoutAfter(config.timeout, "load")]);
   const seconds = (performance.now() - start) / 1000;
-  const cpuUsed = cpuSeconds() - cpu;
+  const cpuAfter = cpuSeconds();
+  const cpuUsed = cpuAfter.total - cpu.total;
   // deno-lint-ignore no-console
   console.log(
     [
@@ -483,6 +485,7 @@ async function main(): Promise<void> {
       `seconds=${seconds.toFixed(4)}`,
       `msgs/s=${(config.count / seconds).toFixed(0)}`,
       `cpu_s=${cpuUsed.toFixed(4)}`,
+      `system_s=${(cpuAfter.system - cpu.system).toFixed(4)}`,
       `msgs_per_cpu_s=${(config.count / cpuUsed).toFixed(0)}`,
     ].join(" "),
   );

@@ -18,7 +18,8 @@
  *
  * Part 2, clients: our `connect()` (views, and copying) against Deno's
  * built-in `WebSocket` through the same server (our `serve()`), in messages per CLIENT
- * CPU-second (`process.cpuUsage()` in the client).
+ * CPU-second (`process.cpuUsage()` in the client), and each client's CPU per
+ * message split into user space and the kernel.
  *
  * Runs are interleaved (ours, builtin, raw, ours, builtin, raw, ...) and
  * every figure is the median of the repetitions; the ratios are ratios of
@@ -49,6 +50,8 @@ interface Sample {
   seconds: number;
   rate: number;
   clientCpu: number;
+  /** The part of clientCpu spent in the kernel (system time). */
+  clientSystem: number;
   serverCpu: number;
   /** The part of serverCpu spent in the kernel (system time). */
   serverSystem: number;
@@ -262,7 +265,11 @@ async function runClient(
     const fields = parseResult(line);
     const seconds = Number(fields.seconds);
     const clientCpu = Number(fields.cpu_s);
-    if (!Number.isFinite(seconds) || !Number.isFinite(clientCpu)) {
+    const clientSystem = Number(fields.system_s);
+    if (
+      !Number.isFinite(seconds) || !Number.isFinite(clientCpu) ||
+      !Number.isFinite(clientSystem)
+    ) {
       throw new Error(`${what}: cannot read result line "${line}"`);
     }
     return {
@@ -270,6 +277,7 @@ async function runClient(
       seconds,
       rate: count / seconds,
       clientCpu,
+      clientSystem,
       serverCpu: after.user + after.system - before.user - before.system,
       serverSystem: after.system - before.system,
     };
@@ -298,6 +306,9 @@ interface Summary {
   /** Server CPU per message, in microseconds: in user space, in the kernel. */
   serverUserUs: number;
   serverKernelUs: number;
+  /** Client CPU per message, in microseconds: in user space, in the kernel. */
+  clientUserUs: number;
+  clientKernelUs: number;
 }
 
 function summarize(samples: Sample[]): Summary {
@@ -316,6 +327,10 @@ function summarize(samples: Sample[]): Summary {
       samples.map((s) => (s.serverCpu - s.serverSystem) / s.count * 1e6),
     ),
     serverKernelUs: median(samples.map((s) => s.serverSystem / s.count * 1e6)),
+    clientUserUs: median(
+      samples.map((s) => (s.clientCpu - s.clientSystem) / s.count * 1e6),
+    ),
+    clientKernelUs: median(samples.map((s) => s.clientSystem / s.count * 1e6)),
   };
 }
 
@@ -334,11 +349,17 @@ function percent(value: number): string {
   return `${(value * 100).toFixed(0)}%`;
 }
 
+function userKernel(user: number, kernel: number): string {
+  const digits = user + kernel < 10 ? 2 : 1;
+  return `${user.toFixed(digits)} / ${kernel.toFixed(digits)}`;
+}
+
 function micros(summary: Summary): string {
-  const digits = summary.serverUserUs + summary.serverKernelUs < 10 ? 2 : 1;
-  return `${summary.serverUserUs.toFixed(digits)} / ${
-    summary.serverKernelUs.toFixed(digits)
-  }`;
+  return userKernel(summary.serverUserUs, summary.serverKernelUs);
+}
+
+function clientMicros(summary: Summary): string {
+  return userKernel(summary.clientUserUs, summary.clientKernelUs);
 }
 
 function ratio(a: number, b: number): string {
@@ -532,6 +553,7 @@ async function main(): Promise<void> {
   );
   log("");
   const clientRows: string[][] = [];
+  const clientSplitRows: string[][] = [];
   for (const size of sizes) {
     const scenario = { size, connections: 1, window: 64 };
     progress(`clients: ${sizeName(size)}`);
@@ -578,6 +600,12 @@ async function main(): Promise<void> {
       `${percent(o.clientLoad)} / ${percent(b.clientLoad)}`,
       `${percent(o.serverLoad)} / ${percent(b.serverLoad)}`,
     ]);
+    clientSplitRows.push([
+      sizeName(size),
+      clientMicros(o),
+      clientMicros(c),
+      clientMicros(b),
+    ]);
   }
   log(table([
     "size",
@@ -592,6 +620,14 @@ async function main(): Promise<void> {
     "client CPU ours / builtin",
     "server CPU",
   ], clientRows));
+  log("");
+  log("## Client CPU per message: user / kernel microseconds");
+  log("");
+  log(table(["size", "ours", "ours copying", "builtin"], clientSplitRows));
+  log("");
+  log(
+    "From process.cpuUsage() in each client over the same loads (medians). The kernel's part is the socket reads and writes; in user space a client masks every byte it sends.",
+  );
   log("");
   log(
     `Total time: ${((performance.now() - started) / 1000).toFixed(0)} s`,
