@@ -171,7 +171,13 @@ function newArena(): Arena | undefined {
  * bytes are whatever the last user left.
  */
 export function takeSlab(): Uint8Array<ArrayBuffer> | undefined {
-  let arena = arenas.find((each) => each.free.length > 0);
+  let arena: Arena | undefined;
+  for (const each of arenas) {
+    if (each.free.length > 0) {
+      arena = each;
+      break;
+    }
+  }
   arena ??= newArena();
   if (arena === undefined) return undefined;
   const index = arena.free.pop()!;

@@ -32,6 +32,7 @@
 import process from "node:process";
 import { parseArgs } from "node:util";
 import { connect, type WebSocketClient } from "../client.ts";
+import { writeAll } from "../_socket.ts";
 
 interface Config {
   url: string;
@@ -282,13 +283,6 @@ async function openBuiltins(config: Config): Promise<Load> {
 // ---------------------------------------------------------------------------
 // Raw TCP: the same bytes, no framing
 // ---------------------------------------------------------------------------
-
-async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
-  let offset = 0;
-  while (offset < bytes.length) {
-    offset += await conn.write(offset === 0 ? bytes : bytes.subarray(offset));
-  }
-}
 
 // One connection: a message is `size` bytes; whenever echoes free up room in
 // the window, the sender writes all the messages that fit in one write.

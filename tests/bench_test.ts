@@ -4,7 +4,7 @@
 // run, report what they say, and fail loudly on a wrong echo.
 
 import assert from "node:assert/strict";
-import { WAIT } from "./_util.ts";
+import { deadline, WAIT } from "./_util.ts";
 
 const SERVER = new URL("../bench/echo_server.ts", import.meta.url).pathname;
 const CLIENT = new URL("../bench/client.ts", import.meta.url).pathname;
@@ -30,15 +30,15 @@ async function echoServer(
     await child.status;
   };
   let text = "";
-  const timer = setTimeout(() => void dispose(), WAIT);
   try {
     while (!text.includes("\n")) {
-      const { value, done } = await reader.read();
+      const { value, done } = await deadline(reader.read(), "listening line");
       if (done) throw new Error(`echo server ${impl} exited: ${text}`);
       text += value;
     }
-  } finally {
-    clearTimeout(timer);
+  } catch (error) {
+    await dispose();
+    throw error;
   }
   const match = /^listening (\d+)$/m.exec(text);
   assert.ok(match, `echo server ${impl} printed ${JSON.stringify(text)}`);
