@@ -51,6 +51,19 @@ function streamOf(
 }
 
 /** A stream that repeats a chunk forever and counts the bytes it produced. */
+/** `first`, then every chunk left in `reader`, as one array. */
+async function restOf(
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  first: Uint8Array = new Uint8Array(0),
+): Promise<Uint8Array> {
+  const rest = [...first];
+  while (true) {
+    const { done, value } = await reader.read();
+    if (done) return Uint8Array.from(rest);
+    rest.push(...value);
+  }
+}
+
 function endless(
   chunk: Uint8Array,
 ): { stream: ReadableStream<Uint8Array>; produced: () => number } {
@@ -1387,13 +1400,7 @@ Deno.test("RFC 9112 readHead() reads hostile heads within its limits", async (t)
       validateUpgradeRequest(parseRequestHead(result.head)).key,
       KEY,
     );
-    const after: number[] = [];
-    while (true) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      after.push(...value);
-    }
-    assert.deepEqual(Uint8Array.from(after), frame);
+    assert.deepEqual(await restOf(reader), frame);
   });
 
   await t.step(
@@ -1650,13 +1657,7 @@ Deno.test("RFC 9110 §15.2 readResponseHead() skips interim 1xx responses", asyn
           ["Connection", "Upgrade"],
           ["Sec-WebSocket-Accept", ACCEPT],
         ]);
-        const after = [...result.rest];
-        while (true) {
-          const { done, value } = await reader.read();
-          if (done) break;
-          after.push(...value);
-        }
-        assert.deepEqual(Uint8Array.from(after), frame);
+        assert.deepEqual(await restOf(reader, result.rest), frame);
       }
     },
   );
