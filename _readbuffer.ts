@@ -22,10 +22,17 @@ const SHRINK_AFTER = 64;
 const MIN_ROOM = 4 * 1024;
 // Buffers whose lent views were all given back are reused, up to MAX_SPARES:
 // enough for the read queue of a connection (1 MiB) in buffers of
-// MAX_READ_BUFFER, and a consumer that holds one more. They are dropped as
-// soon as a read finds its buffer free, which a consumer that keeps up
-// makes true at the first pause in the load.
+// MAX_READ_BUFFER, and a consumer that holds one more. The one given back
+// last is reused first: it is the likeliest to be in the CPU's cache. A read
+// that finds its buffer free (the consumer caught up) keeps KEEP_SPARES of
+// them: under a steady load of large messages the consumer catches up every
+// few reads, and dropping them all there made a new 256 KiB buffer every 25
+// messages of 64 KiB (one in five buffer switches; each new buffer is zeroed,
+// faulted in page by page, and counts towards the garbage collector's
+// external memory). `trim()` (at each keepalive ping of the connection) drops
+// the rest, so an idle connection keeps its buffer alone.
 const MAX_SPARES = 6;
+const KEEP_SPARES = 2;
 // The bytes of buffers that lent views may pin at once: MAX_PINNED, or
 // twice the bytes of the views, whichever is more. Past it a view is not
 // lent (the caller copies): a peer that sends one small message per read to
@@ -129,6 +136,12 @@ export class ReadBuffer {
         { bytes: new Uint8Array(size), lent: 0 };
       next.bytes.set(bytes.subarray(this.#start, this.#end));
       this.#retire(slot);
+      if (size !== bytes.length) {
+        // Spares of the old size are of no use to the reads to come.
+        this.#others = this.#others.filter((other) =>
+          other.lent > 0 || other.bytes.length === size
+        );
+      }
       this.#slot = next;
       this.#start = 0;
       this.#end = tail;
@@ -140,9 +153,11 @@ export class ReadBuffer {
         this.#start = 0;
         this.#end = tail;
       }
-      // No view holds this buffer: a consumer keeps up, and the spares are
-      // not needed.
-      if (this.#others.length > 0 && this.#lent === 0) this.#others = [];
+      // No view holds any buffer: the consumer caught up. Every other
+      // buffer is a free spare; the last ones given back stay.
+      if (this.#lent === 0 && this.#others.length > KEEP_SPARES) {
+        this.#others.splice(0, this.#others.length - KEEP_SPARES);
+      }
     }
     return this.#slot.bytes.subarray(this.#end);
   }
@@ -223,9 +238,16 @@ export class ReadBuffer {
     return undefined;
   }
 
+  /** Drops the free spares: the buffers with views lent stay. */
+  trim(): void {
+    if (this.#others.length === 0) return;
+    this.#others = this.#others.filter((slot) => slot.lent > 0);
+  }
+
+  // The free buffer of `size` bytes given back last.
   #spare(size: number): Slot | undefined {
     const others = this.#others;
-    for (let i = 0; i < others.length; i++) {
+    for (let i = others.length - 1; i >= 0; i--) {
       const slot = others[i]!;
       if (slot.lent === 0 && slot.bytes.length === size) {
         others.splice(i, 1);

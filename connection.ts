@@ -1641,6 +1641,9 @@ export class WebSocketConnection implements WebSocketSession {
     this.#keepaliveTimer = setTimeout(() => {
       this.#keepaliveTimer = undefined;
       if (this.#state !== OPEN) return;
+      // The read buffer's spares serve a steady load; a connection that
+      // went quiet gives them back here (see _readbuffer.ts).
+      this.#buffer?.trim();
       if (this.#pingTimeout > 0) {
         this.#pongTimer = setTimeout(() => {
           this.#pongTimer = undefined;
