@@ -92,13 +92,20 @@ export class FrameWriter {
   #batch: Uint8Array<ArrayBuffer> | undefined;
   #batchLength = 0;
   #spares: Uint8Array<ArrayBuffer>[] = [];
+  // The pump: the buffers it writes one after the other (`#writing`, from
+  // `#index` on; `#offset` bytes of the one at `#index` are written), and
+  // the waiters for it to stop.
   #pumpActive = false;
-  #pumping: Promise<void> | undefined;
+  #writing: Uint8Array[] = [];
+  #index = 0;
+  #offset = 0;
+  #idle: PromiseWithResolvers<void> | undefined;
   #replying = false;
   #pumpTimer: unknown;
   #pong: Uint8Array | undefined;
   #writer: WritableStreamDefaultWriter<Uint8Array> | undefined;
-  #drainWaiters: Array<{ resolve(): void; reject(e: unknown): void }> = [];
+  // What every caller of drained() waits for, until the queue drains.
+  #drain: PromiseWithResolvers<void> | undefined;
   /** Set by `stop()`: the error of every later `drained()`. */
   #stopped: { error: unknown } | undefined;
 
@@ -179,9 +186,11 @@ export class FrameWriter {
     if (this.#stopped !== undefined) {
       return handled(Promise.reject(this.#stopped.error));
     }
-    const { promise, resolve, reject } = Promise.withResolvers<void>();
-    this.#drainWaiters.push({ resolve, reject });
-    return handled(promise);
+    if (this.#drain === undefined) {
+      this.#drain = Promise.withResolvers<void>();
+      handled(this.#drain.promise);
+    }
+    return this.#drain.promise;
   }
 
   /** Starts writing, at once or (replies expected) on the next task. */
@@ -220,13 +229,13 @@ export class FrameWriter {
       return;
     }
     this.#pumpActive = true;
-    this.#pumping = this.#pump();
+    this.#pump();
   }
 
   /** Resolves when everything queued so far was written (or the pump died). */
   async flush(): Promise<void> {
     this.startNow();
-    while (this.#pumpActive) await this.#pumping;
+    while (this.#pumpActive) await this.#pumpStopped();
   }
 
   /**
@@ -243,9 +252,9 @@ export class FrameWriter {
     // (the pump gives back those of the writes it has under way).
     if (this.#batch !== undefined) giveSlab(this.#batch);
     for (const bytes of this.#queue) giveSlab(bytes);
-    const waiters = this.#drainWaiters;
-    this.#drainWaiters = [];
-    for (const waiter of waiters) waiter.reject(error);
+    const drain = this.#drain;
+    this.#drain = undefined;
+    drain?.reject(error);
   }
 
   /**
@@ -265,13 +274,8 @@ export class FrameWriter {
    * forever, so it is abandoned (`closeStream()` aborted the stream).
    */
   async settle(): Promise<void> {
-    if (this.#transport.close !== undefined) {
-      try {
-        await this.#pumping;
-      } catch {
-        // The pump reports through onError.
-      }
-    }
+    // The pump reports its errors through onError.
+    if (this.#transport.close !== undefined) await this.#pumpStopped();
     if (this.#writer !== undefined) {
       try {
         this.#writer.releaseLock();
@@ -319,41 +323,104 @@ export class FrameWriter {
       this.#pong !== undefined;
   }
 
-  async #pump(): Promise<void> {
-    let batch: Uint8Array[] = [];
-    let i = 0;
+  // The pump: writes the queue, buffer after buffer, one write at a time,
+  // until the queue is empty or the writer stops (a batch under way is
+  // written to its end). A loop of callbacks, not an async function: a
+  // sender of large messages starts the pump for every message, and an
+  // async run costs a generator and its promises each time.
+  #pump(): void {
+    if (this.#index < this.#writing.length) {
+      this.#write();
+      return;
+    }
+    this.#writing.length = 0;
+    this.#index = 0;
+    if (this.#stopped !== undefined) {
+      this.#pumpEnded();
+      return;
+    }
+    this.#sealBatch();
+    if (this.#pong !== undefined) {
+      // The pong goes first: before a close frame queued meanwhile.
+      const pong = this.#pong;
+      this.#pong = undefined;
+      const queued = this.#queue;
+      this.#queue = [];
+      this.enqueue(0xa, pong, false);
+      this.#sealBatch();
+      for (const bytes of queued) this.#queue.push(bytes);
+    }
+    if (this.#queue.length === 0) {
+      this.#pumpEnded();
+      return;
+    }
+    // The queue is the pump's now; the next frames go to an empty array.
+    const queue = this.#queue;
+    this.#queue = this.#writing;
+    this.#writing = queue;
+    this.#write();
+  }
+
+  // Writes (the rest of) the buffer at #index.
+  #write(): void {
+    const bytes = this.#writing[this.#index]!;
+    const transport = this.#transport;
+    let written: Promise<unknown>;
     try {
-      while (this.#stopped === undefined) {
-        this.#sealBatch();
-        if (this.#pong !== undefined) {
-          // The pong goes first: before a close frame queued meanwhile.
-          const pong = this.#pong;
-          this.#pong = undefined;
-          const queued = this.#queue;
-          this.#queue = [];
-          this.enqueue(0xa, pong, false);
-          this.#sealBatch();
-          for (const bytes of queued) this.#queue.push(bytes);
-        }
-        if (this.#queue.length === 0) break;
-        batch = this.#queue;
-        this.#queue = [];
-        for (i = 0; i < batch.length; i++) {
-          const bytes = batch[i]!;
-          await this.#writeAll(bytes);
-          this.#wrote(bytes.length);
-          this.#recycle(bytes);
-        }
+      if (transport.write !== undefined) {
+        written = transport.write(
+          this.#offset === 0 ? bytes : bytes.subarray(this.#offset),
+        );
+      } else {
+        this.#writer ??= transport.writable.getWriter();
+        written = this.#writer.write(bytes);
       }
     } catch (error) {
-      // The write that failed is settled, and the rest of the batch will
-      // never be written: their slabs go back to the pool.
-      for (; i < batch.length; i++) giveSlab(batch[i]!);
-      this.#hooks.onError(error);
-    } finally {
-      this.#pumpActive = false;
-      this.#pumping = undefined;
+      this.#onWriteError(error);
+      return;
     }
+    written.then(this.#onWritten, this.#onWriteError);
+  }
+
+  readonly #onWritten = (count: unknown): void => {
+    const bytes = this.#writing[this.#index]!;
+    // A transport's write() may take part of the bytes; a stream takes all.
+    if (typeof count === "number" && this.#offset + count < bytes.length) {
+      this.#offset += count;
+      this.#write();
+      return;
+    }
+    this.#offset = 0;
+    this.#index++;
+    this.#wrote(bytes.length);
+    this.#recycle(bytes);
+    this.#pump();
+  };
+
+  readonly #onWriteError = (error: unknown): void => {
+    // The write that failed is settled, and the rest of the batch will
+    // never be written: their slabs go back to the pool.
+    const writing = this.#writing;
+    for (let i = this.#index; i < writing.length; i++) giveSlab(writing[i]!);
+    writing.length = 0;
+    this.#index = 0;
+    this.#offset = 0;
+    this.#hooks.onError(error);
+    this.#pumpEnded();
+  };
+
+  #pumpEnded(): void {
+    this.#pumpActive = false;
+    const idle = this.#idle;
+    this.#idle = undefined;
+    idle?.resolve();
+  }
+
+  // Resolves when the pump is not running.
+  #pumpStopped(): Promise<void> {
+    if (!this.#pumpActive) return RESOLVED;
+    this.#idle ??= Promise.withResolvers<void>();
+    return this.#idle.promise;
   }
 
   // A batch buffer written by the transport's own write() can be reused; one
@@ -375,28 +442,11 @@ export class FrameWriter {
 
   #wrote(bytes: number): void {
     this.#queuedBytes -= bytes;
-    if (
-      this.#drainWaiters.length > 0 && this.#queuedBytes <= this.#highWaterMark
-    ) {
-      const waiters = this.#drainWaiters;
-      this.#drainWaiters = [];
-      for (const waiter of waiters) waiter.resolve();
+    if (this.#drain !== undefined && this.#queuedBytes <= this.#highWaterMark) {
+      const drain = this.#drain;
+      this.#drain = undefined;
+      drain.resolve();
     }
-  }
-
-  async #writeAll(bytes: Uint8Array): Promise<void> {
-    const transport = this.#transport;
-    if (transport.write !== undefined) {
-      let offset = 0;
-      while (offset < bytes.length) {
-        offset += await transport.write(
-          offset === 0 ? bytes : bytes.subarray(offset),
-        );
-      }
-      return;
-    }
-    this.#writer ??= transport.writable.getWriter();
-    await this.#writer.write(bytes);
   }
 }
 
@@ -412,6 +462,8 @@ function tryGetWriter(
  * crash the process with an unhandled rejection; awaiting still throws.
  */
 export function handled<T>(promise: Promise<T>): Promise<T> {
-  promise.catch(() => {});
+  promise.catch(ignore);
   return promise;
 }
+
+function ignore(): void {}

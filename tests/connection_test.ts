@@ -2077,6 +2077,44 @@ Deno.test("WebSocketConnection reads the bytes that came with the handshake firs
   await closePair(client, server);
 });
 
+// A transport whose write() throws instead of returning a rejected promise:
+// the connection fails as for any broken transport (1006, the error as the
+// cause), the slab of the failed write goes back to the pool, and nothing
+// escapes as an uncaught error.
+Deno.test("WebSocketConnection fails with 1006 when the transport's write() throws", async () => {
+  const failure = new Error("write() threw");
+  const ended = Promise.withResolvers<null>();
+  let writes = 0;
+  const client = new WebSocketConnection({
+    readable: new ReadableStream(),
+    writable: new WritableStream(),
+    read: () => ended.promise,
+    write(): Promise<number> {
+      writes++;
+      throw failure;
+    },
+    close: () => ended.resolve(null),
+  }, { role: "client", pingInterval: 0, closeTimeout: 200 });
+  await client.send(new Uint8Array(1000)).catch(() => {});
+  const iterator = client[Symbol.asyncIterator]();
+  const error = await iterator.next().then(
+    () => assert.fail("iteration ended without the error"),
+    (e: unknown) => e,
+  );
+  assert.ok(error instanceof ConnectionClosedError, String(error));
+  assert.equal(error.code, 1006);
+  assert.equal(error.cause, failure);
+  const info = await within(client.closed);
+  assert.equal(info.code, 1006);
+  assert.equal(info.wasClean, false);
+  assert.equal(writes, 1);
+  const { free, made } = slabCounts();
+  assert.ok(
+    made > 0 && free === made,
+    `${made - free} slabs were not given back`,
+  );
+});
+
 Deno.test("WebSocketConnection uses read(), write() and close() when the transport has them", async () => {
   const a = new TransformStream<Uint8Array, Uint8Array>();
   const b = new TransformStream<Uint8Array, Uint8Array>();
