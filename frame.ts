@@ -232,8 +232,7 @@ export function applyMask(
     i = maskWithSimd(data, m0 | (m1 << 8) | (m2 << 16) | (m3 << 24));
     if (i === length) return;
     if (i > 0) {
-      // A multiple of 16 bytes keeps the phase: the rest continues from it.
-      applyMask(data.subarray(i), mask, phase);
+      applyMask(data.subarray(i), mask, phase + i);
       return;
     }
   }

@@ -33,10 +33,21 @@
  * frame; the connection encodes into reused buffers instead
  * (`encodeFrameInto`).
  *
+ * A client encodes into SIMD slabs (`_simd.ts`): "encodeFrameInto 64 KiB
+ * masked, a SIMD slab" took 3.7-3.8 µs in three runs (about 2.2x the copy),
+ * against 4.1-4.3 µs before the SIMD loop started at the payload's first
+ * 16-byte boundary (a 64 KiB frame's payload starts 14 bytes in).
+ *
  * @module
  */
 
-import { applyMask, encodeFrame, type Frame, FrameDecoder } from "../frame.ts";
+import {
+  applyMask,
+  encodeFrame,
+  encodeFrameInto,
+  type Frame,
+  FrameDecoder,
+} from "../frame.ts";
 import { SLAB_SIZE, takeSlab } from "../_simd.ts";
 
 const MIB = 1024 * 1024;
@@ -241,6 +252,20 @@ for (
       },
     });
   }
+
+  // What a client's send() does with a 64 KiB message: encode it, masked,
+  // into a SIMD slab of its write batch. The payload starts 14 bytes in;
+  // the SIMD loop masks it from the first 16-byte boundary on.
+  const slab = takeSlab();
+  if (slab === undefined) throw new Error("no SIMD slab: no WebAssembly SIMD");
+  const frame = binary(big, MASK);
+  Deno.bench({
+    name: "encodeFrameInto 64 KiB masked, a SIMD slab",
+    group: "encode",
+    fn() {
+      sink += encodeFrameInto(frame, slab, 0);
+    },
+  });
 }
 
 globalThis.addEventListener("unload", () => {
