@@ -22,13 +22,13 @@ const SHRINK_AFTER = 64;
 const MIN_ROOM = 4 * 1024;
 // Buffers whose lent views were all given back are reused, up to MAX_SPARES:
 // enough for the read queue of a connection (1 MiB) in buffers of
-// MAX_READ_BUFFER, and a consumer that holds one more. The one given back
+// MAX_READ_BUFFER, and a consumer that holds one more. The one read into
 // last is reused first: it is the likeliest to be in the CPU's cache. A read
 // that finds its buffer free (the consumer caught up) keeps KEEP_SPARES of
 // them: under a steady load of large messages the consumer catches up every
 // few reads, and dropping them all there made a new 256 KiB buffer every 25
-// messages of 64 KiB (one in five buffer switches; each new buffer is zeroed,
-// faulted in page by page, and counts towards the garbage collector's
+// messages of 64 KiB (about one buffer switch in ten; each new buffer is
+// zeroed, faulted in page by page, and counts towards the garbage collector's
 // external memory). `trim()` (at each keepalive ping of the connection) drops
 // the rest, so an idle connection keeps its buffer alone.
 const MAX_SPARES = 6;
@@ -154,7 +154,7 @@ export class ReadBuffer {
         this.#end = tail;
       }
       // No view holds any buffer: the consumer caught up. Every other
-      // buffer is a free spare; the last ones given back stay.
+      // buffer is a free spare; the ones read into last stay.
       if (this.#lent === 0 && this.#others.length > KEEP_SPARES) {
         this.#others.splice(0, this.#others.length - KEEP_SPARES);
       }
@@ -244,7 +244,7 @@ export class ReadBuffer {
     this.#others = this.#others.filter((slot) => slot.lent > 0);
   }
 
-  // The free buffer of `size` bytes given back last.
+  // The free buffer of `size` bytes read into last (retired last).
   #spare(size: number): Slot | undefined {
     const others = this.#others;
     for (let i = others.length - 1; i >= 0; i--) {
