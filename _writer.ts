@@ -249,9 +249,14 @@ export class FrameWriter {
     }
     this.#stopped ??= { error };
     // What is queued will never be written: its slabs go back to the pool
-    // (the pump gives back those of the writes it has under way).
+    // (the pump gives back those of the writes it has under way), and a
+    // frame enqueued after this goes to a buffer of its own, never into a
+    // slab that the pool may have lent to another connection meanwhile.
     if (this.#batch !== undefined) giveSlab(this.#batch);
     for (const bytes of this.#queue) giveSlab(bytes);
+    this.#batch = undefined;
+    this.#batchLength = 0;
+    this.#queue = [];
     const drain = this.#drain;
     this.#drain = undefined;
     drain?.reject(error);

@@ -10,7 +10,8 @@ import {
 import { ConnectionClosedError, ProtocolError } from "../errors.ts";
 import { encodeFrame, type Frame, FrameDecoder, OPCODE } from "../frame.ts";
 import { ReadBuffer } from "../_readbuffer.ts";
-import { isSlab, slabCounts } from "../_simd.ts";
+import { giveSlab, isSlab, slabCounts, takeSlab } from "../_simd.ts";
+import { FrameWriter } from "../_writer.ts";
 import { PerMessageDeflate } from "../deflate.ts";
 
 // ---------------------------------------------------------------------------
@@ -2075,6 +2076,42 @@ Deno.test("WebSocketConnection reads the bytes that came with the handshake firs
   assert.equal(await nextMessage(server), "early");
   assert.equal(await nextMessage(server), "late");
   await closePair(client, server);
+});
+
+// stop() gave the slab of the batch being filled back to the pool but kept
+// filling it: a frame enqueued after stop() (nothing in the connection does
+// that today) would have been written into a slab lent to someone else.
+Deno.test("FrameWriter never encodes into a slab it gave back", () => {
+  const writer = new FrameWriter(
+    {
+      writable: new WritableStream(),
+      // The first write never settles: later frames wait in a batch.
+      write: () => new Promise<number>(() => {}),
+    },
+    64 * 1024,
+    {
+      mask: () => new Uint8Array([1, 2, 3, 4]),
+      isOpen: () => true,
+      hasUnread: () => false,
+      onError: () => {},
+    },
+  );
+  writer.enqueue(0x2, new Uint8Array(1000), false);
+  writer.enqueue(0x2, new Uint8Array(1000), false);
+  writer.stop(new Error("stopped"));
+  // The slab given back last is lent again at once (the pool is LIFO).
+  const slab = takeSlab();
+  assert.ok(slab !== undefined);
+  try {
+    slab.fill(0xee, 0, 4096);
+    writer.enqueue(0x2, new Uint8Array(1000).fill(1), false);
+    assert.ok(
+      slab.subarray(0, 4096).every((byte) => byte === 0xee),
+      "a frame was encoded into a slab of the pool after stop()",
+    );
+  } finally {
+    giveSlab(slab);
+  }
 });
 
 // A transport whose write() throws instead of returning a rejected promise:
