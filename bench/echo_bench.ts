@@ -1,6 +1,7 @@
 // Copyright 2026 the @rfc6455/websocket authors. MIT license.
 /**
- * The echo benchmark: `deno task bench:echo [--quick] [--reps N]`.
+ * The echo benchmark: `deno task bench:echo [--quick] [--reps N] [--seconds S]
+ * [--only servers|clients]` (`--only` runs one of the two parts below).
  *
  * Part 1, servers: our `serve()` (twice: with the echo service's handler,
  * which takes binary messages as views with `messages({ copy: false })`, and
@@ -401,9 +402,14 @@ async function main(): Promise<void> {
       quick: { type: "boolean", default: false },
       reps: { type: "string" },
       seconds: { type: "string" },
+      only: { type: "string" },
     },
     strict: true,
   });
+  const only = values.only ?? "";
+  if (only !== "" && only !== "servers" && only !== "clients") {
+    throw new TypeError(`--only must be "servers" or "clients"`);
+  }
   const quick = values.quick;
   const reps = Number(values.reps ?? (quick ? 3 : 5));
   const seconds = Number(values.seconds ?? (quick ? 0.15 : 0.5));
@@ -434,201 +440,206 @@ async function main(): Promise<void> {
     }median of ${reps}, ~${seconds} s per run, Deno ${Deno.version.deno}, ${navigator.hardwareConcurrency} CPUs, CLK_TCK ${ticks})`,
   );
   log("");
-  log(
-    "## Servers, loaded by our client: msgs/s and msgs per server CPU-second",
-  );
-  log("");
-  const serverRows: string[][] = [];
-  const splitRows: string[][] = [];
-  for (const size of sizes) {
-    for (const shape of shapes) {
-      const scenario = { size, ...shape };
-      const name = `${sizeName(size)}, ${shape.connections}x${shape.window}`;
-      progress(`servers: ${name}`);
+  if (only !== "clients") {
+    log(
+      "## Servers, loaded by our client: msgs/s and msgs per server CPU-second",
+    );
+    log("");
+    const serverRows: string[][] = [];
+    const splitRows: string[][] = [];
+    for (const size of sizes) {
+      for (const shape of shapes) {
+        const scenario = { size, ...shape };
+        const name = `${sizeName(size)}, ${shape.connections}x${shape.window}`;
+        progress(`servers: ${name}`);
+        const warm = warmupCount(scenario);
+        const warmOurs = await runClient(ours, "ours", scenario, warm, ticks);
+        const warmBuiltin = await runClient(
+          builtin,
+          "ours",
+          scenario,
+          warm,
+          ticks,
+        );
+        const warmRaw = await runClient(raw, "raw", scenario, warm, ticks);
+        const n = countFor(
+          scenario,
+          Math.min(warmOurs.rate, warmBuiltin.rate),
+          seconds,
+        );
+        const nRaw = countFor(scenario, warmRaw.rate, seconds / 2);
+        const samples: Record<ServerImpl, Sample[]> = {
+          ours: [],
+          "ours-copy": [],
+          builtin: [],
+          raw: [],
+        };
+        for (let rep = 0; rep < reps; rep++) {
+          // Alternate who goes first, so none always runs after another.
+          const order = rep % 2 === 0
+            ? [ours, oursCopy, builtin]
+            : [builtin, oursCopy, ours];
+          for (const server of order) {
+            samples[server.impl].push(
+              await runClient(server, "ours", scenario, n, ticks),
+            );
+          }
+          samples.raw.push(await runClient(raw, "raw", scenario, nRaw, ticks));
+        }
+        const o = summarize(samples.ours);
+        const c = summarize(samples["ours-copy"]);
+        const b = summarize(samples.builtin);
+        const r = summarize(samples.raw);
+        serverRows.push([
+          sizeName(size),
+          `${shape.connections}x${shape.window}`,
+          count(n),
+          count(o.rate),
+          count(b.rate),
+          ratio(o.rate, b.rate),
+          count(o.perServerCpu),
+          count(b.perServerCpu),
+          `**${ratio(o.perServerCpu, b.perServerCpu)}**`,
+          ratio(c.perServerCpu, b.perServerCpu),
+          `${percent(o.serverLoad)} / ${percent(b.serverLoad)}`,
+          `${percent(o.clientLoad)} / ${percent(b.clientLoad)}`,
+          count(r.rate),
+          count(r.perServerCpu),
+        ]);
+        splitRows.push([
+          sizeName(size),
+          `${shape.connections}x${shape.window}`,
+          micros(o),
+          micros(c),
+          micros(b),
+          micros(r),
+        ]);
+      }
+    }
+    log(table([
+      "size",
+      "conns x window",
+      "msgs/run",
+      "ours msgs/s",
+      "builtin msgs/s",
+      "ours/builtin msgs/s",
+      "ours msgs/srv-cpu-s",
+      "builtin msgs/srv-cpu-s",
+      "ours/builtin msgs/srv-cpu-s",
+      "ours copying/builtin msgs/srv-cpu-s",
+      "server CPU ours / builtin",
+      "client CPU ours / builtin",
+      "raw TCP msgs/s",
+      "raw TCP msgs/srv-cpu-s",
+    ], serverRows));
+    log("");
+    log(
+      "ours: the echo service's handler, each binary message a view of the read buffer (messages({ copy: false })); ours copying: `for await (const m of ws)`, an array per message, as the built-in gives. server CPU and client CPU: CPU seconds per wall second during the load (100% = one core); a client near 100% is the bottleneck of msgs/s.",
+    );
+    log("");
+    log(
+      "## Server CPU per message: user / kernel microseconds",
+    );
+    log("");
+    log(table([
+      "size",
+      "conns x window",
+      "ours",
+      "ours copying",
+      "builtin",
+      "raw TCP",
+    ], splitRows));
+    log("");
+    log(
+      "From utime and stime in /proc/<pid>/stat over the same loads (medians; a clock tick is 1/CLK_TCK s, so short loads read coarsely). The kernel's part is the socket reads and writes (their copies, TCP), which every server pays; fewer, larger writes make it smaller. The raw TCP echo touches no byte in user space, while a WebSocket server unmasks every byte it receives and copies it into the frames it sends.",
+    );
+    log("");
+  }
+  if (only !== "servers") {
+    log(
+      "## Clients, through our serve(): msgs/s and msgs per client CPU-second (1 connection, 64 in flight)",
+    );
+    log("");
+    const clientRows: string[][] = [];
+    const clientSplitRows: string[][] = [];
+    for (const size of sizes) {
+      const scenario = { size, connections: 1, window: 64 };
+      progress(`clients: ${sizeName(size)}`);
       const warm = warmupCount(scenario);
       const warmOurs = await runClient(ours, "ours", scenario, warm, ticks);
       const warmBuiltin = await runClient(
-        builtin,
-        "ours",
+        ours,
+        "builtin",
         scenario,
         warm,
         ticks,
       );
-      const warmRaw = await runClient(raw, "raw", scenario, warm, ticks);
       const n = countFor(
         scenario,
         Math.min(warmOurs.rate, warmBuiltin.rate),
         seconds,
       );
-      const nRaw = countFor(scenario, warmRaw.rate, seconds / 2);
-      const samples: Record<ServerImpl, Sample[]> = {
+      const samples: Record<"ours" | "ours-copy" | "builtin", Sample[]> = {
         ours: [],
         "ours-copy": [],
         builtin: [],
-        raw: [],
       };
       for (let rep = 0; rep < reps; rep++) {
-        // Alternate who goes first, so none always runs after another.
         const order = rep % 2 === 0
-          ? [ours, oursCopy, builtin]
-          : [builtin, oursCopy, ours];
-        for (const server of order) {
-          samples[server.impl].push(
-            await runClient(server, "ours", scenario, n, ticks),
+          ? (["ours", "ours-copy", "builtin"] as const)
+          : (["builtin", "ours-copy", "ours"] as const);
+        for (const client of order) {
+          samples[client].push(
+            await runClient(ours, client, scenario, n, ticks),
           );
         }
-        samples.raw.push(await runClient(raw, "raw", scenario, nRaw, ticks));
       }
       const o = summarize(samples.ours);
       const c = summarize(samples["ours-copy"]);
       const b = summarize(samples.builtin);
-      const r = summarize(samples.raw);
-      serverRows.push([
+      clientRows.push([
         sizeName(size),
-        `${shape.connections}x${shape.window}`,
         count(n),
         count(o.rate),
         count(b.rate),
         ratio(o.rate, b.rate),
-        count(o.perServerCpu),
-        count(b.perServerCpu),
-        `**${ratio(o.perServerCpu, b.perServerCpu)}**`,
-        ratio(c.perServerCpu, b.perServerCpu),
-        `${percent(o.serverLoad)} / ${percent(b.serverLoad)}`,
+        count(o.perClientCpu),
+        count(b.perClientCpu),
+        `**${ratio(o.perClientCpu, b.perClientCpu)}**`,
+        ratio(c.perClientCpu, b.perClientCpu),
         `${percent(o.clientLoad)} / ${percent(b.clientLoad)}`,
-        count(r.rate),
-        count(r.perServerCpu),
+        `${percent(o.serverLoad)} / ${percent(b.serverLoad)}`,
       ]);
-      splitRows.push([
+      clientSplitRows.push([
         sizeName(size),
-        `${shape.connections}x${shape.window}`,
-        micros(o),
-        micros(c),
-        micros(b),
-        micros(r),
+        clientMicros(o),
+        clientMicros(c),
+        clientMicros(b),
       ]);
     }
-  }
-  log(table([
-    "size",
-    "conns x window",
-    "msgs/run",
-    "ours msgs/s",
-    "builtin msgs/s",
-    "ours/builtin msgs/s",
-    "ours msgs/srv-cpu-s",
-    "builtin msgs/srv-cpu-s",
-    "ours/builtin msgs/srv-cpu-s",
-    "ours copying/builtin msgs/srv-cpu-s",
-    "server CPU ours / builtin",
-    "client CPU ours / builtin",
-    "raw TCP msgs/s",
-    "raw TCP msgs/srv-cpu-s",
-  ], serverRows));
-  log("");
-  log(
-    "ours: the echo service's handler, each binary message a view of the read buffer (messages({ copy: false })); ours copying: `for await (const m of ws)`, an array per message, as the built-in gives. server CPU and client CPU: CPU seconds per wall second during the load (100% = one core); a client near 100% is the bottleneck of msgs/s.",
-  );
-  log("");
-  log(
-    "## Server CPU per message: user / kernel microseconds",
-  );
-  log("");
-  log(table([
-    "size",
-    "conns x window",
-    "ours",
-    "ours copying",
-    "builtin",
-    "raw TCP",
-  ], splitRows));
-  log("");
-  log(
-    "From utime and stime in /proc/<pid>/stat over the same loads (medians; a clock tick is 1/CLK_TCK s, so short loads read coarsely). The kernel's part is the socket reads and writes (their copies, TCP), which every server pays; fewer, larger writes make it smaller. The raw TCP echo touches no byte in user space, while a WebSocket server unmasks every byte it receives and copies it into the frames it sends.",
-  );
-  log("");
-
-  log(
-    "## Clients, through our serve(): msgs/s and msgs per client CPU-second (1 connection, 64 in flight)",
-  );
-  log("");
-  const clientRows: string[][] = [];
-  const clientSplitRows: string[][] = [];
-  for (const size of sizes) {
-    const scenario = { size, connections: 1, window: 64 };
-    progress(`clients: ${sizeName(size)}`);
-    const warm = warmupCount(scenario);
-    const warmOurs = await runClient(ours, "ours", scenario, warm, ticks);
-    const warmBuiltin = await runClient(
-      ours,
-      "builtin",
-      scenario,
-      warm,
-      ticks,
+    log(table([
+      "size",
+      "msgs/run",
+      "ours msgs/s",
+      "builtin msgs/s",
+      "ours/builtin msgs/s",
+      "ours msgs/client-cpu-s",
+      "builtin msgs/client-cpu-s",
+      "ours/builtin msgs/client-cpu-s",
+      "ours copying/builtin msgs/client-cpu-s",
+      "client CPU ours / builtin",
+      "server CPU",
+    ], clientRows));
+    log("");
+    log("## Client CPU per message: user / kernel microseconds");
+    log("");
+    log(table(["size", "ours", "ours copying", "builtin"], clientSplitRows));
+    log("");
+    log(
+      "From process.cpuUsage() in each client over the same loads (medians). The kernel's part is the socket reads and writes; in user space a client masks every byte it sends.",
     );
-    const n = countFor(
-      scenario,
-      Math.min(warmOurs.rate, warmBuiltin.rate),
-      seconds,
-    );
-    const samples: Record<"ours" | "ours-copy" | "builtin", Sample[]> = {
-      ours: [],
-      "ours-copy": [],
-      builtin: [],
-    };
-    for (let rep = 0; rep < reps; rep++) {
-      const order = rep % 2 === 0
-        ? (["ours", "ours-copy", "builtin"] as const)
-        : (["builtin", "ours-copy", "ours"] as const);
-      for (const client of order) {
-        samples[client].push(await runClient(ours, client, scenario, n, ticks));
-      }
-    }
-    const o = summarize(samples.ours);
-    const c = summarize(samples["ours-copy"]);
-    const b = summarize(samples.builtin);
-    clientRows.push([
-      sizeName(size),
-      count(n),
-      count(o.rate),
-      count(b.rate),
-      ratio(o.rate, b.rate),
-      count(o.perClientCpu),
-      count(b.perClientCpu),
-      `**${ratio(o.perClientCpu, b.perClientCpu)}**`,
-      ratio(c.perClientCpu, b.perClientCpu),
-      `${percent(o.clientLoad)} / ${percent(b.clientLoad)}`,
-      `${percent(o.serverLoad)} / ${percent(b.serverLoad)}`,
-    ]);
-    clientSplitRows.push([
-      sizeName(size),
-      clientMicros(o),
-      clientMicros(c),
-      clientMicros(b),
-    ]);
+    log("");
   }
-  log(table([
-    "size",
-    "msgs/run",
-    "ours msgs/s",
-    "builtin msgs/s",
-    "ours/builtin msgs/s",
-    "ours msgs/client-cpu-s",
-    "builtin msgs/client-cpu-s",
-    "ours/builtin msgs/client-cpu-s",
-    "ours copying/builtin msgs/client-cpu-s",
-    "client CPU ours / builtin",
-    "server CPU",
-  ], clientRows));
-  log("");
-  log("## Client CPU per message: user / kernel microseconds");
-  log("");
-  log(table(["size", "ours", "ours copying", "builtin"], clientSplitRows));
-  log("");
-  log(
-    "From process.cpuUsage() in each client over the same loads (medians). The kernel's part is the socket reads and writes; in user space a client masks every byte it sends.",
-  );
-  log("");
   log(
     `Total time: ${((performance.now() - started) / 1000).toFixed(0)} s`,
   );
