@@ -173,3 +173,18 @@ Deno.test("bench-client: bad arguments exit 2 with usage errors", async () => {
     assert.match(stderr, message);
   }
 });
+
+Deno.test("bench:echo: an unknown --only part fails before any load starts", async () => {
+  const bench = new URL("../bench/echo_bench.ts", import.meta.url).pathname;
+  const { code, stdout, stderr } = await deadline(
+    new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-all", bench, "--only", "both"],
+      stdout: "piped",
+      stderr: "piped",
+    }).output(),
+    "bench:echo --only both",
+  );
+  assert.equal(code, 1);
+  assert.match(new TextDecoder().decode(stderr), /--only must be/);
+  assert.equal(new TextDecoder().decode(stdout), "");
+});
