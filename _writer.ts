@@ -186,10 +186,9 @@ export class FrameWriter {
     if (this.#stopped !== undefined) {
       return handled(Promise.reject(this.#stopped.error));
     }
-    if (this.#drain === undefined) {
-      this.#drain = Promise.withResolvers<void>();
-      handled(this.#drain.promise);
-    }
+    // Marked handled only when it is rejected (stop()): a sender that does
+    // not await it must not crash the process then.
+    this.#drain ??= Promise.withResolvers<void>();
     return this.#drain.promise;
   }
 
@@ -259,7 +258,10 @@ export class FrameWriter {
     this.#queue = [];
     const drain = this.#drain;
     this.#drain = undefined;
-    drain?.reject(error);
+    if (drain !== undefined) {
+      handled(drain.promise);
+      drain.reject(error);
+    }
   }
 
   /**

@@ -2120,6 +2120,41 @@ Deno.test("FrameWriter never encodes into a slab it gave back", async () => {
   assert.equal(free, made);
 });
 
+// A send over writeHighWaterMark waits for the queue to drain; when the
+// connection dies first, that wait rejects. A sender that did not await it
+// must not crash the process, and one that did gets the error.
+Deno.test("WebSocketConnection: a send waiting for the queue to drain rejects when the connection dies, awaited or not", async (t) => {
+  function stuck(): WebSocketConnection {
+    const ended = Promise.withResolvers<null>();
+    return new WebSocketConnection({
+      readable: new ReadableStream(),
+      writable: new WritableStream(),
+      read: () => ended.promise,
+      // Writes finish only when the transport is closed, failing as a
+      // socket's do: the queue stays over its high-water mark until then.
+      write: () =>
+        ended.promise.then(() => {
+          throw new Deno.errors.BadResource("closed");
+        }),
+      close: () => ended.resolve(null),
+    }, { role: "client", pingInterval: 0, closeTimeout: 50 });
+  }
+  await t.step("awaited: it rejects", async () => {
+    const client = stuck();
+    const sending = client.send(new Uint8Array(100_000));
+    const closing = client.close();
+    await assert.rejects(sending, ConnectionClosedError);
+    assert.equal((await within(closing)).wasClean, false);
+  });
+  await t.step("not awaited: the process goes on", async () => {
+    const client = stuck();
+    client.send(new Uint8Array(100_000));
+    assert.equal((await within(client.close())).wasClean, false);
+    // An unhandled rejection would fail the test at the next turn.
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  });
+});
+
 // A transport whose write() throws instead of returning a rejected promise:
 // the connection fails as for any broken transport (1006, the error as the
 // cause), the slab of the failed write goes back to the pool, and nothing
