@@ -30,7 +30,8 @@ const MIN_ROOM = 4 * 1024;
 // messages of 64 KiB (about one buffer switch in ten; each new buffer is
 // zeroed, faulted in page by page, and counts towards the garbage collector's
 // external memory). `trim()` (at each keepalive ping of the connection) drops
-// the rest, so an idle connection keeps its buffer alone.
+// the rest, so an idle connection keeps its buffer alone; with keepalive off
+// it keeps up to KEEP_SPARES (MAX_SPARES while a consumer holds a view).
 const MAX_SPARES = 6;
 const KEEP_SPARES = 2;
 // The bytes of buffers that lent views may pin at once: MAX_PINNED, or

@@ -334,8 +334,19 @@ export class FrameWriter {
   // until the queue is empty or the writer stops (a batch under way is
   // written to its end). A loop of callbacks, not an async function: a
   // sender of large messages starts the pump for every message, and an
-  // async run costs a generator and its promises each time.
+  // async run costs a generator and its promises each time. Whatever throws
+  // in it (a transport's write(), the pong's encoding) fails the writer as a
+  // failed write does, and the pump ends.
   #pump(): void {
+    try {
+      this.#next();
+    } catch (error) {
+      this.#onWriteError(error);
+    }
+  }
+
+  // Starts the next write, or ends the pump.
+  #next(): void {
     if (this.#index < this.#writing.length) {
       this.#write();
       return;
@@ -353,9 +364,13 @@ export class FrameWriter {
       this.#pong = undefined;
       const queued = this.#queue;
       this.#queue = [];
-      this.enqueue(0xa, pong, false);
-      this.#sealBatch();
-      for (const bytes of queued) this.#queue.push(bytes);
+      try {
+        this.enqueue(0xa, pong, false);
+        this.#sealBatch();
+      } finally {
+        // Queued still if the pong failed: stop() gives their slabs back.
+        for (const bytes of queued) this.#queue.push(bytes);
+      }
     }
     if (this.#queue.length === 0) {
       this.#pumpEnded();
@@ -368,25 +383,22 @@ export class FrameWriter {
     this.#write();
   }
 
-  // Writes (the rest of) the buffer at #index.
+  // Writes (the rest of) the buffer at #index; may throw.
   #write(): void {
     const bytes = this.#writing[this.#index]!;
     const transport = this.#transport;
-    let written: Promise<unknown>;
-    try {
-      if (transport.write !== undefined) {
-        written = transport.write(
-          this.#offset === 0 ? bytes : bytes.subarray(this.#offset),
-        );
-      } else {
-        this.#writer ??= transport.writable.getWriter();
-        written = this.#writer.write(bytes);
-      }
-    } catch (error) {
-      this.#onWriteError(error);
-      return;
+    let written: unknown;
+    if (transport.write !== undefined) {
+      written = transport.write(
+        this.#offset === 0 ? bytes : bytes.subarray(this.#offset),
+      );
+    } else {
+      this.#writer ??= transport.writable.getWriter();
+      written = this.#writer.write(bytes);
     }
-    written.then(this.#onWritten, this.#onWriteError);
+    // A write() that returns no promise (against its type) is done.
+    (written instanceof Promise ? written : Promise.resolve(written))
+      .then(this.#onWritten, this.#onWriteError);
   }
 
   readonly #onWritten = (count: unknown): void => {
@@ -394,7 +406,7 @@ export class FrameWriter {
     // A transport's write() may take part of the bytes; a stream takes all.
     if (typeof count === "number" && this.#offset + count < bytes.length) {
       this.#offset += count;
-      this.#write();
+      this.#pumpWrite();
       return;
     }
     this.#offset = 0;
@@ -404,6 +416,15 @@ export class FrameWriter {
     this.#pump();
   };
 
+  // Writes the rest of a buffer that a write took only part of.
+  #pumpWrite(): void {
+    try {
+      this.#write();
+    } catch (error) {
+      this.#onWriteError(error);
+    }
+  }
+
   readonly #onWriteError = (error: unknown): void => {
     // The write that failed is settled, and the rest of the batch will
     // never be written: their slabs go back to the pool.
@@ -412,8 +433,11 @@ export class FrameWriter {
     writing.length = 0;
     this.#index = 0;
     this.#offset = 0;
-    this.#hooks.onError(error);
-    this.#pumpEnded();
+    try {
+      this.#hooks.onError(error);
+    } finally {
+      this.#pumpEnded();
+    }
   };
 
   #pumpEnded(): void {

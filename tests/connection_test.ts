@@ -2155,6 +2155,69 @@ Deno.test("WebSocketConnection: a send waiting for the queue to drain rejects wh
   });
 });
 
+// The pump used to be an async function whose catch and finally ended it
+// whatever threw; as a loop of callbacks, a throw outside the transport's
+// write() (here the pong's encoding, with a mask hook that fails) left it
+// active forever: an unhandled rejection, flush() and closed never settled.
+Deno.test("FrameWriter ends its pump and reports whatever throws in it", async (t) => {
+  await t.step("the pong's encoding throws after a write", async () => {
+    const first = Promise.withResolvers<number>();
+    let masks = 0;
+    const errors: unknown[] = [];
+    const writer: FrameWriter = new FrameWriter(
+      {
+        writable: new WritableStream(),
+        write: (data) => first.promise.then(() => data.length),
+      },
+      64 * 1024,
+      {
+        mask: () => {
+          if (++masks > 1) throw new Error("no more keys");
+          return new Uint8Array([1, 2, 3, 4]);
+        },
+        isOpen: () => true,
+        hasUnread: () => false,
+        onError: (error) => {
+          errors.push(error);
+          writer.stop(error);
+        },
+      },
+    );
+    writer.enqueue(0x2, new Uint8Array(1000), false);
+    writer.pong(new Uint8Array([9])); // encoded by the pump, after the write
+    first.resolve(0);
+    await within(writer.flush());
+    assert.equal(errors.length, 1);
+    assert.match(String(errors[0]), /no more keys/);
+    const { free, made } = slabCounts();
+    assert.equal(free, made);
+  });
+  await t.step("a write() that returns a number, not a promise", async () => {
+    const written: number[] = [];
+    const writer = new FrameWriter(
+      {
+        writable: new WritableStream(),
+        write: ((data: Uint8Array) => {
+          written.push(data.length);
+          return data.length;
+        }) as unknown as (data: Uint8Array) => Promise<number>,
+      },
+      64 * 1024,
+      {
+        mask: undefined,
+        isOpen: () => true,
+        hasUnread: () => false,
+        onError: (error) => assert.fail(`onError: ${error}`),
+      },
+    );
+    writer.enqueue(0x2, new Uint8Array(1000), false);
+    await within(writer.flush());
+    writer.enqueue(0x2, new Uint8Array(10), false);
+    await within(writer.flush());
+    assert.deepEqual(written, [1004, 12]);
+  });
+});
+
 // A transport whose write() throws instead of returning a rejected promise:
 // the connection fails as for any broken transport (1006, the error as the
 // cause), the slab of the failed write goes back to the pool, and nothing
