@@ -345,7 +345,8 @@ export class FrameWriter {
     }
   }
 
-  // Starts the next write, or ends the pump.
+  // Starts the next write (the rest of a buffer that a write took only part
+  // of, the next buffer, the next batch), or ends the pump.
   #next(): void {
     if (this.#index < this.#writing.length) {
       this.#write();
@@ -406,7 +407,7 @@ export class FrameWriter {
     // A transport's write() may take part of the bytes; a stream takes all.
     if (typeof count === "number" && this.#offset + count < bytes.length) {
       this.#offset += count;
-      this.#pumpWrite();
+      this.#pump(); // the rest of the same buffer
       return;
     }
     this.#offset = 0;
@@ -415,15 +416,6 @@ export class FrameWriter {
     this.#recycle(bytes);
     this.#pump();
   };
-
-  // Writes the rest of a buffer that a write took only part of.
-  #pumpWrite(): void {
-    try {
-      this.#write();
-    } catch (error) {
-      this.#onWriteError(error);
-    }
-  }
 
   readonly #onWriteError = (error: unknown): void => {
     // The write that failed is settled, and the rest of the batch will
