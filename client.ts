@@ -427,14 +427,15 @@ function redirectTarget(url: URL, redirect: Redirect): URL {
     const next = new URL(redirect.location, toHttp(url));
     next.hash = "";
     return parseTarget(next);
-  } catch (error) {
+  } catch {
+    // No cause: the runtime's message repeats the base URL, password
+    // included.
     throw new HandshakeError(
       `Cannot follow redirect: server answered ${redirect.status} with a Location that is not a WebSocket URL`,
       {
         status: redirect.status,
         headers: redirect.headers,
         header: "location",
-        cause: error,
       },
     );
   }
@@ -589,7 +590,15 @@ async function attempt(
     handedOver = true;
     return ws;
   } catch (error) {
-    if (signal.aborted) throw signal.reason;
+    // An abort explains the errors it causes (a closed socket, a cut head),
+    // but not an answer's: a refusal whose body the deadline cut is still
+    // the refusal (README). The caller's own abort is an abort.
+    if (
+      signal.aborted &&
+      (options.signal?.aborted === true || !isAboutAnAnswer(error))
+    ) {
+      throw signal.reason;
+    }
     throw error;
   } finally {
     signal.removeEventListener("abort", onAbort);
@@ -598,6 +607,13 @@ async function attempt(
 }
 
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+
+// A HandshakeError about an answer that came (the server's, or a proxy's to
+// CONNECT): it has the answer's status. Its causes are in the answer.
+function isAboutAnAnswer(error: unknown): boolean {
+  return error instanceof HandshakeError && error.status !== undefined;
+}
+
 // How long the body of a refusal is read for its HandshakeError, at most:
 // it only gives context, and it may never end (an event stream).
 const ERROR_BODY_WAIT = 1000;

@@ -1965,6 +1965,39 @@ Deno.test("connect() rejects with the HandshakeError of a refusal whose body nev
   assert.match(decoder.decode(error.body), /^data: 0\n(data: \d\n)*$/);
 });
 
+// README: the body is read "within handshakeTimeout", and a body that never
+// ends still gives the HandshakeError, not a timeout. The handshake's
+// deadline passing while the body is read used to turn the refusal into a
+// TimeoutError, directly and through a proxy.
+Deno.test("connect() rejects with the refusal, not a TimeoutError, when handshakeTimeout ends its body", async (t) => {
+  await using raw = new RawServer(async (peer) => {
+    await peer.readHead();
+    // 5 of the 100 bytes announced, and nothing more.
+    await peer.write(
+      "HTTP/1.1 403 Forbidden\r\nContent-Length: 100\r\n\r\nhello",
+    );
+    await peer.readToEnd();
+  });
+  for (const viaProxy of [false, true]) {
+    await t.step(viaProxy ? "a proxy's refusal" : "the server's", async () => {
+      const url = viaProxy
+        ? "ws://127.0.0.1:9/"
+        : `ws://127.0.0.1:${raw.port}/`;
+      const error = await rejection(
+        connect(url, {
+          pingInterval: 0,
+          handshakeTimeout: 300,
+          proxy: viaProxy ? `http://127.0.0.1:${raw.port}` : false,
+        }),
+        "connect",
+      );
+      assert.ok(error instanceof HandshakeError, String(error));
+      assert.equal(error.status, 403);
+      assert.equal(decoder.decode(error.body), "hello");
+    });
+  }
+});
+
 Deno.test("connect() rejects with the caller's abort reason while it reads a refusal's body", async () => {
   const controller = new AbortController();
   await using raw = new RawServer(async (peer) => {
@@ -2225,6 +2258,28 @@ Deno.test("connect() fails with a HandshakeError on a redirect to a bad Location
     assert.equal(error.status, 302);
     assert.equal(error.header, "location");
   }
+});
+
+// The error of a bad Location had the runtime's TypeError as its cause,
+// whose message repeats the base URL: the caller's URL, password included.
+Deno.test("connect() keeps the URL's password out of the error of a bad redirect", async () => {
+  await using raw = new RawServer(async (peer) => {
+    await peer.readHead();
+    await peer.write(
+      "HTTP/1.1 302 Found\r\nLocation: http://exa mple/\r\nContent-Length: 0\r\n\r\n",
+    );
+    await peer.readToEnd();
+  });
+  const error = await rejection(
+    connect(`ws://alice:s3cret-pw@127.0.0.1:${raw.port}/`, {
+      pingInterval: 0,
+      maxRedirects: 1,
+    }),
+    "connect",
+  );
+  assert.ok(error instanceof HandshakeError, String(error));
+  assert.equal(error.status, 302);
+  assert.doesNotMatch(Deno.inspect(error, { depth: 10 }), /s3cret/);
 });
 
 Deno.test("connect() follows a redirect whose Location has a fragment, without the fragment", async () => {
