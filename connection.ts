@@ -595,7 +595,7 @@ export class WebSocketConnection implements WebSocketSession {
   #fragmentCount = 0;
   #fragmentSize = 0;
   #textParts: string[] = [];
-  readonly #utf8 = new TextDecoder("utf-8", { fatal: true });
+  readonly #utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
   #viewsReadBuffer = false;
   // The read buffer, when the transport has read(): binary messages are
@@ -785,6 +785,9 @@ export class WebSocketConnection implements WebSocketSession {
         try {
           compressed = await deflate.compress(payload);
         } catch (error) {
+          // The connection ended meanwhile (its compression closed with
+          // it): the send fails as every send on a closed connection does.
+          if (this.#state === CLOSED) throw this.#closedError();
           this.#fail(error);
           throw error;
         } finally {
@@ -1392,6 +1395,14 @@ export class WebSocketConnection implements WebSocketSession {
     try {
       const inflated = await this.#deflate!.decompress(data);
       if (this.#discard) return;
+      // The compression's own limit bounds the inflating; a connection may
+      // have a smaller one (a PerMessageDeflate made without it).
+      if (inflated.length > this.#maxMessageSize) {
+        throw new ProtocolError(
+          `Cannot read message: it inflates to ${inflated.length} bytes, limit is ${this.#maxMessageSize}`,
+          1009,
+        );
+      }
       this.#deliver(
         opcode === 0x1 ? this.#decodeText(inflated, false) : inflated,
       );
@@ -1453,9 +1464,10 @@ export class WebSocketConnection implements WebSocketSession {
         );
       }
       try {
-        reason = new TextDecoder("utf-8", { fatal: true }).decode(
-          payload.subarray(2),
-        );
+        reason = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true })
+          .decode(
+            payload.subarray(2),
+          );
       } catch (error) {
         throw new ProtocolError(
           "Cannot read close frame: reason is not valid UTF-8",
@@ -1466,6 +1478,9 @@ export class WebSocketConnection implements WebSocketSession {
     }
     this.#closeReceived = true;
     this.#discard = true;
+    // The peer's close answers our ping too: a pong timer armed before it
+    // must not fail a connection that is closing cleanly.
+    this.#stopKeepalive();
     this.#closeInfo ??= { code, reason, wasClean: true };
     if (!this.#closeSent) {
       // §5.5.1: answer with the same code (and reason, as ws and Python's

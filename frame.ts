@@ -469,9 +469,9 @@ export interface FrameDecoderOptions {
    */
   role?: "client" | "server";
   /**
-   * The largest payload of one frame, in bytes. A frame whose header
+   * The largest payload of one data frame, in bytes. A frame whose header
    * announces more is refused with close code 1009 before anything is
-   * allocated for it.
+   * allocated for it. Control frames have their own limit, 125 bytes.
    *
    * @default {67108864} (64 MiB)
    */
@@ -926,7 +926,9 @@ export class FrameDecoder {
         1002,
       );
     }
-    if (length > this.#maxPayloadSize) {
+    // A control frame has its own limit of 125 bytes (above): a data limit
+    // under it must not refuse a close or a ping (§5.5).
+    if (!control && length > this.#maxPayloadSize) {
       throw new ProtocolError(
         `Cannot decode frame: payload is ${length} bytes, limit is ${this.#maxPayloadSize}`,
         1009,

@@ -18,7 +18,7 @@ import { PerMessageDeflate } from "../deflate.ts";
 // Helpers
 
 const encoder = new TextEncoder();
-const decoder = new TextDecoder();
+const decoder = new TextDecoder("utf-8", { ignoreBOM: true });
 
 /** A fixed masking key for the frames a raw "client" writes. */
 const RAW_MASK = new Uint8Array([0x37, 0xfa, 0x21, 0x3d]);
@@ -2216,6 +2216,114 @@ Deno.test("FrameWriter ends its pump and reports whatever throws in it", async (
     await within(writer.flush());
     assert.deepEqual(written, [1004, 12]);
   });
+});
+
+// ---------------------------------------------------------------------------
+// From a review against RFC 6455 (each test failed on the code before it)
+
+// §5.6: text is delivered as sent. A decoder without ignoreBOM drops a
+// leading U+FEFF, and the text decoder is reset after every message.
+Deno.test("RFC 6455 §5.6 a text message or close reason that starts with U+FEFF keeps it", async () => {
+  const raw = new RawPeer({ role: "server" });
+  raw.send(OPCODE.Text, "\uFEFFhello");
+  assert.equal(await nextMessage(raw.conn), "\uFEFFhello");
+  // Fragmented: the BOM's bytes split across two frames.
+  raw.send(OPCODE.Text, new Uint8Array([0xef, 0xbb]), { fin: false });
+  raw.send(OPCODE.Continuation, new Uint8Array([0xbf, 0x41]));
+  assert.equal(await nextMessage(raw.conn), "\uFEFFA");
+  raw.send(OPCODE.Close, closePayload(1000, "\uFEFFbye"));
+  assert.equal(await raw.expectClose(1000), "\uFEFFbye");
+  await raw.finish();
+  assert.equal((await raw.conn.closed).reason, "\uFEFFbye");
+});
+
+// A pong timer armed before the peer's close used to fire after it: the
+// client closed TCP first and iteration threw a TimeoutError, while closed
+// said 1000, clean.
+Deno.test("RFC 6455 §7.1.1 the peer's close stops the keepalive: no pong timeout after it", async () => {
+  const raw = new RawPeer({
+    role: "client",
+    pingInterval: 20,
+    pingTimeout: 100,
+    closeTimeout: 1000,
+  });
+  assert.equal((await raw.next()).opcode, OPCODE.Ping);
+  // The server closes without answering the ping, and keeps TCP open.
+  raw.send(OPCODE.Close, closePayload(1000, "bye"));
+  assert.equal(await raw.expectClose(1000), "bye");
+  await new Promise((resolve) => setTimeout(resolve, 200)); // past pingTimeout
+  const result = await within(raw.conn[Symbol.asyncIterator]().next());
+  assert.equal(result.done, true);
+  await raw.finish();
+  assert.deepEqual(await raw.conn.closed, {
+    code: 1000,
+    reason: "bye",
+    wasClean: true,
+  });
+});
+
+// The connection relied on its PerMessageDeflate's limit; one made without
+// it let a 114-byte frame become a 100,000-byte message under
+// maxMessageSize 1000.
+Deno.test("RFC 7692 maxMessageSize limits a message after decompression, whatever the compression's own limit", async () => {
+  const params = {
+    serverNoContextTakeover: true,
+    clientNoContextTakeover: true,
+    serverMaxWindowBits: 15,
+    clientMaxWindowBits: 15,
+  };
+  const client = new PerMessageDeflate(params, "client");
+  const packed = await client.compress(new Uint8Array(100_000));
+  client.close();
+  const raw = new RawPeer({
+    role: "server",
+    maxMessageSize: 1000,
+    deflate: new PerMessageDeflate(params, "server"),
+  });
+  const iterator = raw.conn[Symbol.asyncIterator]();
+  raw.send(OPCODE.Binary, packed, { rsv1: true });
+  await raw.expectClose(1009);
+  await assert.rejects(
+    within(iterator.next()),
+    (error: unknown) =>
+      error instanceof ProtocolError && error.closeCode === 1009,
+  );
+  await raw.finish();
+});
+
+// §5.5: control frames carry up to 125 bytes whatever the data limits; a
+// maxMessageSize under 125 used to refuse a close with a reason (1009).
+Deno.test("RFC 6455 §5.5 a data limit under 125 bytes does not refuse control frames", async () => {
+  const raw = new RawPeer({ role: "server", maxMessageSize: 16 });
+  raw.send(OPCODE.Ping, "a ping of 24 bytes......");
+  const pong = await raw.next();
+  assert.equal(pong.opcode, OPCODE.Pong);
+  assert.equal(decoder.decode(pong.payload), "a ping of 24 bytes......");
+  raw.send(OPCODE.Close, closePayload(1000, "a reason of 20 bytes"));
+  assert.equal(await raw.expectClose(1000), "a reason of 20 bytes");
+  await raw.finish();
+  assert.equal((await raw.conn.closed).wasClean, true);
+});
+
+// A compressed send still compressing when the peer's close ended the
+// connection rejected with the compression's TypeError ("context is
+// closed"), not the ConnectionClosedError that send() documents.
+Deno.test("WebSocketConnection: a compressed send overtaken by the end of the connection rejects with ConnectionClosedError", async () => {
+  const params = {
+    serverNoContextTakeover: true,
+    clientNoContextTakeover: true,
+    serverMaxWindowBits: 15,
+    clientMaxWindowBits: 15,
+  };
+  const { client, server } = pair(
+    { deflate: new PerMessageDeflate(params, "client") },
+    { deflate: new PerMessageDeflate(params, "server") },
+  );
+  const sending = server.send("z".repeat(20_000_000));
+  void client.close(1000, "bye");
+  await assert.rejects(within(sending, 10_000), ConnectionClosedError);
+  await within(client.closed, 5000);
+  await within(server.closed, 5000);
 });
 
 // A transport whose write() throws instead of returning a rejected promise:
