@@ -849,12 +849,17 @@ export class WebSocketConnection implements WebSocketSession {
     }
     const { promise, resolve, reject } = Promise.withResolvers<number>();
     this.#pings.set(id, { resolve, reject, start: performance.now() });
-    this.#pingKeys.set(pingKey(payload), id);
+    const key = pingKey(payload);
+    const ids = this.#pingKeys.get(key);
+    if (ids === undefined) this.#pingKeys.set(key, [id]);
+    else ids.push(id);
     this.#out.enqueue(0x9, payload, false);
     return handled(promise);
   }
 
-  #pingKeys = new Map<string, number>();
+  // The pending pings by payload, oldest first: a pong answers the oldest
+  // ping with its payload (two pings may carry the same one).
+  #pingKeys = new Map<string, number[]>();
 
   /**
    * Starts the close handshake (RFC 6455 §7.1.2): sends a close frame after
@@ -1434,7 +1439,7 @@ export class WebSocketConnection implements WebSocketSession {
   }
 
   #onPong(payload: Uint8Array): void {
-    const id = this.#pingKeys.get(pingKey(payload));
+    const id = this.#pingKeys.get(pingKey(payload))?.[0];
     if (id === undefined) return; // §5.5.3: an unsolicited pong needs nothing.
     const now = performance.now();
     // A pong answers its ping and every ping sent before it.
@@ -1443,8 +1448,9 @@ export class WebSocketConnection implements WebSocketSession {
       this.#pings.delete(pending);
       ping.resolve(now - ping.start);
     }
-    for (const [key, pending] of this.#pingKeys) {
-      if (pending <= id) this.#pingKeys.delete(key);
+    for (const [key, ids] of this.#pingKeys) {
+      while (ids.length > 0 && ids[0]! <= id) ids.shift();
+      if (ids.length === 0) this.#pingKeys.delete(key);
     }
   }
 

@@ -2326,6 +2326,30 @@ Deno.test("WebSocketConnection: a compressed send overtaken by the end of the co
   await within(server.closed, 5000);
 });
 
+// The pong of the first of two pings with the same payload used to resolve
+// both, the second with a wrong round-trip time.
+Deno.test("RFC 6455 §5.5.3 a pong answers the oldest ping with its payload, not a later one", async () => {
+  const raw = new RawPeer({ role: "client" });
+  const first = raw.conn.ping("same");
+  await raw.next();
+  let secondDone = false;
+  const second = raw.conn.ping("same").then((rtt) => {
+    secondDone = true;
+    return rtt;
+  });
+  await raw.next();
+  raw.send(OPCODE.Pong, "same"); // answers the first ping
+  await within(first);
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  assert.equal(secondDone, false, "the first pong answered the second ping");
+  raw.send(OPCODE.Pong, "same");
+  assert.ok((await within(second)) >= 0);
+  void raw.conn.close();
+  await raw.expectClose(1000);
+  raw.send(OPCODE.Close, closePayload(1000));
+  await raw.finish();
+});
+
 // A transport whose write() throws instead of returning a rejected promise:
 // the connection fails as for any broken transport (1006, the error as the
 // cause), the slab of the failed write goes back to the pool, and nothing
