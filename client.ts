@@ -77,10 +77,15 @@ import {
  */
 export interface ConnectOptions extends ConnectionLimits {
   /**
-   * Extra handshake headers, sent in this order and case: `Origin`,
-   * `User-Agent`, `Cookie`, `Authorization`, a `Host` override, anything
-   * else. Only the headers the protocol itself needs (`Upgrade`,
-   * `Connection`, `Sec-WebSocket-*`) are refused, with a `TypeError`.
+   * Extra handshake headers: `Origin`, `User-Agent`, `Cookie`,
+   * `Authorization`, a `Host` override, anything else. An array of pairs is
+   * sent in its order and case; a record in its key order (JavaScript puts
+   * keys that are integers first); a `Headers` object as it iterates (names
+   * lower-cased and sorted, the values of one name joined with ", ", which
+   * does not suit `Cookie`). The headers the protocol itself sets
+   * (`Upgrade`, `Connection`, `Sec-WebSocket-Key`, `-Version`, `-Protocol`,
+   * `-Extensions`, `-Accept`, and `Content-Length`, `Transfer-Encoding`)
+   * are refused, with a `TypeError`.
    *
    * @default {{}}
    */
@@ -257,6 +262,9 @@ const DEFAULT_PORTS: Record<string, number> = {
  * @returns The open connection.
  * @throws {TypeError} (rejects before any I/O) If the URL or its
  * scheme is invalid, or a header is refused.
+ * @throws {RangeError} (rejects before any I/O) If `handshakeTimeout` is
+ * not over 0 and at most 2^31 - 1 ms, or `maxRedirects` is not a
+ * non-negative integer.
  * @throws {HandshakeError} If the server (or the proxy) answered anything
  * but a valid 101: it names the wrong header and carries the status,
  * headers and the first bytes of the body.
@@ -300,6 +308,24 @@ export function connect(
   } catch (error) {
     return Promise.reject(error);
   }
+  const timeout = options.handshakeTimeout ?? 10_000;
+  const maxRedirects = options.maxRedirects ?? 0;
+  if (!(timeout > 0 && timeout <= MAX_TIMEOUT)) {
+    // NaN, Infinity and past what a timer can wait: setTimeout would fire at
+    // once.
+    return Promise.reject(
+      new RangeError(
+        `Cannot connect: handshakeTimeout is ${timeout}, expected a number of ms over 0 and at most ${MAX_TIMEOUT}`,
+      ),
+    );
+  }
+  if (!Number.isSafeInteger(maxRedirects) || maxRedirects < 0) {
+    return Promise.reject(
+      new RangeError(
+        `Cannot connect: maxRedirects is ${maxRedirects}, expected a non-negative integer`,
+      ),
+    );
+  }
   const headers = toHeaderList(options.headers);
   const protocols = options.protocols ?? [];
   // Checks every header and protocol before any I/O (throws TypeError).
@@ -310,6 +336,9 @@ export function connect(
   }
   return open(target, headers, options);
 }
+
+// The longest delay a timer takes (a longer one fires at once).
+const MAX_TIMEOUT = 2 ** 31 - 1;
 
 function parseTarget(url: string | URL): URL {
   let target: URL;

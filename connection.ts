@@ -624,7 +624,8 @@ export class WebSocketConnection implements WebSocketSession {
    * @param transport The byte duplex: a `Deno.Conn`, or any
    * `{ readable, writable }`.
    * @param options The role, limits, timeouts and negotiated parameters.
-   * @throws {RangeError} If a limit or timeout is negative.
+   * @throws {RangeError} If a limit or timeout is negative or not finite, or a
+   * timeout is over 2^31 - 1 ms (what a timer can wait).
    */
   constructor(transport: WebSocketTransport, options: ConnectionOptions) {
     this.#transport = transport;
@@ -637,15 +638,15 @@ export class WebSocketConnection implements WebSocketSession {
       "maxFragments",
       options.maxFragments ?? 10_000,
     );
-    this.#pingInterval = nonNegative(
+    this.#pingInterval = timeout(
       "pingInterval",
       options.pingInterval ?? 20_000,
     );
-    this.#pingTimeout = nonNegative(
+    this.#pingTimeout = timeout(
       "pingTimeout",
       options.pingTimeout ?? 20_000,
     );
-    this.#closeTimeout = nonNegative(
+    this.#closeTimeout = timeout(
       "closeTimeout",
       options.closeTimeout ?? 5_000,
     );
@@ -1704,6 +1705,20 @@ function pingKey(payload: Uint8Array): string {
     key += String.fromCharCode(payload[i]!);
   }
   return key;
+}
+
+// The longest delay a timer takes: a longer one fires at once (and
+// setTimeout warns), so a timeout past it is refused.
+const MAX_TIMEOUT = 2 ** 31 - 1;
+
+function timeout(name: string, value: number): number {
+  nonNegative(name, value);
+  if (value > MAX_TIMEOUT) {
+    throw new RangeError(
+      `Cannot create WebSocket connection: ${name} is ${value} ms, limit is ${MAX_TIMEOUT}`,
+    );
+  }
+  return value;
 }
 
 function nonNegative(name: string, value: number): number {

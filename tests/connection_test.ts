@@ -2350,6 +2350,42 @@ Deno.test("RFC 6455 §5.5.3 a pong answers the oldest ping with its payload, not
   await raw.finish();
 });
 
+// A timer past 2^31 - 1 ms fires at once: pingInterval: 30 days used to
+// send a keepalive ping every millisecond.
+Deno.test("WebSocketConnection refuses limits and timeouts it cannot honour, with a RangeError", async () => {
+  const transport = {
+    readable: new ReadableStream<Uint8Array>(),
+    writable: new WritableStream<Uint8Array>(),
+  };
+  for (
+    const options of [
+      { pingInterval: 30 * 24 * 3600 * 1000 },
+      { pingTimeout: 2 ** 31 },
+      { closeTimeout: Infinity },
+      { pingInterval: -1 },
+      { maxMessageSize: NaN },
+      { writeHighWaterMark: -5 },
+    ]
+  ) {
+    assert.throws(
+      () => new WebSocketConnection(transport, { role: "server", ...options }),
+      RangeError,
+      JSON.stringify(options),
+    );
+  }
+  // The largest timeout a timer takes is fine.
+  let end!: () => void;
+  const conn = new WebSocketConnection({
+    readable: new ReadableStream<Uint8Array>({
+      start: (controller) => end = () => controller.close(),
+    }),
+    writable: new WritableStream<Uint8Array>(),
+  }, { role: "server", pingInterval: 2 ** 31 - 1, closeTimeout: 2 ** 31 - 1 });
+  assert.equal(conn.isOpen, true);
+  end(); // the transport ends: no timer is left
+  assert.equal((await within(conn.closed)).code, 1006);
+});
+
 // A transport whose write() throws instead of returning a rejected promise:
 // the connection fails as for any broken transport (1006, the error as the
 // cause), the slab of the failed write goes back to the pool, and nothing

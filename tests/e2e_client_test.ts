@@ -548,6 +548,43 @@ Deno.test({
 // Handshake headers (RFC 6455 §4.1)
 // ---------------------------------------------------------------------------
 
+// setTimeout fires at once past 2^31 - 1 ms: handshakeTimeout: Infinity (or
+// 30 days) used to fail every connect() at once, and maxRedirects: NaN
+// followed redirects until the timeout.
+Deno.test("connect() refuses a handshakeTimeout or maxRedirects it cannot honour, with a RangeError before any I/O", async () => {
+  let connections = 0;
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const accepting = (async () => {
+    for await (const conn of listener) {
+      connections++;
+      conn.close();
+    }
+  })();
+  const url = `ws://127.0.0.1:${listener.addr.port}/`;
+  for (
+    const options of [
+      { handshakeTimeout: Infinity },
+      { handshakeTimeout: 2 ** 31 },
+      { handshakeTimeout: 30 * 24 * 3600 * 1000 },
+      { handshakeTimeout: 0 },
+      { handshakeTimeout: -1 },
+      { handshakeTimeout: NaN },
+      { maxRedirects: NaN },
+      { maxRedirects: -1 },
+      { maxRedirects: 1.5 },
+    ]
+  ) {
+    await assert.rejects(
+      connect(url, { pingInterval: 0, proxy: false, ...options }),
+      RangeError,
+      JSON.stringify(options),
+    );
+  }
+  assert.equal(connections, 0);
+  listener.close();
+  await accepting.catch(() => {});
+});
+
 Deno.test("connect() refuses the headers the protocol owns with a TypeError naming the header, not its value", async () => {
   using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (listener.addr as Deno.NetAddr).port;
