@@ -739,8 +739,12 @@ function proxyFor(
  * `host:port`) lists the target.
  */
 function bypassesProxy(url: URL, noProxy: string): boolean {
-  const host = url.hostname.replace(/^\[|\]$/g, "").toLowerCase();
+  const host = url.hostname.replace(/^\[|\]$/g, "").toLowerCase()
+    .replace(/\.$/, "");
   const port = url.port === "" ? String(DEFAULT_PORTS[url.protocol]) : url.port;
+  // An IP address matches only itself (as the URL parser writes it), never
+  // as a suffix: "0.1" is not a domain of 127.0.0.1.
+  const ip = host.includes(":") || /^[\d.]+$/.test(host);
   for (const raw of noProxy.split(/[\s,]+/)) {
     let entry = raw.trim().toLowerCase();
     if (entry === "") continue;
@@ -756,15 +760,31 @@ function bypassesProxy(url: URL, noProxy: string): boolean {
       entry = portMatch[1]!;
       entryPort = portMatch[2];
     }
-    entry = entry.replace(/^\[|\]$/g, "").replace(/^\*?\./, ".");
+    entry = entry.replace(/^\[|\]$/g, "").replace(/^\*?\./, ".")
+      .replace(/\.$/, "");
     if (entryPort !== undefined && entryPort !== port) continue;
-    if (entry.startsWith(".")) {
+    if (ip) {
+      if (canonicalIp(entry) === host) return true;
+    } else if (entry.startsWith(".")) {
       if (host.endsWith(entry) || host === entry.slice(1)) return true;
     } else if (host === entry || host.endsWith(`.${entry}`)) {
       return true;
     }
   }
   return false;
+}
+
+// An IP address as the URL parser writes a host (::1 for 0:0:0:0:0:0:0:1),
+// or the entry as it is when it is none.
+function canonicalIp(entry: string): string {
+  try {
+    const host = new URL(
+      entry.includes(":") ? `http://[${entry}]/` : `http://${entry}/`,
+    ).hostname;
+    return host.replace(/^\[|\]$/g, "");
+  } catch {
+    return entry;
+  }
 }
 
 // Opens a tunnel through an HTTP proxy with CONNECT (RFC 9110 §9.3.6).

@@ -1001,6 +1001,27 @@ Deno.test("connect() bypasses the proxy for hosts in NO_PROXY, and with proxy: f
   assert.equal(proxy.accepted, 0);
 });
 
+// NO_PROXY entries matched IP addresses as domain suffixes: "0.1" sent
+// 127.0.0.1 around the proxy. An address matches only itself.
+Deno.test("connect() matches an IP address in NO_PROXY whole, never as a suffix", async () => {
+  const { server } = echoServer();
+  await using _ = server;
+  await using proxy = new TestProxy();
+  for (const noProxy of ["0.1", ".0.0.1", "27.0.0.1"]) {
+    await withProxyEnv({
+      HTTP_PROXY: `http://127.0.0.1:${proxy.port}`,
+      NO_PROXY: noProxy,
+    }, async () => {
+      const ws = await deadline(
+        connect(`ws://127.0.0.1:${server.addr.port}/`, { pingInterval: 0 }),
+        noProxy,
+      );
+      await closeCleanly(ws);
+    });
+  }
+  assert.equal(proxy.accepted, 3);
+});
+
 Deno.test({
   name:
     `connect() bypasses the proxy for an IPv6 literal in NO_PROXY, with and without a port${
