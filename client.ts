@@ -688,10 +688,20 @@ function withoutCredentials(url: URL): string {
 // ---------------------------------------------------------------------------
 
 function readEnv(name: string): string | undefined {
+  return envValue(name) ?? envValue(name.toLowerCase());
+}
+
+// A variable the process may read, or undefined: without --allow-env for it
+// there is no proxy from the environment, and no permission prompt either
+// (Deno.env.get would prompt on a terminal, holding connect() up).
+function envValue(name: string): string | undefined {
   try {
-    return Deno.env.get(name) ?? Deno.env.get(name.toLowerCase()) ?? undefined;
+    const { state } = Deno.permissions.querySync({
+      name: "env",
+      variable: name,
+    });
+    return state === "granted" ? Deno.env.get(name) : undefined;
   } catch {
-    // No --allow-env: no proxy from the environment.
     return undefined;
   }
 }

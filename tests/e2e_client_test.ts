@@ -960,6 +960,53 @@ Deno.test("connect() uses lower-case http_proxy", async () => {
   assert.deepEqual(proxy.connects, [`127.0.0.1:${server.addr.port}`]);
 });
 
+// Without --allow-env, Deno.env.get() asks on a terminal: connect() used to
+// stop at that prompt until someone answered. README: "without it no proxy
+// is used". Run under `script` for a terminal; skipped where it is missing.
+const SCRIPT = (() => {
+  try {
+    return Deno.statSync("/usr/bin/script").isFile;
+  } catch {
+    return false;
+  }
+})();
+
+Deno.test({
+  name: `connect() asks for no env permission on a terminal${
+    SCRIPT ? "" : " (skipped: no /usr/bin/script for a terminal)"
+  }`,
+  ignore: !SCRIPT,
+  fn: async () => {
+    const { server } = echoServer();
+    await using _ = server;
+    const client = new URL("../client.ts", import.meta.url).href;
+    const program = `import { connect } from ${JSON.stringify(client)};
+const ws = await connect("ws://127.0.0.1:${server.addr.port}/", { pingInterval: 0 });
+await ws.close();
+console.log("connected without a prompt");`;
+    const file = await Deno.makeTempFile({ suffix: ".ts" });
+    try {
+      await Deno.writeTextFile(file, program);
+      const command =
+        `${Deno.execPath()} run --allow-net=127.0.0.1 --allow-read ${file}`;
+      const child = new Deno.Command("/usr/bin/script", {
+        args: ["-q", "-e", "-c", command, "/dev/null"],
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      const timer = setTimeout(() => child.kill(), 15_000);
+      const { stdout } = await child.output();
+      clearTimeout(timer);
+      const text = new TextDecoder().decode(stdout);
+      assert.doesNotMatch(text, /Allow\?/, "a permission prompt");
+      assert.match(text, /connected without a prompt/);
+    } finally {
+      await Deno.remove(file);
+    }
+  },
+});
+
 Deno.test("connect() bypasses the proxy for hosts in NO_PROXY, and with proxy: false", async () => {
   const { server } = echoServer();
   await using _ = server;
