@@ -675,8 +675,15 @@ export function checkHeader(
   action: string,
 ): string {
   if (!TOKEN.test(name)) {
+    // Only the part before the first bad character: a name that is not one
+    // may be a whole "Name: value" line, the value a secret.
+    const valid = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]*/.exec(name)![0];
     throw new TypeError(
-      `${action}: header name ${JSON.stringify(name)} is not a token`,
+      `${action}: header name ${
+        name === ""
+          ? "is empty"
+          : `${JSON.stringify(valid + "…")} is not a token`
+      }`,
     );
   }
   if (hasControl(value)) {

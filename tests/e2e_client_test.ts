@@ -632,6 +632,20 @@ Deno.test("connect() refuses the headers the protocol owns with a TypeError nami
     assert.match(error.message, /"X-Custom"/);
     assert.ok(!error.message.includes(secret), error.message);
   }
+  // A whole "Name: value" line given as a name is refused without its value:
+  // the message shows the name up to its first bad character.
+  for (const name of [`Authorization: Bearer ${secret}`, `X-Token ${secret}`]) {
+    const error = await rejection(
+      connect(`ws://127.0.0.1:${port}/`, {
+        pingInterval: 0,
+        headers: [[name, "x"]],
+      }),
+      "a line as a name",
+    );
+    assert.ok(error instanceof TypeError, String(error));
+    assert.match(error.message, /not a token/);
+    assert.ok(!error.message.includes(secret), error.message);
+  }
   await assertNoConnectionBefore(listener);
 });
 
