@@ -17,6 +17,10 @@ import type {
 import { ConnectionClosedError, ProtocolError } from "./errors.ts";
 
 const textEncoder = new TextEncoder();
+// Bytes sent as text pass through as they are: a leading U+FEFF is text, not
+// a byte order mark to drop, and bytes that are not UTF-8 are refused rather
+// than sent with U+FFFD in their place.
+const textDecoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 // The queue of received messages is full while READ_QUEUE_LIMIT messages or
 // READ_QUEUE_SIZE bytes (UTF-16 code units for text) wait for the handler;
@@ -135,7 +139,15 @@ export class EdgeWebSocket implements WebSocketSession {
         ? new Uint8Array(data)
         : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
       if (options.binary === false) {
-        this.#socket.send(new TextDecoder().decode(bytes));
+        let text: string;
+        try {
+          text = textDecoder.decode(bytes);
+        } catch {
+          return handled(Promise.reject(
+            new TypeError("Cannot send message: text bytes are not UTF-8"),
+          ));
+        }
+        this.#socket.send(text);
       } else this.#socket.send(bytes);
     }
     return Promise.resolve();

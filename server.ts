@@ -58,7 +58,6 @@ import {
   errorResponseFor,
   type ExtensionOffer,
   formatExtensions,
-  parseProtocols,
   parseRequestHead,
   readHead,
   type RequestHead,
@@ -251,11 +250,14 @@ export interface ServeOptions<T = undefined> extends ConnectionLimits {
   onRequest?: (request: Request) => Response | Promise<Response>;
   /**
    * Hears of every failure: refused upgrades (a `HandshakeError`), handlers
-   * that threw, and upgrade hooks that threw. The server goes on. By
-   * default handler and hook errors are printed with `console.error`;
-   * refused upgrades (`HandshakeError`) and peers that broke the protocol
-   * (`ProtocolError`) are not reported, so that no client can fill the
-   * logs.
+   * that threw, upgrade hooks that threw, and failed accepts (such as
+   * EMFILE, no file descriptor left: the server tries again after 10 ms,
+   * twice as long after each failure in a row, at most 1 s). The server
+   * goes on. By default handler, hook and accept errors are printed with
+   * `console.error`; refused upgrades (`HandshakeError`) and peers that
+   * broke the protocol (`ProtocolError`) are not reported, so that no
+   * client can fill the logs. When `onError` throws (or rejects), its first
+   * failure is printed with `console.error`, and the server goes on.
    *
    * @default {undefined}
    */
@@ -354,7 +356,7 @@ export function serve<T = undefined>(
   const scheme = tls ? "https" : "http";
   const handshakeTimeout = options.handshakeTimeout ?? 5_000;
   const shutdownTimeout = options.shutdownTimeout ?? 5_000;
-  const onError = options.onError ?? defaultOnError;
+  const onError = guardOnError(options.onError ?? defaultOnError);
   const connectionOptions = pickConnectionOptions(options);
 
   // Connections in their handshake, with the request once its head was read
@@ -367,6 +369,8 @@ export function serve<T = undefined>(
   const sessions = new Map<WebSocketConnection, Deno.Conn>();
   const tasks = new Set<Promise<void>>();
   let stopping = false;
+  // Resolved by shutdown(): wakes the accept loop from its back-off.
+  const stopped = Promise.withResolvers<void>();
   const finished = Promise.withResolvers<void>();
 
   // Runs the opening handshake; resolves with the open connection,
@@ -536,26 +540,53 @@ export function serve<T = undefined>(
 
   function track(task: Promise<void>): void {
     tasks.add(task);
-    task.finally(() => tasks.delete(task));
+    // The tasks catch what they expect; anything else is reported here, not
+    // left to reject unhandled, which would end the process.
+    task.catch((error) => onError(error)).finally(() => tasks.delete(task));
   }
 
+  // A failed accept() does not end the loop: EMFILE (no file descriptor
+  // left) and the like pass once connections close. Each failure goes to
+  // onError, then the loop waits before it tries again (a failing accept()
+  // returns at once: retrying at once would spin), ACCEPT_BACKOFF_MIN ms
+  // first, twice as long after each failure in a row, at most
+  // ACCEPT_BACKOFF_MAX ms. shutdown() wakes it.
   const acceptLoop = (async () => {
-    try {
-      for await (const conn of listener) {
-        if (stopping) {
-          closeQuietly(conn);
-          continue;
+    let backoff = 0;
+    while (!stopping) {
+      let conn: Deno.Conn;
+      try {
+        conn = await listener.accept();
+      } catch (error) {
+        if (stopping) break; // shutdown() closed the listener
+        onError(error);
+        // The listener is gone: nothing to retry.
+        if (
+          error instanceof Deno.errors.BadResource ||
+          error instanceof Deno.errors.Interrupted
+        ) {
+          break;
         }
-        track(handle(conn));
+        backoff = Math.min(
+          Math.max(backoff * 2, ACCEPT_BACKOFF_MIN),
+          ACCEPT_BACKOFF_MAX,
+        );
+        await pause(backoff, stopped.promise);
+        continue;
       }
-    } catch (error) {
-      if (!stopping) onError(error);
+      backoff = 0;
+      if (stopping) {
+        closeQuietly(conn);
+        break;
+      }
+      track(handle(conn));
     }
   })();
 
   let shutdownPromise: Promise<void> | undefined;
   async function shutdown(): Promise<void> {
     stopping = true;
+    stopped.resolve();
     try {
       listener.close();
     } catch {
@@ -632,11 +663,77 @@ export function serve<T = undefined>(
   return server;
 }
 
+// createFetchHandler()'s answer to a refused upgrade: what errorResponseFor()
+// writes for serve() (the status, the message as text, Sec-WebSocket-Version
+// and Upgrade on a 426, Allow on a 405), as a Response. The runtime writes
+// Content-Length and Connection.
+function refusalFor(error: HandshakeError): Response {
+  const status = error.status;
+  const valid = status !== undefined && Number.isInteger(status) &&
+    status >= 400 && status <= 599;
+  const headers = new Headers({ "content-type": "text/plain; charset=utf-8" });
+  if (status === 426) {
+    headers.set("sec-websocket-version", "13");
+    headers.set("upgrade", "websocket");
+  }
+  if (status === 405) headers.set("allow", "GET");
+  return new Response(error.message, {
+    status: valid ? status : 400,
+    headers,
+  });
+}
+
 function upgradeRequired(): Response {
   return new Response("Upgrade Required: this is a WebSocket server", {
     status: 426,
     headers: { "sec-websocket-version": "13", upgrade: "websocket" },
   });
+}
+
+// After a failed accept(), the accept loop waits ACCEPT_BACKOFF_MIN ms, twice
+// as long after each failure in a row, at most ACCEPT_BACKOFF_MAX ms.
+const ACCEPT_BACKOFF_MIN = 10;
+const ACCEPT_BACKOFF_MAX = 1000;
+
+/** Resolves after `ms` milliseconds, or when `wake` resolves; clears its timer. */
+function pause(ms: number, wake: Promise<void>): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  return Promise.race([
+    new Promise<void>((resolve) => timer = setTimeout(resolve, ms)),
+    wake,
+  ]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * Wraps an `onError` callback so that calling it never throws nor leaves a
+ * rejected promise unhandled: a callback that fails (a logger that is down,
+ * a bug in it) must not end the process, nor stop what comes after the
+ * report (closing a connection with 1011, answering a request). The first
+ * failure is printed with `console.error`; later ones are not, so that a
+ * client cannot fill the logs through a callback that always fails.
+ */
+function guardOnError(
+  onError: (error: unknown, request?: Request) => void,
+): (error: unknown, request?: Request) => void {
+  let printed = false;
+  const failed = (failure: unknown) => {
+    if (printed) return;
+    printed = true;
+    // deno-lint-ignore no-console
+    console.error(
+      "WebSocket server error: onError threw (later failures of onError are not printed):",
+      failure,
+    );
+  };
+  return (error, request) => {
+    try {
+      // An async callback is a void function too: its rejection is caught.
+      const result: unknown = onError(error, request);
+      if (result instanceof Promise) result.catch(failed);
+    } catch (failure) {
+      failed(failure);
+    }
+  };
 }
 
 function defaultOnError(error: unknown): void {
@@ -662,6 +759,18 @@ function toRequest(
       status: 400,
       header: "host",
     });
+  // Fetch forbids these methods (in any case): the Request constructor throws
+  // for them. They get the 405 every upgrade other than GET gets, whether or
+  // not they ask for one (onRequest cannot be handed them), before the URL
+  // is built from a target that is an authority for CONNECT.
+  if (/^(?:CONNECT|TRACE|TRACK)$/i.test(head.method)) {
+    throw new HandshakeError(
+      `Cannot read request: method ${
+        JSON.stringify(head.method)
+      } is not allowed, use GET`,
+      { status: 405, headers: head.headers },
+    );
+  }
   // RFC 9112 §3.2: 400 for an HTTP/1.1 request without a Host, with more
   // than one, or with an invalid one. HTTP/1.0 may omit it.
   const hosts = head.rawHeaders.filter(([name]) =>
@@ -685,10 +794,12 @@ function toRequest(
         ? `${scheme}://${host}${head.target}`
         : head.target, // RFC 9112 §3.2.2: the absolute-form is the target URI
     );
-  } catch (error) {
+  } catch {
+    // Without the runtime's error as cause: its message repeats the whole
+    // URL, query string (tokens) included, into any log of the error.
     throw new HandshakeError(
       "Cannot read request: request target or Host header is not a valid URL",
-      { status: 400, header: "host", cause: error },
+      { status: 400, header: "host" },
     );
   }
   if (
@@ -696,9 +807,19 @@ function toRequest(
   ) {
     throw bad("request target is not an http(s) or ws(s) URL without userinfo");
   }
-  const headers = new Headers();
-  for (const [name, value] of head.rawHeaders) headers.append(name, value);
-  return new Request(url, { method: head.method, headers });
+  try {
+    const headers = new Headers();
+    for (const [name, value] of head.rawHeaders) headers.append(name, value);
+    return new Request(url, { method: head.method, headers });
+  } catch {
+    // parseRequestHead() lets through nothing the runtime refuses that we
+    // know of; should it, the client gets 400 (not a log line), and no cause
+    // carries the request's values.
+    throw new HandshakeError(
+      "Cannot read request: it is not a valid fetch Request",
+      { status: 400 },
+    );
+  }
 }
 
 function originAllowed(
@@ -708,12 +829,8 @@ function originAllowed(
   if (options.insecureSkipOriginCheck) return true;
   const origin = request.headers.get("origin");
   if (origin === null) return true;
-  // Same origin: the Origin's host is the Host the client connected to.
-  try {
-    if (new URL(origin).host === new URL(request.url).host) return true;
-  } catch {
-    return false;
-  }
+  // The list first, on the header's exact value: an Origin that is not a URL
+  // ("null", from sandboxed frames and file: pages) is allowed when listed.
   for (const allowed of options.origins ?? []) {
     if (
       typeof allowed === "string" ? allowed === origin : allowed.test(origin)
@@ -721,7 +838,12 @@ function originAllowed(
       return true;
     }
   }
-  return false;
+  // Same origin: the Origin's host is the Host the client connected to.
+  try {
+    return new URL(origin).host === new URL(request.url).host;
+  } catch {
+    return false;
+  }
 }
 
 interface Decision<T> {
@@ -884,8 +1006,10 @@ export type FetchHandlerOptions<T = undefined> = Pick<
  * Makes a fetch handler (`(request) => Response`) that runs a
  * {@linkcode WebSocketHandler} on `Deno.serve` + `Deno.upgradeWebSocket`,
  * for edge platforms (Deno Deploy) that have no raw sockets. The handler API,
- * origin check, subprotocol selection and upgrade hook are the same as
- * {@linkcode serve}'s.
+ * the checks of the upgrade request (with the same statuses), origin check,
+ * subprotocol selection and upgrade hook are the same as {@linkcode serve}'s.
+ * The runtime does not tell a request's HTTP version, so an HTTP/1.0
+ * upgrade, which {@linkcode serve} refuses, is not refused here.
  *
  * What the runtime's WebSocket cannot do, this adapter cannot either: no
  * permessage-deflate, no raw frames, no `ping()` (it rejects with
@@ -930,53 +1054,76 @@ export function createFetchHandler<T = undefined>(
   options: FetchHandlerOptions<T>,
   handler: WebSocketHandler<T>,
 ): (request: Request, info?: Deno.ServeHandlerInfo) => Promise<Response> {
-  const onError = options.onError ?? defaultOnError;
+  const onError = guardOnError(options.onError ?? defaultOnError);
   const maxMessageSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
   if (!Number.isFinite(maxMessageSize) || maxMessageSize < 0) {
     throw new RangeError(
       `Cannot create fetch handler: maxMessageSize is ${maxMessageSize}, expected a non-negative number`,
     );
   }
+  // As serve(): a refused upgrade gets its status and onError hears of it;
+  // a hook that throws gets 500 without details, and onError the error.
+  const refuse = (error: unknown, request: Request): Response => {
+    onError(error, request);
+    return error instanceof HandshakeError
+      ? refusalFor(error)
+      : new Response(STATUS_TEXT[500], { status: 500 });
+  };
   return async (request, serveInfo) => {
     if (!isUpgrade(request.headers)) {
-      if (options.onRequest !== undefined) {
+      if (options.onRequest === undefined) return upgradeRequired();
+      try {
         return await options.onRequest(request);
+      } catch (error) {
+        return refuse(error, request);
       }
-      return upgradeRequired();
     }
     let decision: Response | Decision<T>;
     try {
-      let protocols: string[];
-      try {
-        protocols = parseProtocols(
-          request.headers.get("sec-websocket-protocol") ?? "",
-        );
-      } catch (error) {
-        throw new HandshakeError(
-          "Cannot upgrade to WebSocket: Sec-WebSocket-Protocol header is malformed",
-          { status: 400, header: "sec-websocket-protocol", cause: error },
-        );
-      }
+      // serve()'s checks of the request (RFC 6455 §4.2.1), with its
+      // statuses. Deno.upgradeWebSocket checks less: it upgrades a key that
+      // is not 16 bytes of base64 and any Sec-WebSocket-Version, and throws
+      // (a 500) for a missing Connection or key. The runtime does not tell
+      // the request's HTTP version: HTTP/1.1 stands in for it.
+      const info = validateUpgradeRequest({
+        method: request.method,
+        target: request.url,
+        version: "HTTP/1.1",
+        headers: request.headers,
+        rawHeaders: [...request.headers],
+      });
       decision = await decide(options, request, {
-        protocols,
+        protocols: info.protocols,
         extensions: [],
         remoteAddr: serveInfo?.remoteAddr as Deno.NetAddr | undefined,
       });
     } catch (error) {
-      onError(error, request);
-      if (error instanceof HandshakeError) {
-        return new Response(error.message, { status: error.status ?? 400 });
-      }
-      return new Response("Internal Server Error", { status: 500 });
+      return refuse(error, request);
     }
     if (decision instanceof Response) return decision;
     const idle = options.pingInterval ?? 20_000;
-    // The subprotocol is not handed to Deno.upgradeWebSocket: it splits the
-    // offer on ", " only, so it throws for a valid "b,a" (RFC 9110 §5.6.1
-    // allows any OWS), and it leaves the server socket's `protocol` empty.
-    const { socket, response } = Deno.upgradeWebSocket(request, {
-      idleTimeout: idle === 0 ? 0 : Math.max(1, Math.ceil(idle / 1000)),
-    });
+    let socket: WebSocket;
+    let response: Response;
+    try {
+      // The subprotocol is not handed to Deno.upgradeWebSocket: it splits
+      // the offer on ", " only, so it throws for a valid "b,a" (RFC 9110
+      // §5.6.1 allows any OWS), and it leaves the server socket's `protocol`
+      // empty.
+      ({ socket, response } = Deno.upgradeWebSocket(request, {
+        idleTimeout: idle === 0 ? 0 : Math.max(1, Math.ceil(idle / 1000)),
+      }));
+    } catch {
+      // A request the checks above let through and the runtime still
+      // refuses (none is known): a refused upgrade, not a 500 that
+      // Deno.serve would log for each such client.
+      return refuse(
+        new HandshakeError(
+          "Cannot upgrade to WebSocket: the runtime refused the upgrade",
+          { status: 400, headers: request.headers },
+        ),
+        request,
+      );
+    }
     const protocol = decision.protocol ?? "";
     if (protocol !== "") {
       response.headers.set("sec-websocket-protocol", protocol);

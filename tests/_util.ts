@@ -120,3 +120,22 @@ export function maxLengthHeader(masked: boolean): Uint8Array {
     ...Array(7).fill(0xff),
   ]);
 }
+
+/**
+ * Replaces `console.error` until disposed, keeping what it was called with:
+ * for what the server prints itself.
+ */
+export function captureConsoleError(): Disposable & { printed: unknown[][] } {
+  const printed: unknown[][] = [];
+  // deno-lint-ignore no-console
+  const original = console.error;
+  // deno-lint-ignore no-console
+  console.error = (...data: unknown[]) => printed.push(data);
+  return {
+    printed,
+    [Symbol.dispose]() {
+      // deno-lint-ignore no-console
+      console.error = original;
+    },
+  };
+}

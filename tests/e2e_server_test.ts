@@ -7,9 +7,10 @@ import type { WebSocketSession } from "../connection.ts";
 import { ConnectionClosedError, HandshakeError } from "../errors.ts";
 import { encodeFrame, type Frame, FrameDecoder } from "../frame.ts";
 import { createAcceptKey, createKey } from "../handshake.ts";
-import type { WebSocketHandler } from "../server.ts";
+import { serve, type WebSocketHandler } from "../server.ts";
 import { makeCertificate, opensslAvailable } from "./_tls.ts";
 import {
+  captureConsoleError,
   concat,
   deadline,
   maxLengthHeader,
@@ -591,6 +592,114 @@ Deno.test("serve()'s HandshakeError keeps the request's headers for onError, out
   }
 });
 
+Deno.test("serve()'s HandshakeError for a target or Host that makes no URL has no cause repeating the target", async () => {
+  const { server, errors } = quietServer();
+  await using _server = server;
+  const port = server.addr.port;
+  // Port 99999 passes the Host syntax check but makes no URL: the runtime's
+  // error names the whole URL, query string included.
+  const answers = [
+    await request(
+      port,
+      upgradeHead(port, createKey()).replace("GET /raw", "GET /?token=SECRET")
+        .replace(`Host: 127.0.0.1:${port}`, "Host: a:99999"),
+    ),
+    await request(
+      port,
+      "GET http://a:99999/?token=SECRET HTTP/1.1\r\nHost: a\r\n\r\n",
+    ),
+  ];
+  for (const answer of answers) {
+    assert.equal(answer.status, 400);
+    assert.ok(!answer.body.includes("SECRET"));
+  }
+  assert.equal(errors.length, 2);
+  for (const error of errors) {
+    assert.ok(error instanceof HandshakeError);
+    assert.equal(error.cause, undefined);
+    assert.ok(!Deno.inspect(error).includes("SECRET"), Deno.inspect(error));
+  }
+});
+
+Deno.test("serve() answers 405 to the methods fetch forbids (CONNECT, TRACE, TRACK), upgrade or not, and goes on", async () => {
+  let requests = 0;
+  const { server, errors } = quietServer({
+    onRequest: () => {
+      requests++;
+      return new Response("plain");
+    },
+  });
+  await using _server = server;
+  const port = server.addr.port;
+  const key = createKey();
+  const heads = [
+    upgradeHead(port, key).replace("GET /raw", "CONNECT /raw"),
+    upgradeHead(port, key).replace("GET /raw", "TRACE /raw"),
+    upgradeHead(port, key).replace("GET /raw", "track /raw"),
+    `CONNECT 127.0.0.1:${port} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n\r\n`,
+    `TRACE / HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n\r\n`,
+  ];
+  for (const head of heads) {
+    const answer = await request(port, head);
+    assert.equal(answer.status, 405, head);
+    assert.equal(answer.headers.get("allow"), "GET");
+    assert.equal(answer.headers.get("connection"), "close");
+  }
+  // onRequest cannot be handed a Request with these methods.
+  assert.equal(requests, 0);
+  // Refusals, which the default onError does not print: no client can fill
+  // the logs with them.
+  assert.equal(errors.length, heads.length);
+  for (const error of errors) {
+    assert.ok(error instanceof HandshakeError, `${error}`);
+    assert.equal(error.status, 405);
+  }
+  await assertServes(port, "after the forbidden methods");
+});
+
+Deno.test("serve() goes on when onError throws or rejects: requests are answered, a handler that threw is closed with 1011", async () => {
+  // The callback's own failure is printed once per server, with
+  // console.error: stubbed here to count it.
+  using capture = captureConsoleError();
+  for (const how of ["throws", "rejects"] as const) {
+    let calls = 0;
+    await using server = serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      onError: () => {
+        calls++;
+        const failure = new Error("logger down");
+        if (how === "throws") throw failure;
+        return Promise.reject(failure);
+      },
+    }, (ws, request) => {
+      if (new URL(request.url).pathname === "/raw") {
+        throw new Error("handler bug");
+      }
+      return echo(ws);
+    });
+    const port = server.addr.port;
+    // A head with bare LF line ends: a HandshakeError without a request.
+    const bad = await request(port, "GET / HTTP/1.1\nHost: a\n\n");
+    assert.equal(bad.status, 400);
+    const client = await connectRaw(port);
+    using _conn = client.conn;
+    const frame = await deadline(client.frames.next(), "close frame");
+    assert.equal(closeCodeOf(frame), 1011, how);
+    // The close handshake, so the server does not wait closeTimeout.
+    await writeAll(client.conn, closeFrame(1011));
+    assert.equal(await deadline(client.frames.next(), "end"), undefined);
+    await assertServes(port, `after onError ${how}`);
+    assert.equal(calls, 2);
+    assert.equal(server.connections.size, 0);
+  }
+  assert.equal(capture.printed.length, 2);
+  for (const data of capture.printed) {
+    assert.match(String(data[0]), /onError threw/);
+    assert.equal((data[1] as Error).message, "logger down");
+  }
+});
+
 Deno.test("serve() refuses obs-fold in an upgrade request with 400 (RFC 9112 §5.2)", async () => {
   const { server, errors } = quietServer();
   await using _server = server;
@@ -610,6 +719,176 @@ Deno.test("serve() refuses obs-fold in an upgrade request with 400 (RFC 9112 §5
   );
   await assertServes(port, "after a folded request");
 });
+
+// ---------------------------------------------------------------------------
+// The accept loop
+// ---------------------------------------------------------------------------
+
+// A server in a child process whose file descriptors the test takes and gives
+// back: it takes every free one at start ("fill" takes them again, "release"
+// gives them back, "stop" shuts the server down), and prints each event as a
+// JSON line (onError's reports with their time, in milliseconds).
+const SERVER_MODULE = new URL("../server.ts", import.meta.url).href;
+const FD_CHILD = `
+import { serve } from "${SERVER_MODULE}";
+const say = (event) => console.log(JSON.stringify(event));
+// Deno 2.9.6 sets up its signal handling lazily, and panics when no
+// descriptor is left for it (seen with stdin a pipe): a listener registered
+// now sets it up first.
+Deno.addSignalListener("SIGUSR2", () => {});
+const held = [];
+const fill = () => {
+  try {
+    for (;;) held.push(Deno.openSync("/dev/null"));
+  } catch {
+    // None left.
+  }
+};
+const server = serve({
+  hostname: "127.0.0.1",
+  port: 0,
+  onError: (error) => say({ error: String(error), at: performance.now() }),
+}, async (ws) => {
+  for await (const message of ws) await ws.send(message);
+});
+fill();
+say({ ready: server.addr.port, held: held.length });
+let text = "";
+for await (const chunk of Deno.stdin.readable.pipeThrough(new TextDecoderStream())) {
+  text += chunk;
+  for (let end = text.indexOf("\\n"); end !== -1; end = text.indexOf("\\n")) {
+    const command = text.slice(0, end);
+    text = text.slice(end + 1);
+    if (command === "release") {
+      for (const file of held.splice(0)) file.close();
+      say({ released: true });
+    } else if (command === "fill") {
+      fill();
+      say({ filled: held.length });
+    } else if (command === "stop") {
+      const start = performance.now();
+      await server.shutdown();
+      say({ stopped: performance.now() - start });
+      Deno.exit(0);
+    }
+  }
+}
+`;
+
+Deno.test(
+  "serve() goes on accepting after accept() fails with EMFILE, backing off, and shutdown() does not wait for the back-off",
+  {
+    ignore: Deno.build.os === "windows",
+  },
+  async () => {
+    // The child runs with at most 256 descriptors, so that taking them all is
+    // quick.
+    const child = new Deno.Command("bash", {
+      args: [
+        "-c",
+        'ulimit -n 256 && exec "$0" "$@"',
+        Deno.execPath(),
+        "eval",
+        FD_CHILD,
+      ],
+      cwd: new URL("..", import.meta.url),
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const stderr = new Response(child.stderr).text();
+    const stdin = child.stdin.getWriter();
+    const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    const send = (command: string) =>
+      stdin.write(encoder.encode(`${command}\n`));
+    let output = "";
+    const errors: { error: string; at: number }[] = [];
+    // The next event that has `key`; the reports on the way are collected.
+    const until = async (key: string): Promise<Record<string, unknown>> => {
+      while (true) {
+        const end = output.indexOf("\n");
+        if (end !== -1) {
+          const event = JSON.parse(output.slice(0, end));
+          output = output.slice(end + 1);
+          if ("error" in event) errors.push(event);
+          if (key in event) return event;
+          continue;
+        }
+        // The first event waits for the child to start.
+        const { value, done } = await deadline(
+          lines.read(),
+          key,
+          key === "ready" ? 30_000 : undefined,
+        );
+        if (done) {
+          throw new Error(`child ended before "${key}": ${await stderr}`);
+        }
+        output += value;
+      }
+    };
+    const conns: Deno.Conn[] = [];
+    let exited = false;
+    try {
+      const ready = await until("ready");
+      const port = ready.ready as number;
+      assert.ok((ready.held as number) > 0);
+      // No descriptor left: accept() fails with EMFILE, and the connection
+      // waits in the listen backlog.
+      const first = await Deno.connect({ hostname: "127.0.0.1", port });
+      conns.push(first);
+      while (errors.length < 5) await until("error");
+      for (const { error } of errors) {
+        assert.match(error, /Too many open files|os error 24/);
+      }
+      // Not a busy loop: 10, 20, 40 then 80 ms between the tries.
+      for (let i = 1; i < errors.length; i++) {
+        const gap = errors[i]!.at - errors[i - 1]!.at;
+        assert.ok(gap >= 5 * 2 ** (i - 1), `try ${i} came after ${gap} ms`);
+      }
+      await send("release");
+      // The loop went on: the waiting client is served.
+      const client = await rawUpgrade(first, port);
+      await writeAll(first, clientFrame(0x1, "after EMFILE"));
+      const echoed = await deadline(client.frames.next(), "echo");
+      assert.equal(decoder.decode(echoed?.payload), "after EMFILE");
+      await writeAll(first, closeFrame(1000));
+      assert.equal(await expectClose(client), 1000);
+
+      // Failing again, the loop backs off from 10 ms again; after 7 failures
+      // it waits 640 ms, which shutdown() does not wait for.
+      await send("fill");
+      await until("filled");
+      conns.push(await Deno.connect({ hostname: "127.0.0.1", port }));
+      const before = errors.length;
+      while (errors.length < before + 7) await until("error");
+      await send("stop");
+      const { stopped } = await until("stopped");
+      assert.ok((stopped as number) < 300, `shutdown() took ${stopped} ms`);
+      const status = await deadline(child.status, "exit");
+      exited = true;
+      assert.equal(status.code, 0, await stderr);
+    } finally {
+      for (const conn of conns) {
+        try {
+          conn.close();
+        } catch {
+          // Closed already.
+        }
+      }
+      if (!exited) {
+        try {
+          child.kill("SIGKILL");
+        } catch {
+          // It ended already.
+        }
+      }
+      await stdin.close().catch(() => {});
+      await lines.cancel().catch(() => {});
+      await child.status;
+      await stderr;
+    }
+  },
+);
 
 // ---------------------------------------------------------------------------
 // Hostile frames after a valid handshake

@@ -6,7 +6,11 @@ import assert from "node:assert/strict";
 // @ts-types="npm:@types/ws@8.18.1"
 import NodeWebSocket from "npm:ws@8.23.0";
 import type { CloseInfo, WebSocketSession } from "../connection.ts";
-import { ConnectionClosedError, ProtocolError } from "../errors.ts";
+import {
+  ConnectionClosedError,
+  HandshakeError,
+  ProtocolError,
+} from "../errors.ts";
 import {
   createFetchHandler,
   type FetchHandlerOptions,
@@ -14,7 +18,7 @@ import {
   type WebSocketHandler,
 } from "../server.ts";
 import { makeCertificate, opensslAvailable } from "./_tls.ts";
-import { deadline, patternBytes } from "./_util.ts";
+import { captureConsoleError, deadline, patternBytes } from "./_util.ts";
 import { echoHandler as echo } from "../examples/echo_handler.ts";
 
 // ---------------------------------------------------------------------------
@@ -718,6 +722,30 @@ Deno.test("serve() refuses a foreign Origin with 403 and accepts an origin in or
   );
 });
 
+Deno.test("serve() and createFetchHandler() accept Origin: null when origins lists it, as a string or a RegExp", async () => {
+  // Sandboxed frames and file: pages send "null", which is not a URL.
+  for (const origins of [["null"], [/^null$/]]) {
+    await using server = serve(
+      { hostname: "127.0.0.1", port: 0, origins },
+      echo,
+    );
+    await using edge = fetchServer({ origins }, echo);
+    for (const port of [server.addr.port, edge.addr.port]) {
+      const url = `ws://127.0.0.1:${port}/`;
+      const client = await connectClient(NODE, url, { origin: "null" });
+      client.send("from null");
+      assert.equal(await client.next(), "from null");
+      await closeClient(client);
+      const other = await refusedNode(url, { origin: "https://evil.example" });
+      assert.equal(other.status, 403);
+    }
+  }
+  // Unlisted, it is refused as before.
+  await using strict = serve({ hostname: "127.0.0.1", port: 0 }, echo);
+  const url = `ws://127.0.0.1:${strict.addr.port}/`;
+  assert.equal((await refusedNode(url, { origin: "null" })).status, 403);
+});
+
 Deno.test("serve() refuses an upgrade with the Response its upgrade hook returns", async () => {
   await using server = serve<{ user: string }>({
     hostname: "127.0.0.1",
@@ -914,6 +942,33 @@ for (const variant of [DENO, NODE]) {
     assert.equal((await closeClient(client)).code, 1000);
   });
 
+  Deno.test(`createFetchHandler() sends bytes as text unchanged, a leading U+FEFF included, and refuses bytes that are not UTF-8 (${variant.name})`, async () => {
+    // The handler sends each text back as its UTF-8 bytes, as text.
+    await using server = fetchServer({}, async (ws) => {
+      for await (const message of ws) {
+        if (typeof message === "string") {
+          await ws.send(new TextEncoder().encode(message), { binary: false });
+          continue;
+        }
+        const sent = ws.send(message, { binary: false });
+        const error = await sent.then(() => undefined, (error) => error);
+        await ws.send(error instanceof TypeError ? "refused" : "sent");
+      }
+    });
+    const client = await connectClient(
+      variant,
+      urlOf(variant, server.addr.port),
+    );
+    for (const text of ["\uFEFFstarts with a BOM", "\uFEFF", "a\uFEFFb"]) {
+      client.send(text);
+      assert.equal(await client.next(), text);
+    }
+    // A lone continuation byte: no text to send in its place.
+    client.send(new Uint8Array([0x61, 0x80]));
+    assert.equal(await client.next(), "refused");
+    assert.equal((await closeClient(client)).code, 1000);
+  });
+
   Deno.test(`createFetchHandler() selects a subprotocol for ${variant.name}`, async () => {
     const spy = spyHandler();
     await using server = fetchServer({ protocols: ["a", "b"] }, spy.handler);
@@ -963,6 +1018,163 @@ Deno.test("createFetchHandler() answers plain HTTP with 426 by default", async (
   assert.equal(response.status, 426);
   assert.equal(response.headers.get("sec-websocket-version"), "13");
   await response.text();
+});
+
+/** Sends a request head by hand; the answer's status, headers and body. */
+async function rawRequest(
+  port: number,
+  head: string,
+): Promise<{ status: number; headers: Headers; body: string }> {
+  using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  await conn.write(new TextEncoder().encode(head));
+  const decoder = new TextDecoder();
+  const buffer = new Uint8Array(16 * 1024);
+  let text = "";
+  // Deno.serve keeps the connection open: read the head, then the
+  // Content-Length bytes of the body (these bodies are ASCII).
+  while (true) {
+    const end = text.indexOf("\r\n\r\n");
+    if (end !== -1) {
+      const [statusLine, ...lines] = text.slice(0, end).split("\r\n");
+      const headers = new Headers(
+        lines.map((line) => {
+          const colon = line.indexOf(":");
+          return [line.slice(0, colon), line.slice(colon + 1).trim()];
+        }),
+      );
+      const length = Number(headers.get("content-length") ?? 0);
+      if (text.length >= end + 4 + length) {
+        return {
+          status: Number(statusLine!.split(" ")[1]),
+          headers,
+          body: text.slice(end + 4, end + 4 + length),
+        };
+      }
+    }
+    const count = await deadline(conn.read(buffer), "answer");
+    if (count === null) throw new Error(`incomplete answer: ${text}`);
+    text += decoder.decode(buffer.subarray(0, count));
+  }
+}
+
+Deno.test("createFetchHandler() refuses the upgrade requests serve() refuses, with the same statuses, before Deno.upgradeWebSocket", async () => {
+  const errors: unknown[] = [];
+  await using edge = fetchServer({
+    onError: (error) => errors.push(error),
+  }, echo);
+  await using server = serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    onError: () => {},
+  }, echo);
+  const base = "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n";
+  const key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+  const cases: [string, string, number][] = [
+    // Deno.upgradeWebSocket takes these with 101.
+    [
+      "a key that is not 16 bytes",
+      `${base}Connection: Upgrade\r\nSec-WebSocket-Key: abc\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+      400,
+    ],
+    [
+      "no version",
+      `${base}Connection: Upgrade\r\n${key}\r\n`,
+      426,
+    ],
+    [
+      "version 8",
+      `${base}Connection: Upgrade\r\n${key}Sec-WebSocket-Version: 8\r\n\r\n`,
+      426,
+    ],
+    [
+      "malformed extensions",
+      `${base}Connection: Upgrade\r\n${key}Sec-WebSocket-Version: 13\r\nSec-WebSocket-Extensions: ;\r\n\r\n`,
+      400,
+    ],
+    // Deno.upgradeWebSocket throws for these: a 500.
+    [
+      "no Connection",
+      `${base}${key}Sec-WebSocket-Version: 13\r\n\r\n`,
+      400,
+    ],
+    [
+      "no key",
+      `${base}Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+      400,
+    ],
+  ];
+  for (const [name, head, status] of cases) {
+    const answer = await rawRequest(edge.addr.port, head);
+    assert.equal(answer.status, status, name);
+    assert.equal(
+      (await rawRequest(server.addr.port, head)).status,
+      status,
+      `serve(), ${name}`,
+    );
+    assert.match(answer.body, /^Cannot upgrade to WebSocket: /);
+    if (status === 426) {
+      assert.equal(answer.headers.get("sec-websocket-version"), "13", name);
+    }
+  }
+  assert.deepEqual(
+    errors.map((error) => (error as HandshakeError).status),
+    cases.map(([, , status]) => status),
+  );
+  assert.ok(errors.every((error) => error instanceof HandshakeError));
+});
+
+Deno.test("createFetchHandler() answers 500 without details when onRequest or a hook throws, and reports it to onError", async () => {
+  const errors: unknown[] = [];
+  const secret = "hook detail that must not leak";
+  await using server = fetchServer({
+    onError: (error) => errors.push(error),
+    onRequest: () => {
+      throw new Error(secret);
+    },
+    upgrade: () => {
+      throw new Error(secret);
+    },
+  }, echo);
+  const plain = await deadline(
+    fetch(`http://127.0.0.1:${server.addr.port}/`),
+    "fetch",
+  );
+  assert.equal(plain.status, 500);
+  assert.ok(!(await plain.text()).includes(secret));
+  const hook = await refusedNode(`ws://127.0.0.1:${server.addr.port}/`);
+  assert.equal(hook.status, 500);
+  assert.ok(!hook.body.includes(secret));
+  assert.equal(errors.length, 2);
+  for (const error of errors) {
+    assert.ok(error instanceof Error);
+    assert.equal(error.message, secret);
+  }
+});
+
+Deno.test("createFetchHandler() goes on when onError throws: refusals are answered, a handler that threw is closed with 1011", async () => {
+  // The callback's own failure is printed once, with console.error: stubbed
+  // here to count it.
+  using capture = captureConsoleError();
+  let calls = 0;
+  await using server = fetchServer({
+    origins: ["https://good.example"],
+    onError: () => {
+      calls++;
+      throw new Error("logger down");
+    },
+  }, () => {
+    throw new Error("handler bug");
+  });
+  const url = `ws://127.0.0.1:${server.addr.port}/`;
+  const refused = await refusedNode(url, { origin: "https://evil.example" });
+  assert.equal(refused.status, 403);
+  for (let i = 0; i < 2; i++) {
+    const client = await connectClient(NODE, url);
+    assert.equal((await deadline(client.closed, "close")).code, 1011);
+  }
+  assert.equal(calls, 3);
+  assert.equal(capture.printed.length, 1);
+  assert.match(String(capture.printed[0]![0]), /onError threw/);
 });
 
 Deno.test("createFetchHandler() reports 1006 when the runtime drops a connection whose peer sent after the server's close", async () => {
