@@ -69,6 +69,29 @@ export const STATUS_TEXT: Readonly<Record<number, string>> = {
   505: "HTTP Version Not Supported",
 };
 
+/**
+ * The status a refused upgrade is answered with: the error's own when it is
+ * a 4xx or 5xx, else 400.
+ */
+export function refusalStatus(status: number | undefined): number {
+  return status !== undefined && Number.isInteger(status) && status >= 400 &&
+      status <= 599
+    ? status
+    : 400;
+}
+
+/**
+ * The headers an error answer of `status` carries besides the body's:
+ * what a 426 needs to say (RFC 6455 §4.4, RFC 9110 §15.5.22) and a 405's
+ * `Allow` (RFC 9110 §15.5.6).
+ */
+export function refusalHeaders(status: number): [string, string][] {
+  if (status === 426) {
+    return [["Sec-WebSocket-Version", "13"], ["Upgrade", "websocket"]];
+  }
+  return status === 405 ? [["Allow", "GET"]] : [];
+}
+
 // ---------------------------------------------------------------------------
 // Reading an HTTP/1.1 head
 // ---------------------------------------------------------------------------

@@ -63,6 +63,8 @@ import {
   hasToken,
   isHttp11,
   isValidHost,
+  refusalHeaders,
+  refusalStatus,
   type RequestHead,
   type ResponseHead,
   STATUS_TEXT,
@@ -1197,11 +1199,8 @@ export function buildErrorResponse(
   const content = new TextEncoder().encode(body ?? reason);
   const defaults: [string, string][] = [
     ["Content-Type", "text/plain; charset=utf-8"],
+    ...refusalHeaders(status),
   ];
-  if (status === 426) {
-    defaults.push(["Sec-WebSocket-Version", "13"], ["Upgrade", "websocket"]);
-  }
-  if (status === 405) defaults.push(["Allow", "GET"]);
   const given = new Set(extra.map(([name]) => name.toLowerCase()));
   const lines = [`HTTP/1.1 ${status} ${reason}`];
   for (const [name, value] of defaults) {
@@ -1259,10 +1258,7 @@ export function buildErrorResponse(
 export function errorResponseFor(
   error: HandshakeError,
 ): Uint8Array<ArrayBuffer> {
-  const status = error.status;
-  const valid = status !== undefined && Number.isInteger(status) &&
-    status >= 400 && status <= 599;
-  return buildErrorResponse(valid ? status : 400, error.message);
+  return buildErrorResponse(refusalStatus(error.status), error.message);
 }
 
 // ---------------------------------------------------------------------------

@@ -29,7 +29,12 @@
  */
 
 import { EdgeWebSocket } from "./_edge.ts";
-import { isValidHost, STATUS_TEXT } from "./_http.ts";
+import {
+  isValidHost,
+  refusalHeaders,
+  refusalStatus,
+  STATUS_TEXT,
+} from "./_http.ts";
 import {
   closeQuietly,
   noDelay,
@@ -668,19 +673,12 @@ export function serve<T = undefined>(
 // and Upgrade on a 426, Allow on a 405), as a Response. The runtime writes
 // Content-Length and Connection.
 function refusalFor(error: HandshakeError): Response {
-  const status = error.status;
-  const valid = status !== undefined && Number.isInteger(status) &&
-    status >= 400 && status <= 599;
-  const headers = new Headers({ "content-type": "text/plain; charset=utf-8" });
-  if (status === 426) {
-    headers.set("sec-websocket-version", "13");
-    headers.set("upgrade", "websocket");
-  }
-  if (status === 405) headers.set("allow", "GET");
-  return new Response(error.message, {
-    status: valid ? status : 400,
-    headers,
-  });
+  const status = refusalStatus(error.status);
+  const headers = new Headers([
+    ["content-type", "text/plain; charset=utf-8"],
+    ...refusalHeaders(status),
+  ]);
+  return new Response(error.message, { status, headers });
 }
 
 function upgradeRequired(): Response {

@@ -20,6 +20,14 @@ import { PerMessageDeflate } from "../deflate.ts";
 const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { ignoreBOM: true });
 
+/** permessage-deflate parameters without context takeover, both ways. */
+const NO_TAKEOVER = {
+  serverNoContextTakeover: true,
+  clientNoContextTakeover: true,
+  serverMaxWindowBits: 15,
+  clientMaxWindowBits: 15,
+};
+
 /** A fixed masking key for the frames a raw "client" writes. */
 const RAW_MASK = new Uint8Array([0x37, 0xfa, 0x21, 0x3d]);
 
@@ -2266,19 +2274,13 @@ Deno.test("RFC 6455 §7.1.1 the peer's close stops the keepalive: no pong timeou
 // it let a 114-byte frame become a 100,000-byte message under
 // maxMessageSize 1000.
 Deno.test("RFC 7692 maxMessageSize limits a message after decompression, whatever the compression's own limit", async () => {
-  const params = {
-    serverNoContextTakeover: true,
-    clientNoContextTakeover: true,
-    serverMaxWindowBits: 15,
-    clientMaxWindowBits: 15,
-  };
-  const client = new PerMessageDeflate(params, "client");
+  const client = new PerMessageDeflate(NO_TAKEOVER, "client");
   const packed = await client.compress(new Uint8Array(100_000));
   client.close();
   const raw = new RawPeer({
     role: "server",
     maxMessageSize: 1000,
-    deflate: new PerMessageDeflate(params, "server"),
+    deflate: new PerMessageDeflate(NO_TAKEOVER, "server"),
   });
   const iterator = raw.conn[Symbol.asyncIterator]();
   raw.send(OPCODE.Binary, packed, { rsv1: true });
@@ -2309,15 +2311,9 @@ Deno.test("RFC 6455 §5.5 a data limit under 125 bytes does not refuse control f
 // connection rejected with the compression's TypeError ("context is
 // closed"), not the ConnectionClosedError that send() documents.
 Deno.test("WebSocketConnection: a compressed send overtaken by the end of the connection rejects with ConnectionClosedError", async () => {
-  const params = {
-    serverNoContextTakeover: true,
-    clientNoContextTakeover: true,
-    serverMaxWindowBits: 15,
-    clientMaxWindowBits: 15,
-  };
   const { client, server } = pair(
-    { deflate: new PerMessageDeflate(params, "client") },
-    { deflate: new PerMessageDeflate(params, "server") },
+    { deflate: new PerMessageDeflate(NO_TAKEOVER, "client") },
+    { deflate: new PerMessageDeflate(NO_TAKEOVER, "server") },
   );
   const sending = server.send("z".repeat(20_000_000));
   void client.close(1000, "bye");
@@ -3179,12 +3175,6 @@ Deno.test("read buffer: a large message taken with copies is a view of its frame
 // sent bytes read over by the next reads.
 Deno.test("read buffer: a view relayed to another compressing connection is copied", async () => {
   const { conn: source, peer } = await tcpServer();
-  const params = {
-    serverNoContextTakeover: true,
-    clientNoContextTakeover: true,
-    serverMaxWindowBits: 15,
-    clientMaxWindowBits: 15,
-  };
   const a = new TransformStream<Uint8Array, Uint8Array>();
   const b = new TransformStream<Uint8Array, Uint8Array>();
   const relay = new WebSocketConnection(
@@ -3192,7 +3182,7 @@ Deno.test("read buffer: a view relayed to another compressing connection is copi
     {
       role: "server",
       pingInterval: 0,
-      deflate: new PerMessageDeflate(params, "server"),
+      deflate: new PerMessageDeflate(NO_TAKEOVER, "server"),
     },
   );
   const sink = new WebSocketConnection(
@@ -3200,7 +3190,7 @@ Deno.test("read buffer: a view relayed to another compressing connection is copi
     {
       role: "client",
       pingInterval: 0,
-      deflate: new PerMessageDeflate(params, "client"),
+      deflate: new PerMessageDeflate(NO_TAKEOVER, "client"),
     },
   );
   const sent = Array.from(
