@@ -29,7 +29,7 @@
  */
 
 import { readBody } from "./_body.ts";
-import { readResponseHead } from "./_http.ts";
+import { checkMaxHeadSize, readResponseHead } from "./_http.ts";
 import {
   closeQuietly,
   noDelay,
@@ -38,6 +38,7 @@ import {
 } from "./_socket.ts";
 import { checkSocksCredentials, socksConnect } from "./_socks.ts";
 import {
+  checkConnectionLimits,
   type ConnectionLimits,
   type ConnectionOptions,
   WebSocketConnection,
@@ -46,12 +47,14 @@ import {
   acceptDeflateResponse,
   createDeflateOffer,
   PerMessageDeflate,
+  type PerMessageDeflateContextOptions,
   type PerMessageDeflateOptions,
 } from "./deflate.ts";
 import { HandshakeError } from "./errors.ts";
 import {
   buildUpgradeRequest,
   createKey,
+  type ExtensionOffer,
   formatExtensions,
   type ResponseHead,
   validateUpgradeResponse,
@@ -262,9 +265,13 @@ const DEFAULT_PORTS: Record<string, number> = {
  * @returns The open connection.
  * @throws {TypeError} (rejects before any I/O) If the URL or its
  * scheme is invalid, or a header is refused.
- * @throws {RangeError} (rejects before any I/O) If `handshakeTimeout` is
- * not over 0 and at most 2^31 - 1 ms, or `maxRedirects` is not a
- * non-negative integer.
+ * @throws {RangeError} (rejects before any I/O) If an option is out of
+ * range: `handshakeTimeout` not over 0 and at most 2^31 - 1 ms;
+ * `maxRedirects` or `maxErrorBodySize` not a non-negative integer;
+ * `maxHeadSize` not an integer of at least 4; a limit or timeout of the
+ * connection negative or not finite, or a timeout over 2^31 - 1 ms; a
+ * `deflate` parameter out of its range, or (with deflate) a
+ * `maxMessageSize` that is not an integer.
  * @throws {HandshakeError} If the server (or the proxy) answered anything
  * but a valid 101: it names the wrong header and carries the status,
  * headers and the first bytes of the body.
@@ -303,38 +310,75 @@ export function connect(
   options: ConnectOptions = {},
 ): Promise<WebSocketClient> {
   let target: URL;
+  let plan: Plan;
   try {
     target = parseTarget(url);
+    plan = prepare(target, options);
   } catch (error) {
     return Promise.reject(error);
   }
+  return open(target, plan, options);
+}
+
+// What connect() checks and builds before any I/O: the headers, and the
+// deflate settings and offer, the same for every redirect.
+interface Plan {
+  headers: [string, string][];
+  // The options of the deflate context, maxMessageSize included; absent
+  // when deflate is not offered.
+  deflate: PerMessageDeflateContextOptions | undefined;
+  offers: ExtensionOffer[];
+}
+
+// Checks every option of connect() that the URL does not need, so that a
+// bad one is a TypeError or RangeError before any I/O, not after the TCP
+// connection and the handshake, where the connection and its deflate
+// context would check them. The rules are theirs.
+function prepare(target: URL, options: ConnectOptions): Plan {
   const timeout = options.handshakeTimeout ?? 10_000;
-  const maxRedirects = options.maxRedirects ?? 0;
   if (!(timeout > 0 && timeout <= MAX_TIMEOUT)) {
     // NaN, Infinity and past what a timer can wait: setTimeout would fire at
     // once.
-    return Promise.reject(
-      new RangeError(
-        `Cannot connect: handshakeTimeout is ${timeout}, expected a number of ms over 0 and at most ${MAX_TIMEOUT}`,
-      ),
+    throw new RangeError(
+      `Cannot connect: handshakeTimeout is ${timeout}, expected a number of ms over 0 and at most ${MAX_TIMEOUT}`,
     );
   }
-  if (!Number.isSafeInteger(maxRedirects) || maxRedirects < 0) {
-    return Promise.reject(
-      new RangeError(
-        `Cannot connect: maxRedirects is ${maxRedirects}, expected a non-negative integer`,
-      ),
-    );
-  }
+  checkNonNegativeInteger("maxRedirects", options.maxRedirects);
+  checkNonNegativeInteger("maxErrorBodySize", options.maxErrorBodySize);
+  checkMaxHeadSize(options.maxHeadSize);
+  checkConnectionLimits(options);
+  const deflate = options.deflate === false ? undefined : {
+    ...(options.deflate === true || options.deflate === undefined
+      ? {}
+      : options.deflate),
+    ...(options.maxMessageSize === undefined
+      ? {}
+      : { maxMessageSize: options.maxMessageSize }),
+  };
+  // createDeflateOffer() checks every option it is given as the
+  // PerMessageDeflate constructor does, maxMessageSize included (an integer
+  // there).
+  const offers = deflate === undefined ? [] : [createDeflateOffer(deflate)];
   const headers = toHeaderList(options.headers);
-  const protocols = options.protocols ?? [];
-  // Checks every header and protocol before any I/O (throws TypeError).
-  try {
-    buildUpgradeRequest({ url: target, key: createKey(), headers, protocols });
-  } catch (error) {
-    return Promise.reject(error);
+  // Checks every header and protocol (throws TypeError).
+  buildUpgradeRequest({
+    url: target,
+    key: createKey(),
+    headers,
+    protocols: options.protocols ?? [],
+  });
+  return { headers, deflate, offers };
+}
+
+function checkNonNegativeInteger(
+  name: string,
+  value: number | undefined,
+): void {
+  if (value !== undefined && !(Number.isSafeInteger(value) && value >= 0)) {
+    throw new RangeError(
+      `Cannot connect: ${name} is ${value}, expected a non-negative integer`,
+    );
   }
-  return open(target, headers, options);
 }
 
 // The longest delay a timer takes (a longer one fires at once).
@@ -392,7 +436,7 @@ function toHeaderList(
 
 async function open(
   initial: URL,
-  initialHeaders: [string, string][],
+  plan: Plan,
   options: ConnectOptions,
 ): Promise<WebSocketClient> {
   const timeout = options.handshakeTimeout ?? 10_000;
@@ -409,11 +453,11 @@ async function open(
     : AbortSignal.any([deadline.signal, options.signal]);
   const maxRedirects = options.maxRedirects ?? 0;
   let url = initial;
-  let headers = initialHeaders;
+  let headers = plan.headers;
   try {
     for (let redirects = 0;; redirects++) {
       signal.throwIfAborted();
-      const result = await attempt(url, headers, options, signal);
+      const result = await attempt(url, headers, plan, options, signal);
       if (result instanceof WebSocketClient) return result;
       // A redirect.
       if (redirects >= maxRedirects) throw result.error;
@@ -474,6 +518,7 @@ function redirectTarget(url: URL, redirect: Redirect): URL {
 async function attempt(
   url: URL,
   headers: [string, string][],
+  plan: Plan,
   options: ConnectOptions,
   signal: AbortSignal,
 ): Promise<WebSocketClient | Redirect> {
@@ -516,14 +561,7 @@ async function attempt(
       extra.push(["Authorization", basic(url.username, url.password)]);
     }
     const key = createKey();
-    const deflateOptions = options.deflate === false
-      ? undefined
-      : options.deflate === true || options.deflate === undefined
-      ? {}
-      : options.deflate;
-    const offers = deflateOptions === undefined
-      ? []
-      : [createDeflateOffer(deflateOptions)];
+    const offers = plan.offers;
     const request = buildUpgradeRequest({
       url,
       key,
@@ -593,14 +631,9 @@ async function attempt(
     signal.throwIfAborted();
     const accepted = result.extensions[0];
     const deflate = accepted === undefined ? undefined : new PerMessageDeflate(
-      acceptDeflateResponse(accepted, deflateOptions),
+      acceptDeflateResponse(accepted, plan.deflate),
       "client",
-      {
-        ...deflateOptions,
-        ...(options.maxMessageSize === undefined
-          ? {}
-          : { maxMessageSize: options.maxMessageSize }),
-      },
+      plan.deflate,
     );
     const ws = new WebSocketClient(conn, {
       ...pickConnectionOptions(options),

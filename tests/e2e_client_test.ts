@@ -4,7 +4,11 @@
 // echo client as a process.
 
 import assert from "node:assert/strict";
-import { connect, type WebSocketClient } from "../client.ts";
+import {
+  connect,
+  type ConnectOptions,
+  type WebSocketClient,
+} from "../client.ts";
 import type { CloseInfo, WebSocketMessage } from "../connection.ts";
 import { HandshakeError, ProtocolError } from "../errors.ts";
 import { encodeFrame, type Frame, FrameDecoder } from "../frame.ts";
@@ -583,6 +587,51 @@ Deno.test("connect() refuses a handshakeTimeout or maxRedirects it cannot honour
   assert.equal(connections, 0);
   listener.close();
   await accepting.catch(() => {});
+});
+
+// The limits of the connection and the deflate parameters used to be checked
+// by the WebSocketConnection constructor and PerMessageDeflate, after the
+// TCP connection and the handshake: a bad one cost a round trip to the
+// server, and failed only when the server accepted deflate.
+Deno.test("connect() refuses bad limits, timeouts and deflate parameters with a RangeError before any I/O", async () => {
+  // It counts the connections it accepts, and closes them.
+  await using raw = new RawServer(async () => {});
+  const url = `ws://127.0.0.1:${raw.port}/`;
+  const cases: [ConnectOptions, RegExp][] = [
+    [{ maxMessageSize: -1 }, /maxMessageSize is -1/],
+    [{ maxMessageSize: NaN }, /maxMessageSize is NaN/],
+    [{ maxFrameSize: -1 }, /maxFrameSize is -1/],
+    [{ maxFragments: Infinity }, /maxFragments is Infinity/],
+    [{ pingInterval: -5 }, /pingInterval is -5/],
+    [{ pingTimeout: 2 ** 31 }, /pingTimeout is 2147483648 ms/],
+    [{ closeTimeout: NaN }, /closeTimeout is NaN/],
+    [{ writeHighWaterMark: -1 }, /writeHighWaterMark is -1/],
+    [{ maxBufferedAmount: -1 }, /maxBufferedAmount is -1/],
+    [{ maxHeadSize: 3 }, /maxHeadSize must be an integer of at least 4, got 3/],
+    [{ maxErrorBodySize: -1 }, /maxErrorBodySize is -1/],
+    [{ maxErrorBodySize: 0.5 }, /maxErrorBodySize is 0.5/],
+    [{ deflate: { serverMaxWindowBits: 16 } }, /"serverMaxWindowBits" is 16/],
+    [{ deflate: { clientMaxWindowBits: 7 } }, /"clientMaxWindowBits" is 7/],
+    [{ deflate: { level: 10 } }, /"level" is 10/],
+    [{ deflate: { memLevel: 0 } }, /"memLevel" is 0/],
+    [{ deflate: { threshold: -1 } }, /"threshold" is -1/],
+    // The inflated size limit of deflate is maxMessageSize, an integer.
+    [{ maxMessageSize: 1.5 }, /"maxMessageSize" is 1.5/],
+  ];
+  for (const [options, message] of cases) {
+    await assert.rejects(
+      connect(url, { pingInterval: 0, proxy: false, ...options }),
+      (error: unknown) => {
+        assert.ok(
+          error instanceof RangeError,
+          `${JSON.stringify(options)}: ${error}`,
+        );
+        assert.match(error.message, message);
+        return true;
+      },
+    );
+  }
+  assert.equal(raw.accepted, 0);
 });
 
 Deno.test("connect() refuses the headers the protocol owns with a TypeError naming the header, not its value", async () => {
