@@ -1461,6 +1461,96 @@ Deno.test("connect() fails with a HandshakeError naming sec-websocket-protocol f
   }
 });
 
+// RFC 6455 §9.1: Sec-WebSocket-Extensions = 1#extension, so a value must
+// list at least one; empty list elements are ignored, and "", "," or ", ,"
+// list none (RFC 9110 §5.6.1.2 gives them as invalid 1# lists). Its lines
+// make one list (§4.2.2 point 5.6; erratum 3433 corrects §11.3.2, which
+// forbade a second line in a response). An empty value used to be taken as
+// "no extension", whatever the client offered.
+Deno.test("connect() fails with a HandshakeError on a Sec-WebSocket-Extensions that lists no extension, offered or not, and reads repeated lines as one list", async (t) => {
+  /** connect() to a raw server whose 101 carries `lines`. */
+  async function outcome(
+    lines: string[],
+    deflate: boolean,
+  ): Promise<WebSocketClient | unknown> {
+    const raw = new RawServer(async (peer) => {
+      const request = await peer.readHead();
+      await peer.accept(request, lines);
+      // The client's close frame, answered, if it opened; else its end.
+      const frame = await peer.readFrame();
+      if (frame !== null) {
+        await peer.write(encodeFrame(frameOf(0x8, frame.payload)));
+      }
+    });
+    await using _ = raw;
+    const result = await deadline(
+      connect(`ws://127.0.0.1:${raw.port}/`, { pingInterval: 0, deflate })
+        .then(async (ws) => {
+          const extensions = ws.extensions;
+          await closeCleanly(ws);
+          return extensions;
+        }, (error: unknown) => ({ error })),
+      "connect",
+    );
+    return result;
+  }
+  const none = [
+    ["Sec-WebSocket-Extensions: "],
+    ["Sec-WebSocket-Extensions:"],
+    ["Sec-WebSocket-Extensions: ,"],
+    ["Sec-WebSocket-Extensions: \t, ,  "],
+    ["Sec-WebSocket-Extensions: ", "Sec-WebSocket-Extensions: ,"],
+  ];
+  for (const deflate of [false, true]) {
+    for (const lines of none) {
+      await t.step(
+        `${JSON.stringify(lines)} when ${deflate ? "" : "nothing was "}offered`,
+        async () => {
+          const result = await outcome(lines, deflate);
+          assert.ok(
+            typeof result === "object" && result !== null && "error" in result,
+            `expected a rejection, got extensions ${JSON.stringify(result)}`,
+          );
+          const error = result.error;
+          assert.ok(error instanceof HandshakeError, String(error));
+          assert.equal(error.status, 101);
+          assert.equal(error.header, "sec-websocket-extensions");
+          assert.equal(
+            error.message,
+            "Cannot open WebSocket: Sec-WebSocket-Extensions header lists no extension",
+          );
+        },
+      );
+    }
+  }
+  await t.step("repeated lines are one list", async () => {
+    // The empty line adds an empty element, which is ignored.
+    assert.equal(
+      await outcome([
+        "Sec-WebSocket-Extensions: permessage-deflate",
+        "Sec-WebSocket-Extensions: ",
+      ], true),
+      "permessage-deflate",
+    );
+    assert.equal(
+      await outcome(["Sec-WebSocket-Extensions: , permessage-deflate,"], true),
+      "permessage-deflate",
+    );
+    // RFC 7692 §5: permessage-deflate accepted twice, on two lines as on one.
+    const twice = await outcome([
+      "Sec-WebSocket-Extensions: permessage-deflate",
+      "Sec-WebSocket-Extensions: permessage-deflate",
+    ], true);
+    assert.ok(
+      typeof twice === "object" && twice !== null && "error" in twice &&
+        twice.error instanceof HandshakeError,
+      String(twice),
+    );
+    assert.equal(twice.error.header, "sec-websocket-extensions");
+    assert.match(twice.error.message, /more than once/);
+  });
+});
+
 /**
  * A raw server accepts the client, sends `bytes`, and records the client's
  * close frame; the client's iteration must fail without a message. Returns
