@@ -274,7 +274,9 @@ const DEFAULT_PORTS: Record<string, number> = {
  * `maxMessageSize` that is not an integer.
  * @throws {HandshakeError} If the server (or the proxy) answered anything
  * but a valid 101: it names the wrong header and carries the status,
- * headers and the first bytes of the body.
+ * headers and the first bytes of the body. Also if a proxy's 2xx answer to
+ * CONNECT announced a body (which RFC 9110 §9.3.6 forbids) and bytes that
+ * are not the server's then came through the tunnel.
  * @throws {DOMException} `TimeoutError` after `handshakeTimeout`, or the
  * signal's reason when it aborts.
  *
@@ -531,17 +533,29 @@ async function attempt(
   const secure = url.protocol === "wss:";
   const proxy = proxyFor(url, options.proxy);
   let conn: Deno.Conn | undefined;
+  // A body the proxy's answer to CONNECT announced, which would come as the
+  // server's first bytes.
+  let announced: AnnouncedBody | undefined;
   const onAbort = () => {
     if (conn !== undefined) closeQuietly(conn);
   };
   signal.addEventListener("abort", onAbort, { once: true });
   let handedOver = false;
   try {
-    conn = proxy === undefined
-      ? await Deno.connect({ hostname, port, transport: "tcp", signal })
-      : proxy.protocol === "http:"
-      ? await tunnel(proxy, hostname, port, url, options, signal)
-      : await socksConnect(proxy, hostname, port, signal);
+    if (proxy === undefined) {
+      conn = await Deno.connect({ hostname, port, transport: "tcp", signal });
+    } else if (proxy.protocol === "http:") {
+      ({ conn, announced } = await tunnel(
+        proxy,
+        hostname,
+        port,
+        url,
+        options,
+        signal,
+      ));
+    } else {
+      conn = await socksConnect(proxy, hostname, port, signal);
+    }
     noDelay(conn);
     if (secure) {
       // TLS over the TCP connection (or the tunnel): certificate errors
@@ -660,6 +674,10 @@ async function attempt(
       (options.signal?.aborted === true || !isAboutAnAnswer(error))
     ) {
       throw signal.reason;
+    }
+    // The server's own answer (a refusal) is not about the proxy's body.
+    if (announced !== undefined && !isAboutAnAnswer(error)) {
+      throw proxyBodyError(url, announced, error);
     }
     throw error;
   } finally {
@@ -830,6 +848,52 @@ function canonicalIp(entry: string): string {
   }
 }
 
+// A proxy's 2xx answer to CONNECT with a Content-Length (not 0) or a
+// Transfer-Encoding: RFC 9110 §9.3.6 forbids them there, and has the client
+// ignore them, since the tunnel starts right after the head. They only
+// explain a handshake that fails on bytes the proxy sent as a body anyway.
+interface AnnouncedBody {
+  status: number;
+  headers: Headers;
+  header: "content-length" | "transfer-encoding";
+}
+
+function announcedBody(
+  status: number,
+  headers: Headers,
+): AnnouncedBody | undefined {
+  const length = headers.get("content-length");
+  const header = headers.has("transfer-encoding")
+    ? "transfer-encoding"
+    : length !== null && !/^[0\s,]*$/.test(length)
+    ? "content-length"
+    : undefined;
+  return header === undefined ? undefined : { status, headers, header };
+}
+
+// The target of a ws: or wss: URL never speaks first (the client sends its
+// request, or its TLS ClientHello): bytes in the tunnel before its answer
+// that break the handshake, after a 2xx that announced a body, are that
+// body.
+function proxyBodyError(
+  url: URL,
+  body: AnnouncedBody,
+  cause?: unknown,
+): HandshakeError {
+  const name = body.header === "content-length"
+    ? "Content-Length"
+    : "Transfer-Encoding";
+  return new HandshakeError(
+    `Cannot connect through proxy to ${url.host}: proxy answered ${body.status} to CONNECT with a ${name}, and bytes that are not the server's came through the tunnel (RFC 9110 §9.3.6: a 2xx answer to CONNECT has no content)`,
+    {
+      status: body.status,
+      headers: body.headers,
+      header: body.header,
+      ...(cause === undefined ? {} : { cause }),
+    },
+  );
+}
+
 // Opens a tunnel through an HTTP proxy with CONNECT (RFC 9110 §9.3.6).
 async function tunnel(
   proxy: URL,
@@ -838,7 +902,7 @@ async function tunnel(
   url: URL,
   options: ConnectOptions,
   signal: AbortSignal,
-): Promise<Deno.Conn> {
+): Promise<{ conn: Deno.Conn; announced: AnnouncedBody | undefined }> {
   const proxyPort = proxy.port === "" ? 80 : Number(proxy.port);
   const conn = await Deno.connect({
     hostname: proxy.hostname.replace(/^\[|\]$/g, ""),
@@ -894,16 +958,23 @@ async function tunnel(
           },
         );
       }
+      // RFC 9110 §9.3.6, RFC 9112 §6.3: a 2xx answer has no content, and its
+      // Content-Length and Transfer-Encoding are ignored: what follows the
+      // head is the tunnel's, the server's. But the server has not had the
+      // client's first bytes yet, so nothing may come from it so far.
+      const announced = announcedBody(response.status, response.headers);
       if (rest.length > 0) {
-        throw new HandshakeError(
-          "Cannot connect through proxy: proxy sent bytes after its CONNECT answer",
-          { status: response.status, headers: response.headers },
-        );
+        throw announced === undefined
+          ? new HandshakeError(
+            "Cannot connect through proxy: proxy sent bytes after its CONNECT answer",
+            { status: response.status, headers: response.headers },
+          )
+          : proxyBodyError(url, announced);
       }
+      return { conn, announced };
     } finally {
       reader.releaseLock();
     }
-    return conn;
   } catch (error) {
     closeQuietly(conn);
     throw error;

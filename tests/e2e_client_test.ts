@@ -16,7 +16,13 @@ import { createAcceptKey } from "../handshake.ts";
 import { serve, type WebSocketHandler } from "../server.ts";
 import { PYTHON, PythonPeer } from "./_python.ts";
 import { makeCertificate } from "./_tls.ts";
-import { concat, deadline, maxLengthHeader, writeAll } from "./_util.ts";
+import {
+  concat,
+  deadline,
+  maxLengthHeader,
+  quietServer,
+  writeAll,
+} from "./_util.ts";
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -709,6 +715,12 @@ interface TestProxyOptions {
   route?: (authority: string) => number;
   /** The answer to a CONNECT it grants; default a bare 200. */
   answer?: string;
+  /**
+   * Bytes sent after the answer once the client's first bytes in the tunnel
+   * came (so they reach it in a read of their own), before those bytes go
+   * on to the server: a body the answer should not have.
+   */
+  body?: string;
 }
 
 /**
@@ -753,17 +765,18 @@ abstract class TestTunnelServer implements AsyncDisposable {
 
   /**
    * Connects to 127.0.0.1:`port`, calls `ready` (the proxy's success
-   * answer), then copies bytes both ways until both sides end.
+   * answer) with that connection, then copies bytes both ways until both
+   * sides end.
    */
   protected async bridge(
     client: Deno.Conn,
     port: number,
-    ready: () => Promise<unknown>,
+    ready: (upstream: Deno.Conn) => Promise<unknown>,
   ): Promise<void> {
     const upstream = await Deno.connect({ hostname: "127.0.0.1", port });
     this.#conns.add(upstream);
     try {
-      await ready();
+      await ready(upstream);
       await Promise.all([pipe(client, upstream), pipe(upstream, client)]);
     } finally {
       closeQuietly(upstream);
@@ -820,15 +833,20 @@ class TestProxy extends TestTunnelServer {
     }
     const port = this.#options.route?.(authority) ??
       Number(authority.slice(authority.lastIndexOf(":") + 1));
-    await this.bridge(
-      client,
-      port,
-      () =>
-        peer.write(
-          this.#options.answer ??
-            "HTTP/1.1 200 Connection Established\r\n\r\n",
-        ),
-    );
+    await this.bridge(client, port, async (upstream) => {
+      await peer.write(
+        this.#options.answer ?? "HTTP/1.1 200 Connection Established\r\n\r\n",
+      );
+      const body = this.#options.body;
+      if (body === undefined) return;
+      const first = new Uint8Array(64 * 1024);
+      const count = await deadline(
+        client.read(first),
+        "the tunnel's first bytes",
+      );
+      await peer.write(body);
+      if (count !== null) await writeAll(upstream, first.subarray(0, count));
+    });
   }
 }
 
@@ -915,6 +933,90 @@ Deno.test("connect() tunnels wss: through the proxy option with TLS end to end",
   assert.deepEqual(await receive(ws), big);
   await closeCleanly(ws);
   assert.deepEqual(proxy.connects, [`localhost:${server.addr.port}`]);
+});
+
+// RFC 9110 §9.3.6 (and RFC 9112 §6.3 point 2): a 2xx answer to CONNECT has
+// no content, the tunnel starts right after its head, and the client MUST
+// ignore Content-Length and Transfer-Encoding in it. Bytes after the head
+// are the server's, and a WebSocket server (HTTP or TLS) never speaks
+// first. A body that came in a read of its own used to reach the handshake
+// as the server's first bytes: "Cannot parse HTTP response: invalid status
+// line" (ws:) or a TLS InvalidData error (wss:), neither naming the proxy.
+Deno.test("connect() ignores Content-Length and Transfer-Encoding in a proxy's 2xx to CONNECT, and fails naming the proxy when a body follows it", async (t) => {
+  // The servers see the client give up: their errors are not printed.
+  const { server } = quietServer();
+  await using _ = server;
+  const { cert, key } = await makeCertificate();
+  const { server: secure } = quietServer({ cert, key });
+  await using _secure = secure;
+  const targets = [
+    `ws://127.0.0.1:${server.addr.port}/`,
+    `wss://localhost:${secure.addr.port}/`,
+  ];
+  const via = (proxy: TestProxy): ConnectOptions => ({
+    pingInterval: 0,
+    caCerts: [cert],
+    proxy: `http://127.0.0.1:${proxy.port}`,
+  });
+  const heads = [
+    "HTTP/1.1 200 Connection Established\r\nContent-Length: 5\r\n\r\n",
+    "HTTP/1.1 200 Connection Established\r\nTransfer-Encoding: chunked\r\n\r\n",
+    "HTTP/1.1 200 Connection Established\r\nContent-Length: 0\r\n\r\n",
+  ];
+  await t.step("the headers alone are ignored: the tunnel works", async () => {
+    for (const target of targets) {
+      for (const answer of heads) {
+        await using proxy = new TestProxy({ answer });
+        const ws = await deadline(connect(target, via(proxy)), "connect");
+        await ws.send("through");
+        assert.equal(await receive(ws), "through");
+        await closeCleanly(ws);
+      }
+    }
+  });
+  const bodies: [string, string, string][] = [
+    [heads[0]!, "hello", "content-length"],
+    [heads[1]!, "5\r\nhello\r\n0\r\n\r\n", "transfer-encoding"],
+  ];
+  for (const [answer, body, header] of bodies) {
+    for (const target of targets) {
+      for (const split of [false, true]) {
+        await t.step(
+          `${header}, ${target.slice(0, target.indexOf(":"))}, body ${
+            split ? "in a read of its own" : "with the head"
+          }`,
+          async () => {
+            await using proxy = new TestProxy(
+              split ? { answer, body } : { answer: answer + body },
+            );
+            const error = await rejection(
+              connect(target, via(proxy)),
+              "connect",
+            );
+            assert.ok(error instanceof HandshakeError, String(error));
+            assert.equal(error.status, 200);
+            assert.equal(error.header, header);
+            // Later, the error the body caused is kept.
+            assert.equal(error.cause === undefined, !split);
+            assert.equal(
+              error.headers?.get(header),
+              header === "content-length" ? "5" : "chunked",
+            );
+            assert.equal(
+              error.message,
+              `Cannot connect through proxy to ${
+                new URL(target).host
+              }: proxy answered 200 to CONNECT with a ${
+                header === "content-length"
+                  ? "Content-Length"
+                  : "Transfer-Encoding"
+              }, and bytes that are not the server's came through the tunnel (RFC 9110 §9.3.6: a 2xx answer to CONNECT has no content)`,
+            );
+          },
+        );
+      }
+    }
+  }
 });
 
 Deno.test("connect() sends proxy Basic credentials from the proxy URL", async () => {
