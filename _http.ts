@@ -201,7 +201,8 @@ export async function readHead(
 
 const EMPTY = new Uint8Array(0);
 
-function checkMaxHeadSize(value: number | undefined): number {
+/** `maxHeadSize`, or its default; a `RangeError` if it is not valid. */
+export function checkMaxHeadSize(value: number | undefined): number {
   const maxHeadSize = value ?? DEFAULT_MAX_HEAD_SIZE;
   if (!Number.isSafeInteger(maxHeadSize) || maxHeadSize < 4) {
     throw new RangeError(

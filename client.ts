@@ -29,7 +29,7 @@
  */
 
 import { readBody } from "./_body.ts";
-import { readResponseHead } from "./_http.ts";
+import { checkMaxHeadSize, readResponseHead } from "./_http.ts";
 import {
   closeQuietly,
   noDelay,
@@ -38,6 +38,7 @@ import {
 } from "./_socket.ts";
 import { checkSocksCredentials, socksConnect } from "./_socks.ts";
 import {
+  checkConnectionLimits,
   type ConnectionLimits,
   type ConnectionOptions,
   WebSocketConnection,
@@ -46,12 +47,14 @@ import {
   acceptDeflateResponse,
   createDeflateOffer,
   PerMessageDeflate,
+  type PerMessageDeflateContextOptions,
   type PerMessageDeflateOptions,
 } from "./deflate.ts";
 import { HandshakeError } from "./errors.ts";
 import {
   buildUpgradeRequest,
   createKey,
+  type ExtensionOffer,
   formatExtensions,
   type ResponseHead,
   validateUpgradeResponse,
@@ -262,12 +265,18 @@ const DEFAULT_PORTS: Record<string, number> = {
  * @returns The open connection.
  * @throws {TypeError} (rejects before any I/O) If the URL or its
  * scheme is invalid, or a header is refused.
- * @throws {RangeError} (rejects before any I/O) If `handshakeTimeout` is
- * not over 0 and at most 2^31 - 1 ms, or `maxRedirects` is not a
- * non-negative integer.
+ * @throws {RangeError} (rejects before any I/O) If an option is out of
+ * range: `handshakeTimeout` not over 0 and at most 2^31 - 1 ms;
+ * `maxRedirects` or `maxErrorBodySize` not a non-negative integer;
+ * `maxHeadSize` not an integer of at least 4; a limit or timeout of the
+ * connection negative or not finite, or a timeout over 2^31 - 1 ms; a
+ * `deflate` parameter out of its range, or (with deflate) a
+ * `maxMessageSize` that is not an integer.
  * @throws {HandshakeError} If the server (or the proxy) answered anything
  * but a valid 101: it names the wrong header and carries the status,
- * headers and the first bytes of the body.
+ * headers and the first bytes of the body. Also if a proxy's 2xx answer to
+ * CONNECT announced a body (which RFC 9110 §9.3.6 forbids) and bytes that
+ * are not the server's then came through the tunnel.
  * @throws {DOMException} `TimeoutError` after `handshakeTimeout`, or the
  * signal's reason when it aborts.
  *
@@ -303,38 +312,75 @@ export function connect(
   options: ConnectOptions = {},
 ): Promise<WebSocketClient> {
   let target: URL;
+  let plan: Plan;
   try {
     target = parseTarget(url);
+    plan = prepare(target, options);
   } catch (error) {
     return Promise.reject(error);
   }
+  return open(target, plan, options);
+}
+
+// What connect() checks and builds before any I/O: the headers, and the
+// deflate settings and offer, the same for every redirect.
+interface Plan {
+  headers: [string, string][];
+  // The options of the deflate context, maxMessageSize included; absent
+  // when deflate is not offered.
+  deflate: PerMessageDeflateContextOptions | undefined;
+  offers: ExtensionOffer[];
+}
+
+// Checks every option of connect() that the URL does not need, so that a
+// bad one is a TypeError or RangeError before any I/O, not after the TCP
+// connection and the handshake, where the connection and its deflate
+// context would check them. The rules are theirs.
+function prepare(target: URL, options: ConnectOptions): Plan {
   const timeout = options.handshakeTimeout ?? 10_000;
-  const maxRedirects = options.maxRedirects ?? 0;
   if (!(timeout > 0 && timeout <= MAX_TIMEOUT)) {
     // NaN, Infinity and past what a timer can wait: setTimeout would fire at
     // once.
-    return Promise.reject(
-      new RangeError(
-        `Cannot connect: handshakeTimeout is ${timeout}, expected a number of ms over 0 and at most ${MAX_TIMEOUT}`,
-      ),
+    throw new RangeError(
+      `Cannot connect: handshakeTimeout is ${timeout}, expected a number of ms over 0 and at most ${MAX_TIMEOUT}`,
     );
   }
-  if (!Number.isSafeInteger(maxRedirects) || maxRedirects < 0) {
-    return Promise.reject(
-      new RangeError(
-        `Cannot connect: maxRedirects is ${maxRedirects}, expected a non-negative integer`,
-      ),
-    );
-  }
+  checkNonNegativeInteger("maxRedirects", options.maxRedirects);
+  checkNonNegativeInteger("maxErrorBodySize", options.maxErrorBodySize);
+  checkMaxHeadSize(options.maxHeadSize);
+  checkConnectionLimits(options);
+  const deflate = options.deflate === false ? undefined : {
+    ...(options.deflate === true || options.deflate === undefined
+      ? {}
+      : options.deflate),
+    ...(options.maxMessageSize === undefined
+      ? {}
+      : { maxMessageSize: options.maxMessageSize }),
+  };
+  // createDeflateOffer() checks every option it is given as the
+  // PerMessageDeflate constructor does, maxMessageSize included (an integer
+  // there).
+  const offers = deflate === undefined ? [] : [createDeflateOffer(deflate)];
   const headers = toHeaderList(options.headers);
-  const protocols = options.protocols ?? [];
-  // Checks every header and protocol before any I/O (throws TypeError).
-  try {
-    buildUpgradeRequest({ url: target, key: createKey(), headers, protocols });
-  } catch (error) {
-    return Promise.reject(error);
+  // Checks every header and protocol (throws TypeError).
+  buildUpgradeRequest({
+    url: target,
+    key: createKey(),
+    headers,
+    protocols: options.protocols ?? [],
+  });
+  return { headers, deflate, offers };
+}
+
+function checkNonNegativeInteger(
+  name: string,
+  value: number | undefined,
+): void {
+  if (value !== undefined && !(Number.isSafeInteger(value) && value >= 0)) {
+    throw new RangeError(
+      `Cannot connect: ${name} is ${value}, expected a non-negative integer`,
+    );
   }
-  return open(target, headers, options);
 }
 
 // The longest delay a timer takes (a longer one fires at once).
@@ -392,7 +438,7 @@ function toHeaderList(
 
 async function open(
   initial: URL,
-  initialHeaders: [string, string][],
+  plan: Plan,
   options: ConnectOptions,
 ): Promise<WebSocketClient> {
   const timeout = options.handshakeTimeout ?? 10_000;
@@ -409,11 +455,11 @@ async function open(
     : AbortSignal.any([deadline.signal, options.signal]);
   const maxRedirects = options.maxRedirects ?? 0;
   let url = initial;
-  let headers = initialHeaders;
+  let headers = plan.headers;
   try {
     for (let redirects = 0;; redirects++) {
       signal.throwIfAborted();
-      const result = await attempt(url, headers, options, signal);
+      const result = await attempt(url, headers, plan, options, signal);
       if (result instanceof WebSocketClient) return result;
       // A redirect.
       if (redirects >= maxRedirects) throw result.error;
@@ -474,6 +520,7 @@ function redirectTarget(url: URL, redirect: Redirect): URL {
 async function attempt(
   url: URL,
   headers: [string, string][],
+  plan: Plan,
   options: ConnectOptions,
   signal: AbortSignal,
 ): Promise<WebSocketClient | Redirect> {
@@ -486,17 +533,29 @@ async function attempt(
   const secure = url.protocol === "wss:";
   const proxy = proxyFor(url, options.proxy);
   let conn: Deno.Conn | undefined;
+  // A body the proxy's answer to CONNECT announced, which would come as the
+  // server's first bytes.
+  let announced: AnnouncedBody | undefined;
   const onAbort = () => {
     if (conn !== undefined) closeQuietly(conn);
   };
   signal.addEventListener("abort", onAbort, { once: true });
   let handedOver = false;
   try {
-    conn = proxy === undefined
-      ? await Deno.connect({ hostname, port, transport: "tcp", signal })
-      : proxy.protocol === "http:"
-      ? await tunnel(proxy, hostname, port, url, options, signal)
-      : await socksConnect(proxy, hostname, port, signal);
+    if (proxy === undefined) {
+      conn = await Deno.connect({ hostname, port, transport: "tcp", signal });
+    } else if (proxy.protocol === "http:") {
+      ({ conn, announced } = await tunnel(
+        proxy,
+        hostname,
+        port,
+        url,
+        options,
+        signal,
+      ));
+    } else {
+      conn = await socksConnect(proxy, hostname, port, signal);
+    }
     noDelay(conn);
     if (secure) {
       // TLS over the TCP connection (or the tunnel): certificate errors
@@ -516,14 +575,7 @@ async function attempt(
       extra.push(["Authorization", basic(url.username, url.password)]);
     }
     const key = createKey();
-    const deflateOptions = options.deflate === false
-      ? undefined
-      : options.deflate === true || options.deflate === undefined
-      ? {}
-      : options.deflate;
-    const offers = deflateOptions === undefined
-      ? []
-      : [createDeflateOffer(deflateOptions)];
+    const offers = plan.offers;
     const request = buildUpgradeRequest({
       url,
       key,
@@ -593,14 +645,9 @@ async function attempt(
     signal.throwIfAborted();
     const accepted = result.extensions[0];
     const deflate = accepted === undefined ? undefined : new PerMessageDeflate(
-      acceptDeflateResponse(accepted, deflateOptions),
+      acceptDeflateResponse(accepted, plan.deflate),
       "client",
-      {
-        ...deflateOptions,
-        ...(options.maxMessageSize === undefined
-          ? {}
-          : { maxMessageSize: options.maxMessageSize }),
-      },
+      plan.deflate,
     );
     const ws = new WebSocketClient(conn, {
       ...pickConnectionOptions(options),
@@ -627,6 +674,10 @@ async function attempt(
       (options.signal?.aborted === true || !isAboutAnAnswer(error))
     ) {
       throw signal.reason;
+    }
+    // The server's own answer (a refusal) is not about the proxy's body.
+    if (announced !== undefined && !isAboutAnAnswer(error)) {
+      throw proxyBodyError(url, announced, error);
     }
     throw error;
   } finally {
@@ -797,6 +848,52 @@ function canonicalIp(entry: string): string {
   }
 }
 
+// A proxy's 2xx answer to CONNECT with a Content-Length (not 0) or a
+// Transfer-Encoding: RFC 9110 §9.3.6 forbids them there, and has the client
+// ignore them, since the tunnel starts right after the head. They only
+// explain a handshake that fails on bytes the proxy sent as a body anyway.
+interface AnnouncedBody {
+  status: number;
+  headers: Headers;
+  header: "content-length" | "transfer-encoding";
+}
+
+function announcedBody(
+  status: number,
+  headers: Headers,
+): AnnouncedBody | undefined {
+  const length = headers.get("content-length");
+  const header = headers.has("transfer-encoding")
+    ? "transfer-encoding"
+    : length !== null && !/^[0\s,]*$/.test(length)
+    ? "content-length"
+    : undefined;
+  return header === undefined ? undefined : { status, headers, header };
+}
+
+// The target of a ws: or wss: URL never speaks first (the client sends its
+// request, or its TLS ClientHello): bytes in the tunnel before its answer
+// that break the handshake, after a 2xx that announced a body, are that
+// body.
+function proxyBodyError(
+  url: URL,
+  body: AnnouncedBody,
+  cause?: unknown,
+): HandshakeError {
+  const name = body.header === "content-length"
+    ? "Content-Length"
+    : "Transfer-Encoding";
+  return new HandshakeError(
+    `Cannot connect through proxy to ${url.host}: proxy answered ${body.status} to CONNECT with a ${name}, and bytes that are not the server's came through the tunnel (RFC 9110 §9.3.6: a 2xx answer to CONNECT has no content)`,
+    {
+      status: body.status,
+      headers: body.headers,
+      header: body.header,
+      ...(cause === undefined ? {} : { cause }),
+    },
+  );
+}
+
 // Opens a tunnel through an HTTP proxy with CONNECT (RFC 9110 §9.3.6).
 async function tunnel(
   proxy: URL,
@@ -805,7 +902,7 @@ async function tunnel(
   url: URL,
   options: ConnectOptions,
   signal: AbortSignal,
-): Promise<Deno.Conn> {
+): Promise<{ conn: Deno.Conn; announced: AnnouncedBody | undefined }> {
   const proxyPort = proxy.port === "" ? 80 : Number(proxy.port);
   const conn = await Deno.connect({
     hostname: proxy.hostname.replace(/^\[|\]$/g, ""),
@@ -861,16 +958,23 @@ async function tunnel(
           },
         );
       }
+      // RFC 9110 §9.3.6, RFC 9112 §6.3: a 2xx answer has no content, and its
+      // Content-Length and Transfer-Encoding are ignored: what follows the
+      // head is the tunnel's, the server's. But the server has not had the
+      // client's first bytes yet, so nothing may come from it so far.
+      const announced = announcedBody(response.status, response.headers);
       if (rest.length > 0) {
-        throw new HandshakeError(
-          "Cannot connect through proxy: proxy sent bytes after its CONNECT answer",
-          { status: response.status, headers: response.headers },
-        );
+        throw announced === undefined
+          ? new HandshakeError(
+            "Cannot connect through proxy: proxy sent bytes after its CONNECT answer",
+            { status: response.status, headers: response.headers },
+          )
+          : proxyBodyError(url, announced);
       }
+      return { conn, announced };
     } finally {
       reader.releaseLock();
     }
-    return conn;
   } catch (error) {
     closeQuietly(conn);
     throw error;

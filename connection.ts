@@ -1729,3 +1729,44 @@ function nonNegative(name: string, value: number): number {
   }
   return value;
 }
+
+/**
+ * Checks the limits and timeouts of a connection by the rules of the
+ * {@linkcode WebSocketConnection} constructor, without a transport: so that
+ * `connect()` (or any caller that takes them) refuses a bad one before any
+ * I/O. Absent values are not checked (their defaults are valid).
+ *
+ * @param limits The limits and timeouts to check.
+ * @throws {RangeError} If a limit or timeout is negative or not finite, or a
+ * timeout is over 2^31 - 1 ms (what a timer can wait).
+ *
+ * @example Refusing a negative limit
+ * ```ts
+ * import { checkConnectionLimits } from "@rfc6455/websocket/connection";
+ * import assert from "node:assert/strict";
+ *
+ * checkConnectionLimits({ maxMessageSize: 1 << 20, pingInterval: 0 });
+ * assert.throws(() => checkConnectionLimits({ maxFragments: -1 }), RangeError);
+ * assert.throws(() => checkConnectionLimits({ closeTimeout: 2 ** 31 }), RangeError);
+ * ```
+ */
+export function checkConnectionLimits(limits: ConnectionLimits): void {
+  for (const [name, check] of LIMIT_CHECKS) {
+    const value = limits[name];
+    if (value !== undefined) check(name, value);
+  }
+}
+
+const LIMIT_CHECKS: [
+  keyof ConnectionLimits,
+  (name: string, value: number) => number,
+][] = [
+  ["maxMessageSize", nonNegative],
+  ["maxFrameSize", nonNegative],
+  ["maxFragments", nonNegative],
+  ["pingInterval", timeout],
+  ["pingTimeout", timeout],
+  ["closeTimeout", timeout],
+  ["writeHighWaterMark", nonNegative],
+  ["maxBufferedAmount", nonNegative],
+];

@@ -240,7 +240,11 @@ const DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024;
  *
  * @param options What to ask the server for.
  * @returns The offer, parameters in the order of RFC 7692 §7.1.
- * @throws {RangeError} If a window size is not an integer from 8 to 15.
+ * @throws {RangeError} If an option is out of range, by the checks of the
+ * {@linkcode PerMessageDeflate} constructor (a window size not an integer
+ * from 8 to 15, `level`, `memLevel` or `threshold`, and `maxMessageSize`
+ * when the options carry one), so that a client refuses it before it
+ * connects.
  *
  * @example Offers with and without options
  * ```ts

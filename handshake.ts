@@ -685,8 +685,10 @@ export interface UpgradeResult {
  * (case-insensitive), `Connection` listing `upgrade` (case-insensitive),
  * `Sec-WebSocket-Accept` matching the key, a `Sec-WebSocket-Protocol` that
  * was offered (absent means `""`), and `Sec-WebSocket-Extensions` naming
- * only offered extensions (absent means `[]`). Checking the extensions'
- * parameters is left to the extensions.
+ * only offered extensions (absent means `[]`). That header, when present,
+ * must list at least one extension (§9.1: an empty value, or one of commas
+ * and spaces only, fails); its repeated lines are read as one list.
+ * Checking the extensions' parameters is left to the extensions.
  *
  * @param response The parsed response head.
  * @param options What the client offered, and the first body bytes.
@@ -794,6 +796,8 @@ export async function validateUpgradeResponse(
     }
   }
   // §4.1 (client) point 5: an extension the client did not offer fails.
+  // Repeated lines are one list (§4.2.2 point 5.6; erratum 3433 to §11.3.2),
+  // as `headers` joins them.
   let extensions: ExtensionOffer[] = [];
   const extensionsValue = headers.get("sec-websocket-extensions");
   if (extensionsValue !== null) {
@@ -804,6 +808,15 @@ export async function validateUpgradeResponse(
         "Sec-WebSocket-Extensions header is malformed",
         "sec-websocket-extensions",
         error,
+      );
+    }
+    // §9.1: the value is 1#extension. Empty list elements are ignored, but
+    // "", "," or ", ," list none and are not valid (RFC 9110 §5.6.1.2),
+    // whether or not the client offered any.
+    if (extensions.length === 0) {
+      throw fail(
+        "Sec-WebSocket-Extensions header lists no extension",
+        "sec-websocket-extensions",
       );
     }
     const offered = new Set((options.extensions ?? []).map((e) => e.name));

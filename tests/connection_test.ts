@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import { concatAll, patternBytes, writeAll } from "./_util.ts";
 import {
+  checkConnectionLimits,
   type ConnectionOptions,
   WebSocketConnection,
   type WebSocketMessage,
@@ -10,6 +11,7 @@ import {
 import { ConnectionClosedError, ProtocolError } from "../errors.ts";
 import { encodeFrame, type Frame, FrameDecoder, OPCODE } from "../frame.ts";
 import { ReadBuffer } from "../_readbuffer.ts";
+import { CONNECTION_OPTION_KEYS } from "../_socket.ts";
 import { giveSlab, isSlab, slabCounts, takeSlab } from "../_simd.ts";
 import { FrameWriter } from "../_writer.ts";
 import { PerMessageDeflate } from "../deflate.ts";
@@ -1511,6 +1513,40 @@ Deno.test("WebSocketConnection enforces its size limits with 1009", async (t) =>
       );
     }
   });
+
+  await t.step(
+    "checkConnectionLimits() refuses what the constructor refuses, with its message, and accepts the rest",
+    () => {
+      const timeouts = new Set(["pingInterval", "pingTimeout", "closeTimeout"]);
+      for (const key of CONNECTION_OPTION_KEYS) {
+        const bad = timeouts.has(key)
+          ? [-1, Number.NaN, Infinity, 2 ** 31]
+          : [-1, Number.NaN, Infinity];
+        for (const value of bad) {
+          const options = { [key]: value };
+          const a = new TransformStream<Uint8Array, Uint8Array>();
+          let expected: unknown;
+          try {
+            new WebSocketConnection(
+              { readable: a.readable, writable: a.writable },
+              { role: "server", ...options },
+            );
+          } catch (error) {
+            expected = error;
+          }
+          assert.ok(expected instanceof RangeError, `${key}: ${value}`);
+          assert.throws(() => checkConnectionLimits(options), {
+            name: "RangeError",
+            message: expected.message,
+          });
+        }
+        for (const value of [0, 1.5, 2 ** 31 - 1]) {
+          checkConnectionLimits({ [key]: value });
+        }
+      }
+      checkConnectionLimits({});
+    },
+  );
 });
 
 Deno.test("WebSocketConnection bounds what it queues for a peer that does not read", async (t) => {

@@ -4,7 +4,11 @@
 // echo client as a process.
 
 import assert from "node:assert/strict";
-import { connect, type WebSocketClient } from "../client.ts";
+import {
+  connect,
+  type ConnectOptions,
+  type WebSocketClient,
+} from "../client.ts";
 import type { CloseInfo, WebSocketMessage } from "../connection.ts";
 import { HandshakeError, ProtocolError } from "../errors.ts";
 import { encodeFrame, type Frame, FrameDecoder } from "../frame.ts";
@@ -12,7 +16,13 @@ import { createAcceptKey } from "../handshake.ts";
 import { serve, type WebSocketHandler } from "../server.ts";
 import { PYTHON, PythonPeer } from "./_python.ts";
 import { makeCertificate } from "./_tls.ts";
-import { concat, deadline, maxLengthHeader, writeAll } from "./_util.ts";
+import {
+  concat,
+  deadline,
+  maxLengthHeader,
+  quietServer,
+  writeAll,
+} from "./_util.ts";
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -585,6 +595,51 @@ Deno.test("connect() refuses a handshakeTimeout or maxRedirects it cannot honour
   await accepting.catch(() => {});
 });
 
+// The limits of the connection and the deflate parameters used to be checked
+// by the WebSocketConnection constructor and PerMessageDeflate, after the
+// TCP connection and the handshake: a bad one cost a round trip to the
+// server, and failed only when the server accepted deflate.
+Deno.test("connect() refuses bad limits, timeouts and deflate parameters with a RangeError before any I/O", async () => {
+  // It counts the connections it accepts, and closes them.
+  await using raw = new RawServer(async () => {});
+  const url = `ws://127.0.0.1:${raw.port}/`;
+  const cases: [ConnectOptions, RegExp][] = [
+    [{ maxMessageSize: -1 }, /maxMessageSize is -1/],
+    [{ maxMessageSize: NaN }, /maxMessageSize is NaN/],
+    [{ maxFrameSize: -1 }, /maxFrameSize is -1/],
+    [{ maxFragments: Infinity }, /maxFragments is Infinity/],
+    [{ pingInterval: -5 }, /pingInterval is -5/],
+    [{ pingTimeout: 2 ** 31 }, /pingTimeout is 2147483648 ms/],
+    [{ closeTimeout: NaN }, /closeTimeout is NaN/],
+    [{ writeHighWaterMark: -1 }, /writeHighWaterMark is -1/],
+    [{ maxBufferedAmount: -1 }, /maxBufferedAmount is -1/],
+    [{ maxHeadSize: 3 }, /maxHeadSize must be an integer of at least 4, got 3/],
+    [{ maxErrorBodySize: -1 }, /maxErrorBodySize is -1/],
+    [{ maxErrorBodySize: 0.5 }, /maxErrorBodySize is 0.5/],
+    [{ deflate: { serverMaxWindowBits: 16 } }, /"serverMaxWindowBits" is 16/],
+    [{ deflate: { clientMaxWindowBits: 7 } }, /"clientMaxWindowBits" is 7/],
+    [{ deflate: { level: 10 } }, /"level" is 10/],
+    [{ deflate: { memLevel: 0 } }, /"memLevel" is 0/],
+    [{ deflate: { threshold: -1 } }, /"threshold" is -1/],
+    // The inflated size limit of deflate is maxMessageSize, an integer.
+    [{ maxMessageSize: 1.5 }, /"maxMessageSize" is 1.5/],
+  ];
+  for (const [options, message] of cases) {
+    await assert.rejects(
+      connect(url, { pingInterval: 0, proxy: false, ...options }),
+      (error: unknown) => {
+        assert.ok(
+          error instanceof RangeError,
+          `${JSON.stringify(options)}: ${error}`,
+        );
+        assert.match(error.message, message);
+        return true;
+      },
+    );
+  }
+  assert.equal(raw.accepted, 0);
+});
+
 Deno.test("connect() refuses the headers the protocol owns with a TypeError naming the header, not its value", async () => {
   using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (listener.addr as Deno.NetAddr).port;
@@ -660,6 +715,12 @@ interface TestProxyOptions {
   route?: (authority: string) => number;
   /** The answer to a CONNECT it grants; default a bare 200. */
   answer?: string;
+  /**
+   * Bytes sent after the answer once the client's first bytes in the tunnel
+   * came (so they reach it in a read of their own), before those bytes go
+   * on to the server: a body the answer should not have.
+   */
+  body?: string;
 }
 
 /**
@@ -704,17 +765,18 @@ abstract class TestTunnelServer implements AsyncDisposable {
 
   /**
    * Connects to 127.0.0.1:`port`, calls `ready` (the proxy's success
-   * answer), then copies bytes both ways until both sides end.
+   * answer) with that connection, then copies bytes both ways until both
+   * sides end.
    */
   protected async bridge(
     client: Deno.Conn,
     port: number,
-    ready: () => Promise<unknown>,
+    ready: (upstream: Deno.Conn) => Promise<unknown>,
   ): Promise<void> {
     const upstream = await Deno.connect({ hostname: "127.0.0.1", port });
     this.#conns.add(upstream);
     try {
-      await ready();
+      await ready(upstream);
       await Promise.all([pipe(client, upstream), pipe(upstream, client)]);
     } finally {
       closeQuietly(upstream);
@@ -771,15 +833,20 @@ class TestProxy extends TestTunnelServer {
     }
     const port = this.#options.route?.(authority) ??
       Number(authority.slice(authority.lastIndexOf(":") + 1));
-    await this.bridge(
-      client,
-      port,
-      () =>
-        peer.write(
-          this.#options.answer ??
-            "HTTP/1.1 200 Connection Established\r\n\r\n",
-        ),
-    );
+    await this.bridge(client, port, async (upstream) => {
+      await peer.write(
+        this.#options.answer ?? "HTTP/1.1 200 Connection Established\r\n\r\n",
+      );
+      const body = this.#options.body;
+      if (body === undefined) return;
+      const first = new Uint8Array(64 * 1024);
+      const count = await deadline(
+        client.read(first),
+        "the tunnel's first bytes",
+      );
+      await peer.write(body);
+      if (count !== null) await writeAll(upstream, first.subarray(0, count));
+    });
   }
 }
 
@@ -866,6 +933,90 @@ Deno.test("connect() tunnels wss: through the proxy option with TLS end to end",
   assert.deepEqual(await receive(ws), big);
   await closeCleanly(ws);
   assert.deepEqual(proxy.connects, [`localhost:${server.addr.port}`]);
+});
+
+// RFC 9110 §9.3.6 (and RFC 9112 §6.3 point 2): a 2xx answer to CONNECT has
+// no content, the tunnel starts right after its head, and the client MUST
+// ignore Content-Length and Transfer-Encoding in it. Bytes after the head
+// are the server's, and a WebSocket server (HTTP or TLS) never speaks
+// first. A body that came in a read of its own used to reach the handshake
+// as the server's first bytes: "Cannot parse HTTP response: invalid status
+// line" (ws:) or a TLS InvalidData error (wss:), neither naming the proxy.
+Deno.test("connect() ignores Content-Length and Transfer-Encoding in a proxy's 2xx to CONNECT, and fails naming the proxy when a body follows it", async (t) => {
+  // The servers see the client give up: their errors are not printed.
+  const { server } = quietServer();
+  await using _ = server;
+  const { cert, key } = await makeCertificate();
+  const { server: secure } = quietServer({ cert, key });
+  await using _secure = secure;
+  const targets = [
+    `ws://127.0.0.1:${server.addr.port}/`,
+    `wss://localhost:${secure.addr.port}/`,
+  ];
+  const via = (proxy: TestProxy): ConnectOptions => ({
+    pingInterval: 0,
+    caCerts: [cert],
+    proxy: `http://127.0.0.1:${proxy.port}`,
+  });
+  const heads = [
+    "HTTP/1.1 200 Connection Established\r\nContent-Length: 5\r\n\r\n",
+    "HTTP/1.1 200 Connection Established\r\nTransfer-Encoding: chunked\r\n\r\n",
+    "HTTP/1.1 200 Connection Established\r\nContent-Length: 0\r\n\r\n",
+  ];
+  await t.step("the headers alone are ignored: the tunnel works", async () => {
+    for (const target of targets) {
+      for (const answer of heads) {
+        await using proxy = new TestProxy({ answer });
+        const ws = await deadline(connect(target, via(proxy)), "connect");
+        await ws.send("through");
+        assert.equal(await receive(ws), "through");
+        await closeCleanly(ws);
+      }
+    }
+  });
+  const bodies: [string, string, string][] = [
+    [heads[0]!, "hello", "content-length"],
+    [heads[1]!, "5\r\nhello\r\n0\r\n\r\n", "transfer-encoding"],
+  ];
+  for (const [answer, body, header] of bodies) {
+    for (const target of targets) {
+      for (const split of [false, true]) {
+        await t.step(
+          `${header}, ${target.slice(0, target.indexOf(":"))}, body ${
+            split ? "in a read of its own" : "with the head"
+          }`,
+          async () => {
+            await using proxy = new TestProxy(
+              split ? { answer, body } : { answer: answer + body },
+            );
+            const error = await rejection(
+              connect(target, via(proxy)),
+              "connect",
+            );
+            assert.ok(error instanceof HandshakeError, String(error));
+            assert.equal(error.status, 200);
+            assert.equal(error.header, header);
+            // Later, the error the body caused is kept.
+            assert.equal(error.cause === undefined, !split);
+            assert.equal(
+              error.headers?.get(header),
+              header === "content-length" ? "5" : "chunked",
+            );
+            assert.equal(
+              error.message,
+              `Cannot connect through proxy to ${
+                new URL(target).host
+              }: proxy answered 200 to CONNECT with a ${
+                header === "content-length"
+                  ? "Content-Length"
+                  : "Transfer-Encoding"
+              }, and bytes that are not the server's came through the tunnel (RFC 9110 §9.3.6: a 2xx answer to CONNECT has no content)`,
+            );
+          },
+        );
+      }
+    }
+  }
 });
 
 Deno.test("connect() sends proxy Basic credentials from the proxy URL", async () => {
@@ -1410,6 +1561,96 @@ Deno.test("connect() fails with a HandshakeError naming sec-websocket-protocol f
     assert.ok(error instanceof HandshakeError, String(error));
     assert.equal(error.header, "sec-websocket-protocol");
   }
+});
+
+// RFC 6455 §9.1: Sec-WebSocket-Extensions = 1#extension, so a value must
+// list at least one; empty list elements are ignored, and "", "," or ", ,"
+// list none (RFC 9110 §5.6.1.2 gives them as invalid 1# lists). Its lines
+// make one list (§4.2.2 point 5.6; erratum 3433 corrects §11.3.2, which
+// forbade a second line in a response). An empty value used to be taken as
+// "no extension", whatever the client offered.
+Deno.test("connect() fails with a HandshakeError on a Sec-WebSocket-Extensions that lists no extension, offered or not, and reads repeated lines as one list", async (t) => {
+  /** connect() to a raw server whose 101 carries `lines`. */
+  async function outcome(
+    lines: string[],
+    deflate: boolean,
+  ): Promise<WebSocketClient | unknown> {
+    const raw = new RawServer(async (peer) => {
+      const request = await peer.readHead();
+      await peer.accept(request, lines);
+      // The client's close frame, answered, if it opened; else its end.
+      const frame = await peer.readFrame();
+      if (frame !== null) {
+        await peer.write(encodeFrame(frameOf(0x8, frame.payload)));
+      }
+    });
+    await using _ = raw;
+    const result = await deadline(
+      connect(`ws://127.0.0.1:${raw.port}/`, { pingInterval: 0, deflate })
+        .then(async (ws) => {
+          const extensions = ws.extensions;
+          await closeCleanly(ws);
+          return extensions;
+        }, (error: unknown) => ({ error })),
+      "connect",
+    );
+    return result;
+  }
+  const none = [
+    ["Sec-WebSocket-Extensions: "],
+    ["Sec-WebSocket-Extensions:"],
+    ["Sec-WebSocket-Extensions: ,"],
+    ["Sec-WebSocket-Extensions: \t, ,  "],
+    ["Sec-WebSocket-Extensions: ", "Sec-WebSocket-Extensions: ,"],
+  ];
+  for (const deflate of [false, true]) {
+    for (const lines of none) {
+      await t.step(
+        `${JSON.stringify(lines)} when ${deflate ? "" : "nothing was "}offered`,
+        async () => {
+          const result = await outcome(lines, deflate);
+          assert.ok(
+            typeof result === "object" && result !== null && "error" in result,
+            `expected a rejection, got extensions ${JSON.stringify(result)}`,
+          );
+          const error = result.error;
+          assert.ok(error instanceof HandshakeError, String(error));
+          assert.equal(error.status, 101);
+          assert.equal(error.header, "sec-websocket-extensions");
+          assert.equal(
+            error.message,
+            "Cannot open WebSocket: Sec-WebSocket-Extensions header lists no extension",
+          );
+        },
+      );
+    }
+  }
+  await t.step("repeated lines are one list", async () => {
+    // The empty line adds an empty element, which is ignored.
+    assert.equal(
+      await outcome([
+        "Sec-WebSocket-Extensions: permessage-deflate",
+        "Sec-WebSocket-Extensions: ",
+      ], true),
+      "permessage-deflate",
+    );
+    assert.equal(
+      await outcome(["Sec-WebSocket-Extensions: , permessage-deflate,"], true),
+      "permessage-deflate",
+    );
+    // RFC 7692 §5: permessage-deflate accepted twice, on two lines as on one.
+    const twice = await outcome([
+      "Sec-WebSocket-Extensions: permessage-deflate",
+      "Sec-WebSocket-Extensions: permessage-deflate",
+    ], true);
+    assert.ok(
+      typeof twice === "object" && twice !== null && "error" in twice &&
+        twice.error instanceof HandshakeError,
+      String(twice),
+    );
+    assert.equal(twice.error.header, "sec-websocket-extensions");
+    assert.match(twice.error.message, /more than once/);
+  });
 });
 
 /**

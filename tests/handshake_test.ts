@@ -491,6 +491,22 @@ Deno.test("RFC 6455 §4.1 validateUpgradeResponse()", async (t) => {
       "sec-websocket-extensions",
       /malformed/,
     ],
+    [
+      "an empty Sec-WebSocket-Extensions (§9.1: 1#extension)",
+      [...VALID_RESPONSE_LINES, "Sec-WebSocket-Extensions: "],
+      "sec-websocket-extensions",
+      /lists no extension$/,
+    ],
+    [
+      "two Sec-WebSocket-Extensions lines of commas only",
+      [
+        ...VALID_RESPONSE_LINES,
+        "Sec-WebSocket-Extensions: , ,",
+        "Sec-WebSocket-Extensions: ,",
+      ],
+      "sec-websocket-extensions",
+      /lists no extension$/,
+    ],
   ];
   for (const [what, lines, header, message] of failures) {
     await t.step(`${what} fails, naming the header`, async () => {
@@ -527,6 +543,48 @@ Deno.test("RFC 6455 §4.1 validateUpgradeResponse()", async (t) => {
       }),
     );
   });
+
+  await t.step(
+    "repeated Sec-WebSocket-Extensions lines are one list (erratum 3433)",
+    async () => {
+      const result = await validateUpgradeResponse(
+        responseHead([
+          ...VALID_RESPONSE_LINES,
+          "Sec-WebSocket-Extensions: ",
+          "Sec-WebSocket-Extensions: x-a, x-b; p",
+          "Sec-WebSocket-Extensions: x-c",
+        ]),
+        {
+          key: KEY,
+          extensions: ["x-a", "x-b", "x-c"].map((name) => ({
+            name,
+            params: [],
+          })),
+        },
+      );
+      assert.deepEqual(result.extensions, [
+        { name: "x-a", params: [] },
+        { name: "x-b", params: [["p", true]] },
+        { name: "x-c", params: [] },
+      ]);
+    },
+  );
+
+  await t.step(
+    "an empty Sec-WebSocket-Extensions when none was offered fails",
+    async () => {
+      await assert.rejects(
+        validateUpgradeResponse(
+          responseHead([...VALID_RESPONSE_LINES, "Sec-WebSocket-Extensions:"]),
+          { key: KEY },
+        ),
+        handshakeError({
+          header: "sec-websocket-extensions",
+          message: /lists no extension$/,
+        }),
+      );
+    },
+  );
 
   await t.step("an extension when none was offered fails", async () => {
     await assert.rejects(
