@@ -628,38 +628,19 @@ export class WebSocketConnection implements WebSocketSession {
    * timeout is over 2^31 - 1 ms (what a timer can wait).
    */
   constructor(transport: WebSocketTransport, options: ConnectionOptions) {
+    // The defaults are valid: only what the caller gave is checked.
+    checkConnectionLimits(options);
     this.#transport = transport;
     this.#role = options.role;
-    this.#maxMessageSize = nonNegative(
-      "maxMessageSize",
-      options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE,
-    );
-    this.#maxFragments = nonNegative(
-      "maxFragments",
-      options.maxFragments ?? 10_000,
-    );
-    this.#pingInterval = timeout(
-      "pingInterval",
-      options.pingInterval ?? 20_000,
-    );
-    this.#pingTimeout = timeout(
-      "pingTimeout",
-      options.pingTimeout ?? 20_000,
-    );
-    this.#closeTimeout = timeout(
-      "closeTimeout",
-      options.closeTimeout ?? 5_000,
-    );
-    this.#maxBufferedAmount = nonNegative(
-      "maxBufferedAmount",
-      options.maxBufferedAmount ?? 16 * 1024 * 1024,
-    );
+    this.#maxMessageSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
+    this.#maxFragments = options.maxFragments ?? 10_000;
+    this.#pingInterval = options.pingInterval ?? 20_000;
+    this.#pingTimeout = options.pingTimeout ?? 20_000;
+    this.#closeTimeout = options.closeTimeout ?? 5_000;
+    this.#maxBufferedAmount = options.maxBufferedAmount ?? 16 * 1024 * 1024;
     this.#out = new FrameWriter(
       transport,
-      nonNegative(
-        "writeHighWaterMark",
-        options.writeHighWaterMark ?? 64 * 1024,
-      ),
+      options.writeHighWaterMark ?? 64 * 1024,
       {
         mask: this.#role === "client"
           ? options.maskGenerator ?? randomMask
@@ -679,10 +660,7 @@ export class WebSocketConnection implements WebSocketSession {
       // against maxMessageSize too), so a frame over either limit is refused
       // from its header (§10.4).
       maxPayloadSize: Math.min(
-        nonNegative(
-          "maxFrameSize",
-          options.maxFrameSize ?? this.#maxMessageSize,
-        ),
+        options.maxFrameSize ?? this.#maxMessageSize,
         this.#maxMessageSize,
       ),
       allowRsv1: this.#deflate !== undefined,
