@@ -30,6 +30,7 @@
 
 import { EdgeWebSocket } from "./_edge.ts";
 import {
+  encodeLatin1,
   isValidHost,
   refusalHeaders,
   refusalStatus,
@@ -889,7 +890,6 @@ async function decide<T>(
   };
 }
 
-const textEncoder = new TextEncoder();
 // After answering a request it does not upgrade, the server reads and drops
 // at most LINGER_BYTES more from the client, for at most LINGER_TIME ms,
 // before it closes the connection.
@@ -954,7 +954,10 @@ async function serializeResponse(response: Response): Promise<Uint8Array> {
     ? "upgrade, close"
     : "close";
   lines.push(`Content-Length: ${body.length}`, `Connection: ${connection}`);
-  const head = textEncoder.encode(lines.join("\r\n") + "\r\n\r\n");
+  // Header values and the status text are ByteStrings (Headers and Response
+  // refuse any character above U+00FF): each character is one byte on the
+  // wire (RFC 9110 §5.5 obs-text), not its UTF-8.
+  const head = encodeLatin1(lines.join("\r\n") + "\r\n\r\n");
   const out = new Uint8Array(head.length + body.length);
   out.set(head);
   out.set(body, head.length);

@@ -720,6 +720,47 @@ Deno.test("serve() refuses obs-fold in an upgrade request with 400 (RFC 9112 §5
   await assertServes(port, "after a folded request");
 });
 
+/** The bytes of `bytes` as Latin-1 text: one character per byte. */
+function latin1(bytes: Uint8Array): string {
+  let text = "";
+  for (const byte of bytes) text += String.fromCharCode(byte);
+  return text;
+}
+
+Deno.test("serve() writes a hook's header values and status text as Latin-1, one byte per character", async () => {
+  // "é" is U+00E9: the byte 0xE9 on the wire, not its UTF-8 (0xC3 0xA9).
+  const answer = () =>
+    new Response("body", {
+      status: 401,
+      statusText: "Caf\u00e9",
+      headers: { "X-Name": "caf\u00e9", "X-Max": "\u00ff" },
+    });
+  const { server, errors } = quietServer({
+    onRequest: answer,
+    upgrade: answer,
+  });
+  await using _server = server;
+  const port = server.addr.port;
+  for (
+    const head of [
+      "GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+      upgradeHead(port, createKey()),
+    ]
+  ) {
+    using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    await writeAll(conn, encoder.encode(head));
+    const text = latin1(await readToEnd(conn));
+    assert.ok(text.startsWith("HTTP/1.1 401 Caf\xe9\r\n"), text);
+    assert.ok(text.includes("\r\nx-name: caf\xe9\r\n"), text);
+    assert.ok(text.includes("\r\nx-max: \xff\r\n"), text);
+    assert.ok(
+      text.endsWith("\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbody"),
+      text,
+    );
+  }
+  assert.deepEqual(errors, []);
+});
+
 // ---------------------------------------------------------------------------
 // The accept loop
 // ---------------------------------------------------------------------------
