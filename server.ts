@@ -249,7 +249,8 @@ export interface ServeOptions<T = undefined> extends ConnectionLimits {
     | Promise<Response | UpgradeAccept<T> | void>;
   /**
    * Answers requests that are not WebSocket upgrades. Without it they get
-   * `426 Upgrade Required`.
+   * `426 Upgrade Required`. A `HEAD` request gets the head of the answer
+   * only, with the `Content-Length` of its body (RFC 9110 §9.3.2).
    *
    * @default {undefined}
    */
@@ -392,6 +393,9 @@ export function serve<T = undefined>(
     | undefined
   > {
     let request: Request | undefined;
+    // RFC 9110 §9.3.2: the answer to HEAD is the head of the answer to GET,
+    // without its content (Content-Length stays that of the content, §8.6).
+    let bodiless = false;
     // Takes the right to answer: false when shutdown() answered already.
     const claim = () => !state.answered && (state.answered = true);
     try {
@@ -413,13 +417,14 @@ export function serve<T = undefined>(
           ? {}
           : { maxHeaders: options.maxHeaders }),
       });
+      bodiless = parsed.method === "HEAD";
       request = toRequest(parsed, scheme, addr);
       state.request = request;
       if (!isUpgrade(parsed.headers)) {
         const response = options.onRequest === undefined
           ? upgradeRequired()
           : await options.onRequest(request);
-        const bytes = await serializeResponse(response);
+        const bytes = await serializeResponse(response, bodiless);
         if (!claim()) return undefined;
         await writeAll(conn, bytes);
         return "answered";
@@ -431,7 +436,7 @@ export function serve<T = undefined>(
         remoteAddr: conn.remoteAddr as Deno.NetAddr,
       });
       if (decision instanceof Response) {
-        const bytes = await serializeResponse(decision);
+        const bytes = await serializeResponse(decision, bodiless);
         if (!claim()) return undefined;
         await writeAll(conn, bytes);
         return "answered";
@@ -478,7 +483,10 @@ export function serve<T = undefined>(
       // Whether the error answer went out.
       const send = (bytes: Uint8Array) =>
         claim()
-          ? writeAll(conn, bytes).then(() => true, () => false)
+          ? writeAll(conn, bodiless ? headOf(bytes) : bytes).then(
+            () => true,
+            () => false,
+          )
           : Promise.resolve(false);
       if (error instanceof HandshakeError) {
         const sent = await send(errorResponseFor(error));
@@ -926,7 +934,12 @@ async function linger(conn: Deno.Conn): Promise<void> {
 // The largest body of an answer to a refused or plain HTTP request.
 const MAX_RESPONSE_BODY = 1024 * 1024;
 
-async function serializeResponse(response: Response): Promise<Uint8Array> {
+// The bytes of `response`, HTTP/1.1 with Content-Length; `bodiless` (an
+// answer to HEAD) leaves out the content but not its Content-Length.
+async function serializeResponse(
+  response: Response,
+  bodiless: boolean,
+): Promise<Uint8Array> {
   const body = new Uint8Array(await response.arrayBuffer());
   if (body.length > MAX_RESPONSE_BODY) {
     throw new RangeError(
@@ -958,10 +971,25 @@ async function serializeResponse(response: Response): Promise<Uint8Array> {
   // refuse any character above U+00FF): each character is one byte on the
   // wire (RFC 9110 §5.5 obs-text), not its UTF-8.
   const head = encodeLatin1(lines.join("\r\n") + "\r\n\r\n");
+  if (bodiless) return head;
   const out = new Uint8Array(head.length + body.length);
   out.set(head);
   out.set(body, head.length);
   return out;
+}
+
+// The head of a whole answer (as buildErrorResponse() writes it): the bytes
+// up to and including the empty line.
+function headOf(bytes: Uint8Array): Uint8Array {
+  for (let i = 3; i < bytes.length; i++) {
+    if (
+      bytes[i] === 0x0a && bytes[i - 1] === 0x0d && bytes[i - 2] === 0x0a &&
+      bytes[i - 3] === 0x0d
+    ) {
+      return bytes.subarray(0, i + 1);
+    }
+  }
+  return bytes;
 }
 
 // ---------------------------------------------------------------------------

@@ -761,6 +761,57 @@ Deno.test("serve() writes a hook's header values and status text as Latin-1, one
   assert.deepEqual(errors, []);
 });
 
+Deno.test("serve() answers HEAD with the head of the answer GET gets, without its body (RFC 9110 §9.3.2)", async () => {
+  const withRequest = quietServer({
+    onRequest: () => new Response("hello, HTTP", { status: 200 }),
+  });
+  const bare = quietServer();
+  await using _withRequest = withRequest.server;
+  await using _bare = bare.server;
+  const port = bare.server.addr.port;
+  const upgradeHeaders = upgradeHead(port, createKey()).slice(
+    upgradeHead(port, "").indexOf("\r\n") + 2,
+    -2,
+  );
+  // Each HEAD request, and the request whose answer it must match but for
+  // the body.
+  const cases = [
+    // onRequest's answer, and the 426 without onRequest.
+    [withRequest.server.addr.port, "Host: x\r\n", "GET", 200],
+    [port, "Host: x\r\n", "GET", 426],
+    // Error answers: an upgrade that is not a GET gets 405 (whose message
+    // names the method: POST has as many letters as HEAD), a bad Host 400.
+    [port, upgradeHeaders, "POST", 405],
+    [port, "Host: x/y?\r\n", "GET", 400],
+  ] as const;
+  for (const [port, headers, like, status] of cases) {
+    const raw = async (method: string) => {
+      using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      await writeAll(
+        conn,
+        encoder.encode(`${method} / HTTP/1.1\r\n${headers}\r\n`),
+      );
+      return decoder.decode(await readToEnd(conn));
+    };
+    const full = parseResponse(encoder.encode(await raw(like)));
+    const text = await raw("HEAD");
+    const head = parseResponse(encoder.encode(text));
+    assert.equal(full.status, status);
+    assert.equal(head.status, status, text);
+    assert.equal(head.body, "", `no body bytes after the head: ${text}`);
+    assert.ok(full.body.length > 0);
+    // RFC 9110 §8.6: Content-Length as for GET.
+    assert.equal(
+      head.headers.get("content-length"),
+      String(encoder.encode(full.body).length),
+    );
+    assert.equal(
+      head.headers.get("content-type"),
+      full.headers.get("content-type"),
+    );
+  }
+});
+
 // ---------------------------------------------------------------------------
 // The accept loop
 // ---------------------------------------------------------------------------
