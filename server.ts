@@ -40,7 +40,7 @@ import {
   closeQuietly,
   noDelay,
   pickConnectionOptions,
-  writeAll,
+  writeWithin,
 } from "./_socket.ts";
 import {
   type ConnectionLimits,
@@ -193,9 +193,13 @@ export interface ServeOptions<T = undefined> extends ConnectionLimits {
   /** Aborting it shuts the server down, as {@linkcode WebSocketServer.shutdown} does. */
   signal?: AbortSignal;
   /**
-   * How long a client has to send its whole upgrade request, in
-   * milliseconds (TLS handshake included). Slow or silent clients are
-   * disconnected after it.
+   * How long the opening handshake may take, in milliseconds, counted from
+   * the accept: the TLS handshake, the request and the write of the answer
+   * (the 101, or any other answer). A client that has not sent its whole
+   * request by then is disconnected without an answer (and not reported);
+   * one that has not read its whole answer (larger than what the socket
+   * buffers take) is disconnected, and `onError` hears a `HandshakeError`
+   * with the answer's status and a `TimeoutError` as `cause`.
    *
    * @default {5000}
    */
@@ -256,7 +260,9 @@ export interface ServeOptions<T = undefined> extends ConnectionLimits {
    */
   onRequest?: (request: Request) => Response | Promise<Response>;
   /**
-   * Hears of every failure: refused upgrades (a `HandshakeError`), handlers
+   * Hears of every failure: refused upgrades (a `HandshakeError`), clients
+   * that did not read their answer within `handshakeTimeout` (a
+   * `HandshakeError` whose `cause` is a `TimeoutError`), handlers
    * that threw, upgrade hooks that threw, and failed accepts (such as
    * EMFILE, no file descriptor left: the server tries again after 10 ms,
    * twice as long after each failure in a row, at most 1 s). The server
@@ -398,6 +404,34 @@ export function serve<T = undefined>(
     let bodiless = false;
     // Takes the right to answer: false when shutdown() answered already.
     const claim = () => !state.answered && (state.answered = true);
+    // Writes an answer within the handshake's deadline. A client that does
+    // not read it by then (an answer larger than the socket's buffers) is
+    // closed and reported: a HandshakeError with the status of the answer
+    // and the TimeoutError as cause (never the URL, which may hold tokens).
+    const answer = async (
+      bytes: Uint8Array,
+      status: number,
+    ): Promise<boolean> => {
+      const outcome = await writeWithin(conn, bytes, signal);
+      if (outcome === "aborted" && !stopping) {
+        onError(
+          new HandshakeError(
+            `${
+              status === 101
+                ? "Cannot upgrade to WebSocket"
+                : "Cannot answer request"
+            }: client did not read the ${status} answer (${bytes.length} bytes) within handshakeTimeout (${handshakeTimeout} ms)`,
+            {
+              status,
+              cause: signal.reason,
+              ...(request === undefined ? {} : { headers: request.headers }),
+            },
+          ),
+          request,
+        );
+      }
+      return outcome === "written";
+    };
     try {
       const reader = conn.readable.getReader();
       let head: Uint8Array;
@@ -426,8 +460,7 @@ export function serve<T = undefined>(
           : await options.onRequest(request);
         const bytes = await serializeResponse(response, bodiless);
         if (!claim()) return undefined;
-        await writeAll(conn, bytes);
-        return "answered";
+        return await answer(bytes, response.status) ? "answered" : undefined;
       }
       const info = validateUpgradeRequest(parsed);
       const decision = await decide(options, request, {
@@ -438,8 +471,7 @@ export function serve<T = undefined>(
       if (decision instanceof Response) {
         const bytes = await serializeResponse(decision, bodiless);
         if (!claim()) return undefined;
-        await writeAll(conn, bytes);
-        return "answered";
+        return await answer(bytes, decision.status) ? "answered" : undefined;
       }
       if (stopping || signal.aborted) return undefined;
       const deflateOptions = options.deflate === false
@@ -451,7 +483,7 @@ export function serve<T = undefined>(
         ? undefined
         : acceptDeflateOffer(info.extensions, deflateOptions);
       const extensions = accepted === undefined ? [] : [accepted.response];
-      const answer = await buildUpgradeResponse({
+      const upgrade = await buildUpgradeResponse({
         key: info.key,
         extensions,
         ...(decision.protocol ? { protocol: decision.protocol } : {}),
@@ -461,7 +493,7 @@ export function serve<T = undefined>(
       // From the 101 on, the connection is a session: shutdown() closes it
       // with 1001 (see handle()) instead of answering it 503.
       pending.delete(conn);
-      await writeAll(conn, answer);
+      if (!await answer(upgrade, 101)) return undefined;
       const ws = new WebSocketConnection(conn, {
         ...connectionOptions,
         role: "server",
@@ -480,14 +512,12 @@ export function serve<T = undefined>(
       });
       return { ws, request, data: decision.data as T };
     } catch (error) {
-      // Whether the error answer went out.
-      const send = (bytes: Uint8Array) =>
-        claim()
-          ? writeAll(conn, bodiless ? headOf(bytes) : bytes).then(
-            () => true,
-            () => false,
-          )
-          : Promise.resolve(false);
+      // Whether the error answer went out. Within the deadline too; only
+      // the refusal is reported, not a client that did not read it.
+      const send = async (bytes: Uint8Array) =>
+        claim() &&
+        await writeWithin(conn, bodiless ? headOf(bytes) : bytes, signal) ===
+          "written";
       if (error instanceof HandshakeError) {
         const sent = await send(errorResponseFor(error));
         onError(error, request);
@@ -508,12 +538,14 @@ export function serve<T = undefined>(
     const state = { request: undefined, answered: false };
     pending.set(conn, state);
     noDelay(conn);
+    // The deadline of the whole handshake: reading the request, the hooks,
+    // writing the answer.
     const deadline = new AbortController();
     const timer = setTimeout(
       () =>
         deadline.abort(
           new DOMException(
-            `Cannot read upgrade request: no complete request within ${handshakeTimeout} ms`,
+            `Cannot complete opening handshake: not done within handshakeTimeout (${handshakeTimeout} ms)`,
             "TimeoutError",
           ),
         ),
@@ -611,6 +643,8 @@ export function serve<T = undefined>(
     // head are closed. At once, in the turn that set `stopping`: a hook that
     // returns later finds its connection answered (see claim()).
     const unavailable = buildErrorResponse(503);
+    // The 503s have until shutdownTimeout to go out, as everything else.
+    const cutoff = new AbortController();
     for (const [conn, state] of pending) {
       if (state.request !== undefined && !state.answered) {
         state.answered = true;
@@ -624,9 +658,8 @@ export function serve<T = undefined>(
           state.request,
         );
         track(
-          writeAll(conn, unavailable).then(
-            () => closeQuietly(conn),
-            () => closeQuietly(conn),
+          writeWithin(conn, unavailable, cutoff.signal).then(() =>
+            closeQuietly(conn)
           ),
         );
       } else {
@@ -643,6 +676,7 @@ export function serve<T = undefined>(
     });
     await Promise.race([Promise.allSettled([...tasks]), expired]);
     clearTimeout(timer);
+    cutoff.abort();
     // Whatever did not finish in time is closed now. Handlers that still
     // run after their connection closed are not waited for: one that never
     // returns must not hold shutdown() forever.

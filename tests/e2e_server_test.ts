@@ -8,6 +8,7 @@ import { ConnectionClosedError, HandshakeError } from "../errors.ts";
 import { encodeFrame, type Frame, FrameDecoder } from "../frame.ts";
 import { createAcceptKey, createKey } from "../handshake.ts";
 import { serve, type WebSocketHandler } from "../server.ts";
+import { PYTHON } from "./_python.ts";
 import { makeCertificate, opensslAvailable } from "./_tls.ts";
 import {
   captureConsoleError,
@@ -811,6 +812,147 @@ Deno.test("serve() answers HEAD with the head of the answer GET gets, without it
     );
   }
 });
+
+// ---------------------------------------------------------------------------
+// Answers to clients that do not read
+// ---------------------------------------------------------------------------
+
+// Over loopback the kernel takes about 4 MB of a write that nobody reads,
+// more than the 1 MiB a hook's answer may have: a Deno client cannot stall a
+// server's write. This client (Python's standard library only) can: with a
+// 4 KiB receive buffer and a 536-byte MSS, the server's socket takes about
+// 150 KB. It sends argv[2] as Latin-1 and prints "sent"; then, at a line on
+// stdin, reads until the end and prints "end <bytes>" (or "reset <bytes>").
+const STALLED_CLIENT = `
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 536)
+s.connect(("127.0.0.1", int(sys.argv[1])))
+s.sendall(sys.argv[2].encode("latin-1"))
+print("sent", flush=True)
+sys.stdin.readline()
+s.settimeout(10)
+total = 0
+try:
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        total += len(chunk)
+    print("end", total, flush=True)
+except ConnectionResetError:
+    print("reset", total, flush=True)
+`;
+
+const stalledClientRuns = Deno.build.os === "linux" && (() => {
+  try {
+    return new Deno.Command(PYTHON, { args: ["-c", ""] }).outputSync().success;
+  } catch {
+    return false;
+  }
+})();
+
+/** A client that sends a request and reads nothing until told to. */
+class StalledClient implements AsyncDisposable {
+  readonly #child: Deno.ChildProcess;
+  readonly #stdin: WritableStreamDefaultWriter<Uint8Array>;
+  readonly #stdout: Promise<string>;
+  readonly #stderr: Promise<string>;
+
+  constructor(port: number, request: string) {
+    this.#child = new Deno.Command(PYTHON, {
+      args: ["-c", STALLED_CLIENT, String(port), request],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    this.#stdin = this.#child.stdin.getWriter();
+    this.#stdout = new Response(this.#child.stdout).text();
+    this.#stderr = new Response(this.#child.stderr).text();
+  }
+
+  /** Reads until the server ends the connection: "end <bytes>". */
+  async readToEnd(): Promise<string> {
+    await this.#stdin.write(encoder.encode("\n"));
+    await this.#stdin.close();
+    const status = await deadline(this.#child.status, "stalled client");
+    assert.equal(status.code, 0, await this.#stderr);
+    return (await this.#stdout).trim().split("\n").at(-1)!;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    try {
+      this.#child.kill("SIGKILL");
+    } catch {
+      // It exited.
+    }
+    await this.#child.status;
+    await this.#stdin.close().catch(() => {});
+    await this.#stdout.catch(() => "");
+    await this.#stderr.catch(() => "");
+  }
+}
+
+Deno.test(
+  "serve() closes a client that does not read its answer by handshakeTimeout, and reports it without the URL",
+  {
+    ignore: !stalledClientRuns,
+  },
+  async () => {
+    const body = "x".repeat(1024 * 1024);
+    const reported: unknown[] = [];
+    let heard = Promise.withResolvers<void>();
+    await using server = serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      handshakeTimeout: 500,
+      onRequest: () => new Response(body),
+      upgrade: (request) =>
+        new URL(request.url).searchParams.has("token")
+          ? new Response(body, { status: 401 })
+          : {},
+      onError: (error) => {
+        reported.push(error);
+        heard.resolve();
+      },
+    }, echo);
+    const port = server.addr.port;
+    const requests = [
+      ["GET /?token=SECRET HTTP/1.1\r\nHost: x\r\n\r\n", 200],
+      [
+        upgradeHead(port, createKey()).replace(
+          "GET /raw",
+          "GET /?token=SECRET",
+        ),
+        401,
+      ],
+    ] as const;
+    for (const [request, status] of requests) {
+      heard = Promise.withResolvers<void>();
+      reported.length = 0;
+      await using client = new StalledClient(port, request);
+      // The answer does not fit the socket: the server's write waits, until
+      // handshakeTimeout passes, closes the connection and reports.
+      await deadline(heard.promise, "onError", 3_000);
+      assert.equal(reported.length, 1);
+      const error = reported[0];
+      assert.ok(error instanceof HandshakeError, String(error));
+      assert.equal(error.status, status);
+      assert.match(error.message, /did not read/);
+      assert.match(error.message, /500 ms/);
+      assert.ok(error.cause instanceof DOMException);
+      assert.equal(error.cause.name, "TimeoutError");
+      assert.ok(!Deno.inspect(error).includes("SECRET"), Deno.inspect(error));
+      // What the kernel had taken still arrives, then the end: the connection
+      // was closed before the whole answer went out.
+      const [end, bytes] = (await client.readToEnd()).split(" ");
+      assert.ok(end === "end" || end === "reset", end);
+      assert.ok(Number(bytes) < body.length, bytes);
+    }
+    await assertServes(port, "after clients that did not read");
+  },
+);
 
 // ---------------------------------------------------------------------------
 // The accept loop
