@@ -32,6 +32,7 @@ import { EdgeWebSocket } from "./_edge.ts";
 import {
   encodeLatin1,
   isValidHost,
+  readChunk,
   refusalHeaders,
   refusalStatus,
   STATUS_TEXT,
@@ -194,12 +195,21 @@ export interface ServeOptions<T = undefined> extends ConnectionLimits {
   signal?: AbortSignal;
   /**
    * How long the opening handshake may take, in milliseconds, counted from
-   * the accept: the TLS handshake, the request and the write of the answer
-   * (the 101, or any other answer). A client that has not sent its whole
-   * request by then is disconnected without an answer (and not reported);
-   * one that has not read its whole answer (larger than what the socket
-   * buffers take) is disconnected, and `onError` hears a `HandshakeError`
-   * with the answer's status and a `TimeoutError` as `cause`.
+   * the accept: the TLS handshake, the request, the hooks (`upgrade`,
+   * `onRequest`, and the body of the `Response` they return) and the write
+   * of the answer (the 101, or any other answer).
+   *
+   * When it passes, a client that has not sent its whole request is
+   * disconnected without an answer (and not reported). A request whose hook
+   * still runs gets `503 Service Unavailable` (which has 2 s more to go
+   * out), and `onError` hears a `TimeoutError` that names the hook; the
+   * hook's `request.signal` aborts then, so that it can give up. What the
+   * hook returns later is dropped (a `Response`'s body cancelled), what it
+   * throws later goes to `onError` (unless it is that signal's reason). A
+   * client that has not read its whole answer (one larger than what the
+   * socket buffers take) is disconnected, and `onError` hears a
+   * `HandshakeError` with the answer's status and a `TimeoutError` as
+   * `cause`.
    *
    * @default {5000}
    */
@@ -239,7 +249,10 @@ export interface ServeOptions<T = undefined> extends ConnectionLimits {
   /**
    * Decides on each upgrade request after the protocol and origin checks:
    * return a `Response` to refuse it (for example 401 for a missing token),
-   * or an {@linkcode UpgradeAccept} (or nothing) to accept it.
+   * or an {@linkcode UpgradeAccept} (or nothing) to accept it. It has until
+   * `handshakeTimeout` (counted from the accept) to finish, refusal body
+   * included; `request.signal` aborts when that passes or `shutdown()`
+   * begins, and the client then gets 503.
    *
    * @default {undefined}
    */
@@ -254,7 +267,11 @@ export interface ServeOptions<T = undefined> extends ConnectionLimits {
   /**
    * Answers requests that are not WebSocket upgrades. Without it they get
    * `426 Upgrade Required`. A `HEAD` request gets the head of the answer
-   * only, with the `Content-Length` of its body (RFC 9110 §9.3.2).
+   * only, with the `Content-Length` of its body (RFC 9110 §9.3.2). The
+   * answer's body is at most 1 MiB (more is a `RangeError`: 500). Like the
+   * upgrade hook, it has until `handshakeTimeout` to finish, body included;
+   * `request.signal` aborts when that passes or `shutdown()` begins, and the
+   * client then gets 503.
    *
    * @default {undefined}
    */
@@ -262,8 +279,10 @@ export interface ServeOptions<T = undefined> extends ConnectionLimits {
   /**
    * Hears of every failure: refused upgrades (a `HandshakeError`), clients
    * that did not read their answer within `handshakeTimeout` (a
-   * `HandshakeError` whose `cause` is a `TimeoutError`), handlers
-   * that threw, upgrade hooks that threw, and failed accepts (such as
+   * `HandshakeError` whose `cause` is a `TimeoutError`), hooks that did not
+   * finish within it (a `TimeoutError` that names the hook), handlers
+   * that threw, hooks that threw (even after their deadline), and failed
+   * accepts (such as
    * EMFILE, no file descriptor left: the server tries again after 10 ms,
    * twice as long after each failure in a row, at most 1 s). The server
    * goes on. By default handler, hook and accept errors are printed with
@@ -313,9 +332,10 @@ export interface WebSocketServer extends AsyncDisposable {
   readonly finished: Promise<void>;
   /**
    * Shuts down gracefully: stops accepting, sends 1001 to every open
-   * connection, answers 503 to requests whose hooks still run, closes
-   * connections still sending their request, waits for the close handshakes
-   * and handlers up to `shutdownTimeout`, then closes what is left.
+   * connection, answers 503 to requests whose hooks still run (their
+   * `request.signal` aborts), closes connections still sending their
+   * request, waits for the close handshakes and handlers up to
+   * `shutdownTimeout`, then closes what is left.
    */
   shutdown(): Promise<void>;
 }
@@ -372,13 +392,9 @@ export function serve<T = undefined>(
   const onError = guardOnError(options.onError ?? defaultOnError);
   const connectionOptions = pickConnectionOptions(options);
 
-  // Connections in their handshake, with the request once its head was read
-  // and whether an answer was (being) written: one answer each, from the
-  // handshake or, at shutdown, a 503.
-  const pending = new Map<
-    Deno.Conn,
-    { request: Request | undefined; answered: boolean }
-  >();
+  // Connections in their handshake or in the lingering close after an
+  // answer: see PendingHandshake.
+  const pending = new Map<Deno.Conn, PendingHandshake>();
   const sessions = new Map<WebSocketConnection, Deno.Conn>();
   const tasks = new Set<Promise<void>>();
   let stopping = false;
@@ -386,24 +402,76 @@ export function serve<T = undefined>(
   const stopped = Promise.withResolvers<void>();
   const finished = Promise.withResolvers<void>();
 
+  // Waits for what a hook returned (or for its answer's bytes), until the
+  // handshake's signal aborts: then rejects at once, with a TimeoutError
+  // that names the hook (at shutdown, with the signal's reason). The hook
+  // goes on: what it returns later is dropped (a Response's body
+  // cancelled), what it throws later goes to onError, unless it is the
+  // signal's reason (a hook that gave up on request.signal).
+  function untilDeadline<R>(
+    hook: "onRequest" | "upgrade hook",
+    value: R | PromiseLike<R>,
+    signal: AbortSignal,
+    request: Request,
+  ): Promise<R> {
+    const promise = Promise.resolve(value);
+    return new Promise<R>((resolve, reject) => {
+      let waiting = true;
+      const onAbort = () => {
+        waiting = false;
+        reject(
+          stopping ? signal.reason : new DOMException(
+            `${
+              hook === "onRequest"
+                ? "Cannot answer request"
+                : "Cannot upgrade to WebSocket"
+            }: ${hook} did not finish within handshakeTimeout (${handshakeTimeout} ms)`,
+            "TimeoutError",
+          ),
+        );
+      };
+      if (signal.aborted) onAbort();
+      else signal.addEventListener("abort", onAbort, { once: true });
+      promise.then(
+        (result) => {
+          if (waiting) {
+            waiting = false;
+            signal.removeEventListener("abort", onAbort);
+            resolve(result);
+          } else if (result instanceof Response && !result.bodyUsed) {
+            result.body?.cancel().catch(() => {});
+          }
+        },
+        (error: unknown) => {
+          if (waiting) {
+            waiting = false;
+            signal.removeEventListener("abort", onAbort);
+            reject(error);
+          } else if (error !== signal.reason) {
+            onError(error, request);
+          }
+        },
+      );
+    });
+  }
+
   // Runs the opening handshake; resolves with the open connection,
   // "answered" when the request got another answer, or undefined when it
   // got none (timeouts, shutdown, a client gone).
   async function handshake(
     conn: Deno.Conn,
-    signal: AbortSignal,
-    state: { request: Request | undefined; answered: boolean },
+    state: PendingHandshake,
   ): Promise<
     | { ws: WebSocketConnection; request: Request; data: T }
     | "answered"
     | undefined
   > {
+    // Aborts at handshakeTimeout or when shutdown() begins.
+    const signal = state.controller.signal;
     let request: Request | undefined;
     // RFC 9110 §9.3.2: the answer to HEAD is the head of the answer to GET,
     // without its content (Content-Length stays that of the content, §8.6).
     let bodiless = false;
-    // Takes the right to answer: false when shutdown() answered already.
-    const claim = () => !state.answered && (state.answered = true);
     // Writes an answer within the handshake's deadline. A client that does
     // not read it by then (an answer larger than the socket's buffers) is
     // closed and reported: a HandshakeError with the status of the answer
@@ -412,6 +480,7 @@ export function serve<T = undefined>(
       bytes: Uint8Array,
       status: number,
     ): Promise<boolean> => {
+      state.answered = true;
       const outcome = await writeWithin(conn, bytes, signal);
       if (outcome === "aborted" && !stopping) {
         onError(
@@ -452,28 +521,45 @@ export function serve<T = undefined>(
           : { maxHeaders: options.maxHeaders }),
       });
       bodiless = parsed.method === "HEAD";
-      request = toRequest(parsed, scheme, addr);
-      state.request = request;
+      const current = toRequest(parsed, scheme, addr, signal);
+      request = state.request = current;
       if (!isUpgrade(parsed.headers)) {
-        const response = options.onRequest === undefined
-          ? upgradeRequired()
-          : await options.onRequest(request);
-        const bytes = await serializeResponse(response, bodiless);
-        if (!claim()) return undefined;
+        const response = await untilDeadline(
+          "onRequest",
+          options.onRequest === undefined
+            ? upgradeRequired()
+            : options.onRequest(current),
+          signal,
+          current,
+        );
+        const bytes = await untilDeadline(
+          "onRequest",
+          serializeResponse(response, bodiless, signal),
+          signal,
+          current,
+        );
         return await answer(bytes, response.status) ? "answered" : undefined;
       }
       const info = validateUpgradeRequest(parsed);
-      const decision = await decide(options, request, {
-        protocols: info.protocols,
-        extensions: info.extensions,
-        remoteAddr: conn.remoteAddr as Deno.NetAddr,
-      });
+      const decision = await decide(
+        options,
+        current,
+        {
+          protocols: info.protocols,
+          extensions: info.extensions,
+          remoteAddr: conn.remoteAddr as Deno.NetAddr,
+        },
+        (value) => untilDeadline("upgrade hook", value, signal, current),
+      );
       if (decision instanceof Response) {
-        const bytes = await serializeResponse(decision, bodiless);
-        if (!claim()) return undefined;
+        const bytes = await untilDeadline(
+          "upgrade hook",
+          serializeResponse(decision, bodiless, signal),
+          signal,
+          current,
+        );
         return await answer(bytes, decision.status) ? "answered" : undefined;
       }
-      if (stopping || signal.aborted) return undefined;
       const deflateOptions = options.deflate === false
         ? undefined
         : options.deflate === true || options.deflate === undefined
@@ -489,7 +575,8 @@ export function serve<T = undefined>(
         ...(decision.protocol ? { protocol: decision.protocol } : {}),
         ...(decision.headers ? { headers: decision.headers } : {}),
       });
-      if (stopping || signal.aborted || !claim()) return undefined;
+      // Too late for a 101: the catch below answers 503.
+      if (signal.aborted) throw signal.reason;
       // From the 101 on, the connection is a session: shutdown() closes it
       // with 1001 (see handle()) instead of answering it 503.
       pending.delete(conn);
@@ -507,40 +594,89 @@ export function serve<T = undefined>(
               : { maxMessageSize: options.maxMessageSize }),
           }),
         }),
-        url: request.url,
+        url: current.url,
         head: rest,
       });
-      return { ws, request, data: decision.data as T };
+      return { ws, request: current, data: decision.data as T };
     } catch (error) {
+      if (state.answered) {
+        // Only the connection after the 101 throws here (answer() does
+        // not).
+        if (!signal.aborted) onError(error, request);
+        return undefined;
+      }
+      if (signal.aborted) {
+        // handshakeTimeout passed, or shutdown() began. A request not read
+        // whole has nothing to answer: the connection is closed, unreported
+        // (a slow client is not a failure of the server).
+        if (request === undefined) return undefined;
+        // A request whose hooks were too slow (or still ran at shutdown)
+        // gets 503, as Python's websockets does; the hook's TimeoutError (or
+        // a refusal for the shutdown) goes to onError.
+        onError(
+          stopping
+            ? new HandshakeError(
+              "Cannot upgrade to WebSocket: server shutting down",
+              { status: 503, headers: request.headers },
+            )
+            : error,
+          request,
+        );
+        return await late(buildErrorResponse(503)) ? "answered" : undefined;
+      }
       // Whether the error answer went out. Within the deadline too; only
       // the refusal is reported, not a client that did not read it.
-      const send = async (bytes: Uint8Array) =>
-        claim() &&
-        await writeWithin(conn, bodiless ? headOf(bytes) : bytes, signal) ===
-          "written";
+      const send = async (bytes: Uint8Array) => {
+        state.answered = true;
+        return await writeWithin(
+          conn,
+          bodiless ? headOf(bytes) : bytes,
+          signal,
+        ) === "written";
+      };
       if (error instanceof HandshakeError) {
         const sent = await send(errorResponseFor(error));
         onError(error, request);
         return sent ? "answered" : undefined;
-      } else if (!signal.aborted && !stopping) {
-        // A hook (onRequest, upgrade, protocols) threw: answer 500, without
-        // details, as createFetchHandler does. Read errors have no request.
-        const sent = request !== undefined &&
-          await send(buildErrorResponse(500));
-        onError(error, request);
-        return sent ? "answered" : undefined;
       }
-      return undefined;
+      // A hook (onRequest, upgrade, protocols) threw: answer 500, without
+      // details, as createFetchHandler does. Read errors have no request.
+      const sent = request !== undefined &&
+        await send(buildErrorResponse(500));
+      onError(error, request);
+      return sent ? "answered" : undefined;
+    }
+
+    // Writes an answer once the deadline passed (a 503): it has LATE_WRITE
+    // ms more, or until shutdown() begins.
+    async function late(bytes: Uint8Array): Promise<boolean> {
+      state.answered = true;
+      const controller = new AbortController();
+      if (!stopping) state.controller = controller;
+      const timer = setTimeout(() => controller.abort(), LATE_WRITE);
+      try {
+        return await writeWithin(
+          conn,
+          bodiless ? headOf(bytes) : bytes,
+          controller.signal,
+        ) === "written";
+      } finally {
+        clearTimeout(timer);
+      }
     }
   }
 
   async function handle(conn: Deno.Conn): Promise<void> {
-    const state = { request: undefined, answered: false };
-    pending.set(conn, state);
-    noDelay(conn);
     // The deadline of the whole handshake: reading the request, the hooks,
     // writing the answer.
-    const deadline = new AbortController();
+    const state: PendingHandshake = {
+      request: undefined,
+      answered: false,
+      controller: new AbortController(),
+    };
+    pending.set(conn, state);
+    noDelay(conn);
+    const deadline = state.controller;
     const timer = setTimeout(
       () =>
         deadline.abort(
@@ -553,13 +689,16 @@ export function serve<T = undefined>(
     );
     let opened;
     try {
-      opened = await handshake(conn, deadline.signal, state);
+      opened = await handshake(conn, state);
       clearTimeout(timer);
       // After an answer that ends the connection, the client may still be
       // sending (a body, frames behind its request): closing with unread
       // bytes would reset the connection, and a reset can destroy the
-      // answer before the client reads it.
-      if (opened === "answered" && !stopping) await linger(conn);
+      // answer before the client reads it. shutdown() ends it.
+      if (opened === "answered" && !stopping) {
+        state.controller = new AbortController();
+        await linger(conn, state.controller.signal);
+      }
     } finally {
       clearTimeout(timer);
       pending.delete(conn);
@@ -638,34 +777,16 @@ export function serve<T = undefined>(
     } catch {
       // Closed already.
     }
-    // Requests read and not answered yet (their hooks still run) get 503,
-    // as Python's websockets does; connections still sending their request
-    // head are closed. At once, in the turn that set `stopping`: a hook that
-    // returns later finds its connection answered (see claim()).
-    const unavailable = buildErrorResponse(503);
-    // The 503s have until shutdownTimeout to go out, as everything else.
-    const cutoff = new AbortController();
-    for (const [conn, state] of pending) {
-      if (state.request !== undefined && !state.answered) {
-        state.answered = true;
-        onError(
-          new HandshakeError(
-            "Cannot upgrade to WebSocket: server shutting down",
-            {
-              status: 503,
-            },
-          ),
-          state.request,
-        );
-        track(
-          writeWithin(conn, unavailable, cutoff.signal).then(() =>
-            closeQuietly(conn)
-          ),
-        );
-      } else {
-        closeQuietly(conn);
-      }
-    }
+    // Every handshake stops waiting, in the turn that set `stopping`:
+    // requests read and not answered yet (their hooks still run) get 503,
+    // as Python's websockets does (see handshake()); connections still
+    // sending their request head are closed, as are answers being written
+    // and lingering closes.
+    const reason = new DOMException(
+      "Cannot complete opening handshake: server shutting down",
+      "AbortError",
+    );
+    for (const state of pending.values()) state.controller.abort(reason);
     await acceptLoop;
     for (const ws of sessions.keys()) {
       if (ws.isOpen) ws.close(1001, "server shutting down");
@@ -676,7 +797,7 @@ export function serve<T = undefined>(
     });
     await Promise.race([Promise.allSettled([...tasks]), expired]);
     clearTimeout(timer);
-    cutoff.abort();
+    for (const conn of pending.keys()) closeQuietly(conn);
     // Whatever did not finish in time is closed now. Handlers that still
     // run after their connection closed are not waited for: one that never
     // returns must not hold shutdown() forever.
@@ -794,6 +915,7 @@ function toRequest(
   head: RequestHead,
   scheme: string,
   addr: Deno.NetAddr,
+  signal: AbortSignal,
 ): Request {
   const bad = (detail: string) =>
     new HandshakeError(`Cannot read request: ${detail}`, {
@@ -851,7 +973,7 @@ function toRequest(
   try {
     const headers = new Headers();
     for (const [name, value] of head.rawHeaders) headers.append(name, value);
-    return new Request(url, { method: head.method, headers });
+    return new Request(url, { method: head.method, headers, signal });
   } catch {
     // parseRequestHead() lets through nothing the runtime refuses that we
     // know of; should it, the client gets 400 (not a log line), and no cause
@@ -895,10 +1017,16 @@ interface Decision<T> {
 
 // The checks both serve() and createFetchHandler() run on an upgrade request:
 // origin (403), the upgrade hook, and the subprotocol.
+// `wait` waits for what the upgrade hook returned (serve() bounds it by the
+// handshake's deadline).
 async function decide<T>(
   options: ServeOptions<T>,
   request: Request,
   info: UpgradeInfo,
+  wait: (
+    value: ReturnType<NonNullable<ServeOptions<T>["upgrade"]>> | undefined,
+  ) => Promise<Response | UpgradeAccept<T> | void | undefined> = (value) =>
+    Promise.resolve(value),
 ): Promise<Response | Decision<T>> {
   if (!originAllowed(options as ServeOptions<unknown>, request)) {
     throw new HandshakeError(
@@ -906,7 +1034,7 @@ async function decide<T>(
       { status: 403, header: "origin", headers: request.headers },
     );
   }
-  const accepted = await options.upgrade?.(request, info);
+  const accepted = await wait(options.upgrade?.(request, info));
   if (accepted instanceof Response) return accepted;
   let protocol = accepted?.protocol;
   if (protocol !== undefined && !info.protocols.includes(protocol)) {
@@ -937,20 +1065,40 @@ async function decide<T>(
 // before it closes the connection.
 const LINGER_BYTES = 1024 * 1024;
 const LINGER_TIME = 2000;
+// An answer written after the handshake's deadline passed (the 503 to a
+// request whose hook was too slow, or still ran at shutdown) has LATE_WRITE
+// ms to go out.
+const LATE_WRITE = 2000;
+
+// A connection in its handshake (or the lingering close after its answer).
+interface PendingHandshake {
+  /** The request, once its head was read. */
+  request: Request | undefined;
+  /** Whether an answer was (being) written: one answer each. */
+  answered: boolean;
+  /**
+   * Aborts the current wait: the handshake's (at handshakeTimeout), or that
+   * of the late answer or of the lingering close. shutdown() aborts it.
+   */
+  controller: AbortController;
+}
 
 /**
  * Half-closes `conn` (the answer is followed by a FIN) and reads what the
  * client still sends until it closes its side, LINGER_BYTES arrived or
  * LINGER_TIME passed: a lingering close, as HTTP servers do, so that closing
  * does not reset a connection whose client has not read the answer yet.
+ * `signal` (shutdown) ends it at once.
  */
-async function linger(conn: Deno.Conn): Promise<void> {
+async function linger(conn: Deno.Conn, signal: AbortSignal): Promise<void> {
   try {
     await conn.closeWrite();
   } catch {
     return; // the client is gone
   }
   const timer = setTimeout(() => closeQuietly(conn), LINGER_TIME);
+  const onAbort = () => closeQuietly(conn);
+  signal.addEventListener("abort", onAbort, { once: true });
   const buffer = new Uint8Array(16 * 1024);
   try {
     for (let left = LINGER_BYTES; left > 0;) {
@@ -962,6 +1110,7 @@ async function linger(conn: Deno.Conn): Promise<void> {
     // Reset, or closed by the timer or shutdown().
   } finally {
     clearTimeout(timer);
+    signal.removeEventListener("abort", onAbort);
   }
 }
 
@@ -973,13 +1122,14 @@ const MAX_RESPONSE_BODY = 1024 * 1024;
 async function serializeResponse(
   response: Response,
   bodiless: boolean,
+  signal: AbortSignal,
 ): Promise<Uint8Array> {
-  const body = new Uint8Array(await response.arrayBuffer());
-  if (body.length > MAX_RESPONSE_BODY) {
-    throw new RangeError(
-      `Cannot send HTTP response: body is ${body.length} bytes, limit is ${MAX_RESPONSE_BODY}`,
+  if (!(response instanceof Response)) {
+    throw new TypeError(
+      "Cannot send HTTP response: hook did not return a Response",
     );
   }
+  const body = await readBody(response, signal);
   const status = response.status;
   // RFC 9112 §4: the reason phrase may be empty.
   const reason = response.statusText || STATUS_TEXT[status] || "";
@@ -1010,6 +1160,46 @@ async function serializeResponse(
   out.set(head);
   out.set(body, head.length);
   return out;
+}
+
+// The body of a hook's Response, read until `signal` aborts (then rejects
+// with its reason and cancels the body).
+async function readBody(
+  response: Response,
+  signal: AbortSignal,
+): Promise<Uint8Array> {
+  if (response.body === null) return new Uint8Array(0);
+  const reader = response.body.getReader();
+  const parts: Uint8Array[] = [];
+  let size = 0;
+  try {
+    while (true) {
+      const { done, value } = await readChunk(reader, signal);
+      if (done) break;
+      if (!(value instanceof Uint8Array)) {
+        throw new TypeError(
+          "Cannot send HTTP response: body stream gave a chunk that is not a Uint8Array",
+        );
+      }
+      size += value.length;
+      if (size > MAX_RESPONSE_BODY) {
+        throw new RangeError(
+          `Cannot send HTTP response: body is over ${MAX_RESPONSE_BODY} bytes`,
+        );
+      }
+      parts.push(value);
+    }
+  } catch (error) {
+    reader.cancel().catch(() => {});
+    throw error;
+  }
+  const body = new Uint8Array(size);
+  let offset = 0;
+  for (const part of parts) {
+    body.set(part, offset);
+    offset += part.length;
+  }
+  return body;
 }
 
 // The head of a whole answer (as buildErrorResponse() writes it): the bytes

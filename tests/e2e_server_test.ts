@@ -569,6 +569,182 @@ Deno.test("serve() answers 503 to hooks that end on the signal that shuts it dow
   }
 });
 
+/** onError's reports, with a way to wait for one. */
+function reportLog(): {
+  errors: unknown[];
+  onError: (error: unknown) => void;
+  until: (test: (error: unknown) => boolean, what: string) => Promise<unknown>;
+} {
+  const errors: unknown[] = [];
+  let wake = Promise.withResolvers<void>();
+  return {
+    errors,
+    onError: (error) => {
+      errors.push(error);
+      wake.resolve();
+      wake = Promise.withResolvers<void>();
+    },
+    until: (test, what) =>
+      deadline(
+        (async () => {
+          for (let reports = 0; reports < 1000; reports++) {
+            const found = errors.find(test);
+            if (found !== undefined) return found;
+            await wake.promise;
+          }
+          throw new Error(`no report matched: ${what}`);
+        })(),
+        what,
+        3_000,
+      ),
+  };
+}
+
+function isTimeout(error: unknown, pattern: RegExp): boolean {
+  return error instanceof DOMException && error.name === "TimeoutError" &&
+    pattern.test(error.message);
+}
+
+Deno.test("serve() answers 503 when a hook does not finish within handshakeTimeout, reports a TimeoutError naming it, and reports what the hook throws later", async () => {
+  const log = reportLog();
+  // Each hook call waits on the next of these, settled by the test.
+  const gates: PromiseWithResolvers<unknown>[] = [];
+  const signals: AbortSignal[] = [];
+  // The requests of assertServes() (for "/", not "/raw") pass at once.
+  const hook = (request: Request) => {
+    if (request.headers.has("upgrade") && !request.url.endsWith("/raw")) {
+      return Promise.resolve({});
+    }
+    signals.push(request.signal);
+    const gate = Promise.withResolvers<unknown>();
+    gates.push(gate);
+    return gate.promise;
+  };
+  let handlerRuns = 0;
+  await using server = serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    handshakeTimeout: 300,
+    onError: log.onError,
+    upgrade: hook as () => Promise<void>,
+    onRequest: hook as () => Promise<Response>,
+  }, (ws, request) => {
+    if (request.url.endsWith("/raw")) handlerRuns++;
+    return echo(ws);
+  });
+  const port = server.addr.port;
+
+  // The upgrade hook: 503, a TimeoutError that names it, request.signal
+  // aborted; what it throws afterwards still reaches onError.
+  const upgrade = await deadline(
+    request(port, upgradeHead(port, createKey())),
+    "answer to the upgrade",
+    3_000,
+  );
+  assert.equal(upgrade.status, 503);
+  await log.until((e) => isTimeout(e, /upgrade hook/), "upgrade hook timeout");
+  assert.ok(signals[0]!.aborted);
+  gates[0]!.reject(new Error("late lookup failure"));
+  await log.until(
+    (e) => e instanceof Error && e.message === "late lookup failure",
+    "the late failure",
+  );
+
+  // An upgrade hook that accepts too late: the client had its 503, the
+  // handler never runs.
+  const late = await deadline(
+    request(port, upgradeHead(port, createKey())),
+    "answer to the second upgrade",
+    3_000,
+  );
+  assert.equal(late.status, 503);
+  gates[1]!.resolve({});
+
+  // onRequest, and a late Response (dropped, its body cancelled).
+  const plain = await deadline(
+    request(port, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
+    "answer to the plain request",
+    3_000,
+  );
+  assert.equal(plain.status, 503);
+  await log.until((e) => isTimeout(e, /onRequest/), "onRequest timeout");
+  let cancelled = false;
+  gates[2]!.resolve(
+    new Response(new ReadableStream({ cancel: () => void (cancelled = true) })),
+  );
+  await assertServes(port, "after the slow hooks");
+  assert.ok(cancelled);
+  assert.equal(handlerRuns, 0);
+  assert.deepEqual(
+    log.errors.map((e) => e instanceof Error ? e.message : String(e)),
+    [
+      "Cannot upgrade to WebSocket: upgrade hook did not finish within handshakeTimeout (300 ms)",
+      "late lookup failure",
+      "Cannot upgrade to WebSocket: upgrade hook did not finish within handshakeTimeout (300 ms)",
+      "Cannot answer request: onRequest did not finish within handshakeTimeout (300 ms)",
+    ],
+  );
+});
+
+Deno.test("serve() answers 503 when onRequest's body does not end within handshakeTimeout, and cancels it", async () => {
+  const log = reportLog();
+  let cancelled = false;
+  await using server = serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    handshakeTimeout: 300,
+    onError: log.onError,
+    onRequest: () =>
+      new Response(
+        new ReadableStream({
+          start: (controller) => controller.enqueue(encoder.encode("part")),
+          cancel: () => void (cancelled = true),
+        }),
+      ),
+  }, echo);
+  const answer = await deadline(
+    request(server.addr.port, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
+    "answer",
+    3_000,
+  );
+  assert.equal(answer.status, 503);
+  await log.until((e) => isTimeout(e, /onRequest/), "onRequest timeout");
+  assert.ok(cancelled);
+});
+
+Deno.test("serve() reads at most 1 MiB of a hook's body, then answers 500 and cancels the rest", async () => {
+  const log = reportLog();
+  // An endless body (cut at 64 MiB, so that a server reading it all ends).
+  let pulled = 0;
+  let cancelled = false;
+  const chunk = new Uint8Array(64 * 1024);
+  await using server = serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    onError: log.onError,
+    onRequest: () =>
+      new Response(
+        new ReadableStream({
+          pull: (controller) => {
+            if (pulled >= 64 * 1024 * 1024) return controller.close();
+            pulled += chunk.length;
+            controller.enqueue(chunk);
+          },
+          cancel: () => void (cancelled = true),
+        }),
+      ),
+  }, echo);
+  const answer = await request(
+    server.addr.port,
+    "GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+  );
+  assert.equal(answer.status, 500);
+  const error = await log.until((e) => e instanceof RangeError, "RangeError");
+  assert.ok(pulled <= 1024 * 1024 + 4 * chunk.length, `pulled ${pulled}`);
+  assert.match((error as Error).message, /over 1048576 bytes/);
+  assert.ok(cancelled);
+});
+
 Deno.test("serve()'s HandshakeError keeps the request's headers for onError, out of what logging it prints", async () => {
   const { server, errors } = quietServer();
   await using _server = server;
