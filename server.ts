@@ -214,6 +214,20 @@ export interface ServeOptions<T = undefined> extends ConnectionLimits {
    * @default {5000}
    */
   handshakeTimeout?: number;
+  /**
+   * The most handshakes in progress at once: connections accepted that are
+   * not sessions yet (reading their request, running a hook, writing an
+   * answer or in the lingering close after it). Past it, a new connection
+   * is closed at once, unread and unanswered, so that a flood of clients
+   * that connect and send nothing holds at most this many sockets (each
+   * for up to `handshakeTimeout`). `onError` hears of it once per burst: a
+   * `DOMException` named `QuotaExceededError` for the first connection
+   * closed, then at most one every 10 s while connections are still being
+   * closed. A positive integer, or `Infinity` for no limit.
+   *
+   * @default {1024}
+   */
+  maxPendingHandshakes?: number;
   /** The largest request head, in bytes; larger gets 431. @default {16384} */
   maxHeadSize?: number;
   /** The most header lines in a request head; more gets 431. @default {100} */
@@ -280,16 +294,17 @@ export interface ServeOptions<T = undefined> extends ConnectionLimits {
    * Hears of every failure: refused upgrades (a `HandshakeError`), clients
    * that did not read their answer within `handshakeTimeout` (a
    * `HandshakeError` whose `cause` is a `TimeoutError`), hooks that did not
-   * finish within it (a `TimeoutError` that names the hook), handlers
-   * that threw, hooks that threw (even after their deadline), and failed
-   * accepts (such as
-   * EMFILE, no file descriptor left: the server tries again after 10 ms,
-   * twice as long after each failure in a row, at most 1 s). The server
-   * goes on. By default handler, hook and accept errors are printed with
-   * `console.error`; refused upgrades (`HandshakeError`) and peers that
-   * broke the protocol (`ProtocolError`) are not reported, so that no
-   * client can fill the logs. When `onError` throws (or rejects), its first
-   * failure is printed with `console.error`, and the server goes on.
+   * finish within it (a `TimeoutError` that names the hook), handlers that
+   * threw, hooks that threw (even after their deadline), connections closed
+   * past `maxPendingHandshakes` (a `QuotaExceededError`, once per burst),
+   * and failed accepts (such as EMFILE, no file descriptor left: the server
+   * tries again after 10 ms, twice as long after each failure in a row, at
+   * most 1 s). The server goes on. By default handler, hook, accept and
+   * `maxPendingHandshakes` errors are printed with `console.error`; refused
+   * upgrades (`HandshakeError`) and peers that broke the protocol
+   * (`ProtocolError`) are not reported, so that no client can fill the
+   * logs. When `onError` throws (or rejects), its first failure is printed
+   * with `console.error`, and the server goes on.
    *
    * @default {undefined}
    */
@@ -352,6 +367,8 @@ export interface WebSocketServer extends AsyncDisposable {
  * @param options Address, TLS, checks, limits and timeouts.
  * @param handler Runs for every open connection.
  * @returns The running server.
+ * @throws {RangeError} If `maxPendingHandshakes` is not a positive integer
+ * or `Infinity` (before it listens).
  *
  * @example Auth at upgrade time, and per-connection data
  * ```ts
@@ -379,6 +396,15 @@ export function serve<T = undefined>(
   options: ServeOptions<T>,
   handler: WebSocketHandler<T>,
 ): WebSocketServer {
+  const maxPendingHandshakes = options.maxPendingHandshakes ?? 1024;
+  if (
+    !(maxPendingHandshakes === Infinity ||
+      (Number.isSafeInteger(maxPendingHandshakes) && maxPendingHandshakes > 0))
+  ) {
+    throw new RangeError(
+      `Cannot start server: maxPendingHandshakes is ${maxPendingHandshakes}, expected a positive integer or Infinity`,
+    );
+  }
   const hostname = options.hostname ?? "0.0.0.0";
   const port = options.port ?? 8080;
   const tls = options.cert !== undefined && options.key !== undefined;
@@ -736,6 +762,8 @@ export function serve<T = undefined>(
   // returns at once: retrying at once would spin), ACCEPT_BACKOFF_MIN ms
   // first, twice as long after each failure in a row, at most
   // ACCEPT_BACKOFF_MAX ms. shutdown() wakes it.
+  // When the last refusal past maxPendingHandshakes was reported.
+  let refusalReported = -Infinity;
   const acceptLoop = (async () => {
     let backoff = 0;
     while (!stopping) {
@@ -763,6 +791,25 @@ export function serve<T = undefined>(
       if (stopping) {
         closeQuietly(conn);
         break;
+      }
+      if (pending.size >= maxPendingHandshakes) {
+        // Closed unread and unanswered: a 503 would cost a write (and a TLS
+        // handshake on wss) per connection of the flood. Reported once per
+        // burst, so that the flood does not flood the logs too.
+        closeQuietly(conn);
+        const now = performance.now();
+        if (now - refusalReported >= REFUSAL_REPORT_INTERVAL) {
+          refusalReported = now;
+          onError(
+            new DOMException(
+              `Cannot accept connection: ${pending.size} handshakes are pending, maxPendingHandshakes is ${maxPendingHandshakes}; new connections are closed at once (reported at most every ${
+                REFUSAL_REPORT_INTERVAL / 1000
+              } s)`,
+              "QuotaExceededError",
+            ),
+          );
+        }
+        continue;
       }
       track(handle(conn));
     }
@@ -851,6 +898,11 @@ function upgradeRequired(): Response {
     headers: { "sec-websocket-version": "13", upgrade: "websocket" },
   });
 }
+
+// A connection closed past maxPendingHandshakes is reported when none was
+// reported for REFUSAL_REPORT_INTERVAL ms: once per burst, and at most that
+// often during a long one.
+const REFUSAL_REPORT_INTERVAL = 10_000;
 
 // After a failed accept(), the accept loop waits ACCEPT_BACKOFF_MIN ms, twice
 // as long after each failure in a row, at most ACCEPT_BACKOFF_MAX ms.

@@ -1130,6 +1130,61 @@ Deno.test(
   },
 );
 
+Deno.test("serve() closes connections past maxPendingHandshakes at once, reports the burst once, and serves those it holds", async () => {
+  const log = reportLog();
+  await using server = serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    handshakeTimeout: 30_000,
+    maxPendingHandshakes: 3,
+    onError: log.onError,
+  }, echo);
+  const port = server.addr.port;
+  // Ten clients connect and send nothing, as in a flood: the server accepts
+  // them in order, holds the first three and closes the other seven at once.
+  const conns: Deno.TcpConn[] = [];
+  try {
+    for (let i = 0; i < 10; i++) {
+      conns.push(await Deno.connect({ hostname: "127.0.0.1", port }));
+    }
+    for (const conn of conns.slice(3)) {
+      const bytes = await deadline(readToEnd(conn), "a close at once", 3_000);
+      assert.equal(bytes.length, 0);
+    }
+    // One report for the burst, not one per connection.
+    assert.equal(log.errors.length, 1);
+    const error = log.errors[0];
+    assert.ok(error instanceof DOMException, String(error));
+    assert.equal(error.name, "QuotaExceededError");
+    assert.match(error.message, /maxPendingHandshakes/);
+    assert.match(error.message, /\b3\b/);
+    // The three it holds still complete their handshake; from their 101 on
+    // they are sessions, no longer pending handshakes.
+    for (const conn of conns.slice(0, 3)) await rawUpgrade(conn, port);
+  } finally {
+    for (const conn of conns) conn.close();
+  }
+  await assertServes(port, "after the burst");
+  assert.equal(log.errors.length, 1);
+});
+
+Deno.test("serve() refuses a maxPendingHandshakes that is not a positive integer or Infinity, before it listens", async () => {
+  for (const value of [0, -1, 1.5, NaN, -Infinity]) {
+    assert.throws(
+      () => serve({ port: 0, maxPendingHandshakes: value }, echo),
+      (error: unknown) =>
+        error instanceof RangeError &&
+        error.message ===
+          `Cannot start server: maxPendingHandshakes is ${value}, expected a positive integer or Infinity`,
+    );
+  }
+  await using _server = serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    maxPendingHandshakes: Infinity,
+  }, echo);
+});
+
 // ---------------------------------------------------------------------------
 // The accept loop
 // ---------------------------------------------------------------------------
