@@ -368,7 +368,9 @@ export interface WebSocketServer extends AsyncDisposable {
  * @param handler Runs for every open connection.
  * @returns The running server.
  * @throws {RangeError} If `maxPendingHandshakes` is not a positive integer
- * or `Infinity` (before it listens).
+ * or `Infinity`, `handshakeTimeout` is not over 0, `shutdownTimeout` is
+ * negative, or either is over 2,147,483,647 ms or not finite (before it
+ * listens).
  *
  * @example Auth at upgrade time, and per-connection data
  * ```ts
@@ -405,6 +407,20 @@ export function serve<T = undefined>(
       `Cannot start server: maxPendingHandshakes is ${maxPendingHandshakes}, expected a positive integer or Infinity`,
     );
   }
+  // NaN, Infinity and past what a timer can wait: setTimeout would fire at
+  // once, and every handshake would fail.
+  const handshakeTimeout = options.handshakeTimeout ?? 5_000;
+  if (!(handshakeTimeout > 0 && handshakeTimeout <= MAX_TIMEOUT)) {
+    throw new RangeError(
+      `Cannot start server: handshakeTimeout is ${handshakeTimeout}, expected a number of ms over 0 and at most ${MAX_TIMEOUT}`,
+    );
+  }
+  const shutdownTimeout = options.shutdownTimeout ?? 5_000;
+  if (!(shutdownTimeout >= 0 && shutdownTimeout <= MAX_TIMEOUT)) {
+    throw new RangeError(
+      `Cannot start server: shutdownTimeout is ${shutdownTimeout}, expected a number of ms of at least 0 and at most ${MAX_TIMEOUT}`,
+    );
+  }
   const hostname = options.hostname ?? "0.0.0.0";
   const port = options.port ?? 8080;
   const tls = options.cert !== undefined && options.key !== undefined;
@@ -413,8 +429,6 @@ export function serve<T = undefined>(
     : Deno.listen({ hostname, port, transport: "tcp" });
   const addr = listener.addr as Deno.NetAddr;
   const scheme = tls ? "https" : "http";
-  const handshakeTimeout = options.handshakeTimeout ?? 5_000;
-  const shutdownTimeout = options.shutdownTimeout ?? 5_000;
   const onError = guardOnError(options.onError ?? defaultOnError);
   const connectionOptions = pickConnectionOptions(options);
 
@@ -898,6 +912,9 @@ function upgradeRequired(): Response {
     headers: { "sec-websocket-version": "13", upgrade: "websocket" },
   });
 }
+
+// The longest delay a timer takes (a longer one fires at once).
+const MAX_TIMEOUT = 2 ** 31 - 1;
 
 // A connection closed past maxPendingHandshakes is reported when none was
 // reported for REFUSAL_REPORT_INTERVAL ms: once per burst, and at most that

@@ -1185,6 +1185,29 @@ Deno.test("serve() refuses a maxPendingHandshakes that is not a positive integer
   }, echo);
 });
 
+Deno.test("serve() refuses a handshakeTimeout or shutdownTimeout a timer cannot wait, before it listens", () => {
+  const cases = [
+    ["handshakeTimeout", 2 ** 31, "over 0"],
+    ["handshakeTimeout", 0, "over 0"],
+    ["handshakeTimeout", -1, "over 0"],
+    ["handshakeTimeout", NaN, "over 0"],
+    ["handshakeTimeout", Infinity, "over 0"],
+    ["shutdownTimeout", 2 ** 31, "of at least 0"],
+    ["shutdownTimeout", -1, "of at least 0"],
+    ["shutdownTimeout", NaN, "of at least 0"],
+  ] as const;
+  for (const [name, value, range] of cases) {
+    assert.throws(
+      () => serve({ port: 0, [name]: value }, echo),
+      (error: unknown) =>
+        error instanceof RangeError &&
+        error.message ===
+          `Cannot start server: ${name} is ${value}, expected a number of ms ${range} and at most 2147483647`,
+      `${name}: ${value}`,
+    );
+  }
+});
+
 // ---------------------------------------------------------------------------
 // The accept loop
 // ---------------------------------------------------------------------------
