@@ -41,6 +41,7 @@ import {
   closeQuietly,
   noDelay,
   pickConnectionOptions,
+  type WriteOutcome,
   writeWithin,
 } from "./_socket.ts";
 import {
@@ -194,22 +195,23 @@ export interface ServeOptions<T = undefined> extends ConnectionLimits {
   /** Aborting it shuts the server down, as {@linkcode WebSocketServer.shutdown} does. */
   signal?: AbortSignal;
   /**
-   * How long the opening handshake may take, in milliseconds, counted from
-   * the accept: the TLS handshake, the request, the hooks (`upgrade`,
-   * `onRequest`, and the body of the `Response` they return) and the write
-   * of the answer (the 101, or any other answer).
+   * How long each step of the opening handshake may take, in milliseconds:
+   * the client has this long from the accept to send its whole request
+   * (the TLS handshake included), the hooks (`upgrade`, `onRequest`, with
+   * the body of the `Response` they return) have this long of their own,
+   * and the client has this long to read the answer (the 101, or any
+   * other). So a client that sends slowly cannot make a hook late.
    *
-   * When it passes, a client that has not sent its whole request is
-   * disconnected without an answer (and not reported). A request whose hook
-   * still runs gets `503 Service Unavailable` (which has 2 s more to go
-   * out), and `onError` hears a `TimeoutError` that names the hook; the
-   * hook's `request.signal` aborts then, so that it can give up. What the
-   * hook returns later is dropped (a `Response`'s body cancelled), what it
-   * throws later goes to `onError` (unless it is that signal's reason). A
-   * client that has not read its whole answer (one larger than what the
-   * socket buffers take) is disconnected, and `onError` hears a
-   * `HandshakeError` with the answer's status and a `TimeoutError` as
-   * `cause`.
+   * A client that has not sent its whole request in time is disconnected
+   * without an answer (and not reported). A request whose hook has not
+   * finished in time gets `503 Service Unavailable`, and `onError` hears a
+   * `TimeoutError` that names the hook; the hook's `request.signal` aborts
+   * then, so that it can give up. What the hook returns later is dropped (a
+   * `Response`'s body cancelled), what it throws later goes to `onError`
+   * (unless it is that signal's reason). A client that has not read its
+   * whole answer in time (one larger than what the socket buffers take) is
+   * disconnected, and `onError` hears a `HandshakeError` with the answer's
+   * status and a `TimeoutError` as `cause`.
    *
    * @default {5000}
    */
@@ -263,9 +265,9 @@ export interface ServeOptions<T = undefined> extends ConnectionLimits {
   /**
    * Decides on each upgrade request after the protocol and origin checks:
    * return a `Response` to refuse it (for example 401 for a missing token),
-   * or an {@linkcode UpgradeAccept} (or nothing) to accept it. It has until
-   * `handshakeTimeout` (counted from the accept) to finish, refusal body
-   * included; `request.signal` aborts when that passes or `shutdown()`
+   * or an {@linkcode UpgradeAccept} (or nothing) to accept it. It has
+   * `handshakeTimeout` from when the request was read to finish, refusal
+   * body included; `request.signal` aborts when that passes or `shutdown()`
    * begins, and the client then gets 503.
    *
    * @default {undefined}
@@ -283,9 +285,9 @@ export interface ServeOptions<T = undefined> extends ConnectionLimits {
    * `426 Upgrade Required`. A `HEAD` request gets the head of the answer
    * only, with the `Content-Length` of its body (RFC 9110 §9.3.2). The
    * answer's body is at most 1 MiB (more is a `RangeError`: 500). Like the
-   * upgrade hook, it has until `handshakeTimeout` to finish, body included;
-   * `request.signal` aborts when that passes or `shutdown()` begins, and the
-   * client then gets 503.
+   * upgrade hook, it has `handshakeTimeout` from when the request was read
+   * to finish, body included; `request.signal` aborts when that passes or
+   * `shutdown()` begins, and the client then gets 503.
    *
    * @default {undefined}
    */
@@ -438,13 +440,19 @@ export function serve<T = undefined>(
   const sessions = new Map<WebSocketConnection, Deno.Conn>();
   const tasks = new Set<Promise<void>>();
   let stopping = false;
+  // What the waits of the handshakes abort with once shutdown() began.
+  const shutdownReason = new DOMException(
+    "Cannot complete opening handshake: server shutting down",
+    "AbortError",
+  );
   // Resolved by shutdown(): wakes the accept loop from its back-off.
   const stopped = Promise.withResolvers<void>();
   const finished = Promise.withResolvers<void>();
 
   // Waits for what a hook returned (or for its answer's bytes), until the
-  // handshake's signal aborts: then rejects at once, with a TimeoutError
-  // that names the hook (at shutdown, with the signal's reason). The hook
+  // signal of the hooks' step aborts: then rejects at once, with a
+  // TimeoutError that names the hook (at shutdown, with the signal's
+  // reason). The hook
   // goes on: what it returns later is dropped (a Response's body
   // cancelled), what it throws later goes to onError, unless it is the
   // signal's reason (a hook that gave up on request.signal).
@@ -495,9 +503,33 @@ export function serve<T = undefined>(
     });
   }
 
-  // Runs the opening handshake; resolves with the open connection,
-  // "answered" when the request got another answer, or undefined when it
-  // got none (timeouts, shutdown, a client gone).
+  // Starts one step of a handshake, which waits at most `ms`: its
+  // controller becomes the connection's current one, which shutdown()
+  // aborts. A step that starts once shutdown() began is aborted at once,
+  // unless it runs at shutdown (the 503 that shutdown() answers).
+  function startStep(
+    state: PendingHandshake,
+    ms: number,
+    reason: () => unknown,
+    atShutdown: "abort" | "run" = "abort",
+  ): { signal: AbortSignal; end(): void } {
+    const controller = new AbortController();
+    state.controller = controller;
+    if (stopping && atShutdown === "abort") {
+      controller.abort(shutdownReason);
+      return { signal: controller.signal, end() {} };
+    }
+    const timer = setTimeout(() => controller.abort(reason()), ms);
+    return { signal: controller.signal, end: () => clearTimeout(timer) };
+  }
+
+  // Runs the opening handshake in three steps, each with handshakeTimeout
+  // of its own: reading the request (from the accept), the hooks (from when
+  // the request was read), writing the answer (from when the write
+  // starts). A client that sends its request slowly cannot shorten the
+  // hooks' time, nor a slow hook the client's. Resolves with the open
+  // connection, "answered" when the request got another answer, or
+  // undefined when it got none (timeouts, shutdown, a client gone).
   async function handshake(
     conn: Deno.Conn,
     state: PendingHandshake,
@@ -506,61 +538,159 @@ export function serve<T = undefined>(
     | "answered"
     | undefined
   > {
-    // Aborts at handshakeTimeout or when shutdown() begins.
-    const signal = state.controller.signal;
     let request: Request | undefined;
     // RFC 9110 §9.3.2: the answer to HEAD is the head of the answer to GET,
     // without its content (Content-Length stays that of the content, §8.6).
     let bodiless = false;
-    // Writes an answer within the handshake's deadline. A client that does
-    // not read it by then (an answer larger than the socket's buffers) is
-    // closed and reported: a HandshakeError with the status of the answer
-    // and the TimeoutError as cause (never the URL, which may hold tokens).
-    const answer = async (
+
+    // Writes an answer: the client has handshakeTimeout to take it. Past
+    // it the connection is closed ("aborted", with the step's reason).
+    const write = async (
       bytes: Uint8Array,
-      status: number,
-    ): Promise<boolean> => {
-      state.answered = true;
-      const outcome = await writeWithin(conn, bytes, signal);
-      if (outcome === "aborted" && !stopping) {
-        onError(
-          new HandshakeError(
-            `${
-              status === 101
-                ? "Cannot upgrade to WebSocket"
-                : "Cannot answer request"
-            }: client did not read the ${status} answer (${bytes.length} bytes) within handshakeTimeout (${handshakeTimeout} ms)`,
+      atShutdown: "abort" | "run" = "abort",
+    ): Promise<{ outcome: WriteOutcome; reason: unknown }> => {
+      const step = startStep(
+        state,
+        handshakeTimeout,
+        () =>
+          new DOMException(
+            `Cannot write answer: not read within handshakeTimeout (${handshakeTimeout} ms)`,
+            "TimeoutError",
+          ),
+        atShutdown,
+      );
+      try {
+        const outcome = await writeWithin(conn, bytes, step.signal);
+        return { outcome, reason: step.signal.reason };
+      } finally {
+        step.end();
+      }
+    };
+    // Reports an answer the client did not read in time (one larger than
+    // the socket buffers take): a HandshakeError with the status of the
+    // answer and the TimeoutError as cause (never the URL, which may hold
+    // tokens). A write cut by shutdown() is not the client's doing.
+    const reportUnread = (status: number, length: number, cause: unknown) => {
+      if (stopping) return;
+      onError(
+        new HandshakeError(
+          `${
+            status === 101
+              ? "Cannot upgrade to WebSocket"
+              : "Cannot answer request"
+          }: client did not read the ${status} answer (${length} bytes) within handshakeTimeout (${handshakeTimeout} ms)`,
+          {
+            status,
+            cause,
+            ...(request === undefined ? {} : { headers: request.headers }),
+          },
+        ),
+        request,
+      );
+    };
+    // Answers a failure and reports it: a HandshakeError with its status,
+    // anything else (a hook that threw: without details, as
+    // createFetchHandler does) with 500 once there is a request. Only the
+    // failure is reported, not a client that did not read its answer.
+    const refuse = async (error: unknown) => {
+      const bytes = error instanceof HandshakeError
+        ? errorResponseFor(error)
+        : request === undefined
+        ? undefined
+        : buildErrorResponse(500);
+      const sent = bytes !== undefined &&
+        (await write(bodiless ? headOf(bytes) : bytes)).outcome === "written";
+      onError(error, request);
+      return sent ? "answered" : undefined;
+    };
+    // Answers 503 to a request whose hooks did not finish in time, or still
+    // ran when shutdown() began, and reports it: the hook's TimeoutError,
+    // or a refusal for the shutdown.
+    const unavailable = async (error: unknown) => {
+      onError(
+        stopping
+          ? new HandshakeError(
+            "Cannot upgrade to WebSocket: server shutting down",
             {
-              status,
-              cause: signal.reason,
+              status: 503,
               ...(request === undefined ? {} : { headers: request.headers }),
             },
-          ),
-          request,
-        );
-      }
-      return outcome === "written";
+          )
+          : error,
+        request,
+      );
+      const bytes = buildErrorResponse(503);
+      const { outcome } = await write(bodiless ? headOf(bytes) : bytes, "run");
+      return outcome === "written" ? "answered" : undefined;
     };
+
+    // 1. The request head, within handshakeTimeout of the accept (the TLS
+    // handshake included).
+    let parsed: RequestHead;
+    let rest: Uint8Array;
+    const reading = startStep(
+      state,
+      handshakeTimeout,
+      () =>
+        new DOMException(
+          `Cannot read request: not complete within handshakeTimeout (${handshakeTimeout} ms)`,
+          "TimeoutError",
+        ),
+    );
     try {
       const reader = conn.readable.getReader();
       let head: Uint8Array;
-      let rest: Uint8Array;
       try {
         ({ head, rest } = await readHead(reader, {
           ...(options.maxHeadSize === undefined
             ? {}
             : { maxHeadSize: options.maxHeadSize }),
-          signal,
+          signal: reading.signal,
         }));
       } finally {
         reader.releaseLock();
       }
-      const parsed = parseRequestHead(head, {
+      parsed = parseRequestHead(head, {
         ...(options.maxHeaders === undefined
           ? {}
           : { maxHeaders: options.maxHeaders }),
       });
-      bodiless = parsed.method === "HEAD";
+    } catch (error) {
+      // A request not read whole when handshakeTimeout passed (or
+      // shutdown() began) has nothing to answer: the connection is closed,
+      // unreported (a slow client is not a failure of the server).
+      if (reading.signal.aborted) return undefined;
+      return await refuse(error);
+    } finally {
+      reading.end();
+    }
+    bodiless = parsed.method === "HEAD";
+
+    // 2. The checks and the hooks (and the body of the Response they
+    // return), within handshakeTimeout of their own. request.signal is
+    // this step's: it aborts when the hooks are too late or shutdown()
+    // begins.
+    const deciding = startStep(
+      state,
+      handshakeTimeout,
+      () =>
+        new DOMException(
+          `Cannot upgrade to WebSocket: upgrade not decided within handshakeTimeout (${handshakeTimeout} ms)`,
+          "TimeoutError",
+        ),
+    );
+    const signal = deciding.signal;
+    let answer: Uint8Array;
+    let status: number;
+    let open:
+      | {
+        decision: Decision<T>;
+        extensions: ExtensionOffer[];
+        accepted: ReturnType<typeof acceptDeflateOffer>;
+        deflateOptions: PerMessageDeflateOptions | undefined;
+      }
+      | undefined;
+    try {
       const current = toRequest(parsed, scheme, addr, signal);
       request = state.request = current;
       if (!isUpgrade(parsed.headers)) {
@@ -572,55 +702,81 @@ export function serve<T = undefined>(
           signal,
           current,
         );
-        const bytes = await untilDeadline(
+        answer = await untilDeadline(
           "onRequest",
           serializeResponse(response, bodiless, signal),
           signal,
           current,
         );
-        return await answer(bytes, response.status) ? "answered" : undefined;
-      }
-      const info = validateUpgradeRequest(parsed);
-      const decision = await decide(
-        options,
-        current,
-        {
-          protocols: info.protocols,
-          extensions: info.extensions,
-          remoteAddr: conn.remoteAddr as Deno.NetAddr,
-        },
-        (value) => untilDeadline("upgrade hook", value, signal, current),
-      );
-      if (decision instanceof Response) {
-        const bytes = await untilDeadline(
-          "upgrade hook",
-          serializeResponse(decision, bodiless, signal),
-          signal,
+        status = response.status;
+      } else {
+        const info = validateUpgradeRequest(parsed);
+        const decision = await decide(
+          options,
           current,
+          {
+            protocols: info.protocols,
+            extensions: info.extensions,
+            remoteAddr: conn.remoteAddr as Deno.NetAddr,
+          },
+          (value) => untilDeadline("upgrade hook", value, signal, current),
         );
-        return await answer(bytes, decision.status) ? "answered" : undefined;
+        if (decision instanceof Response) {
+          answer = await untilDeadline(
+            "upgrade hook",
+            serializeResponse(decision, bodiless, signal),
+            signal,
+            current,
+          );
+          status = decision.status;
+        } else {
+          const deflateOptions = options.deflate === false
+            ? undefined
+            : options.deflate === true || options.deflate === undefined
+            ? {}
+            : options.deflate;
+          const accepted = deflateOptions === undefined
+            ? undefined
+            : acceptDeflateOffer(info.extensions, deflateOptions);
+          const extensions = accepted === undefined ? [] : [accepted.response];
+          answer = await buildUpgradeResponse({
+            key: info.key,
+            extensions,
+            ...(decision.protocol ? { protocol: decision.protocol } : {}),
+            ...(decision.headers ? { headers: decision.headers } : {}),
+          });
+          status = 101;
+          open = { decision, extensions, accepted, deflateOptions };
+        }
       }
-      const deflateOptions = options.deflate === false
-        ? undefined
-        : options.deflate === true || options.deflate === undefined
-        ? {}
-        : options.deflate;
-      const accepted = deflateOptions === undefined
-        ? undefined
-        : acceptDeflateOffer(info.extensions, deflateOptions);
-      const extensions = accepted === undefined ? [] : [accepted.response];
-      const upgrade = await buildUpgradeResponse({
-        key: info.key,
-        extensions,
-        ...(decision.protocol ? { protocol: decision.protocol } : {}),
-        ...(decision.headers ? { headers: decision.headers } : {}),
-      });
-      // Too late for a 101: the catch below answers 503.
+      // Too late for the answer (the hooks were done, the rest was not):
+      // the catch below answers 503.
       if (signal.aborted) throw signal.reason;
-      // From the 101 on, the connection is a session: shutdown() closes it
-      // with 1001 (see handle()) instead of answering it 503.
-      pending.delete(conn);
-      if (!await answer(upgrade, 101)) return undefined;
+    } catch (error) {
+      if (signal.aborted) return await unavailable(error);
+      return await refuse(error);
+    } finally {
+      deciding.end();
+    }
+
+    // 3. The answer, which the client has handshakeTimeout to take.
+    if (open === undefined) {
+      const { outcome, reason } = await write(answer);
+      if (outcome === "aborted") reportUnread(status, answer.length, reason);
+      return outcome === "written" ? "answered" : undefined;
+    }
+    // shutdown() began after the hooks: no 101 then.
+    if (stopping) return await unavailable(shutdownReason);
+    // From the 101 on, the connection is a session: shutdown() closes it
+    // with 1001 (see handle()) instead of answering it 503.
+    pending.delete(conn);
+    const { outcome, reason } = await write(answer);
+    if (outcome !== "written") {
+      if (outcome === "aborted") reportUnread(101, answer.length, reason);
+      return undefined;
+    }
+    const { decision, extensions, accepted, deflateOptions } = open;
+    try {
       const ws = new WebSocketConnection(conn, {
         ...connectionOptions,
         role: "server",
@@ -634,103 +790,26 @@ export function serve<T = undefined>(
               : { maxMessageSize: options.maxMessageSize }),
           }),
         }),
-        url: current.url,
+        url: request.url,
         head: rest,
       });
-      return { ws, request: current, data: decision.data as T };
+      return { ws, request, data: decision.data as T };
     } catch (error) {
-      if (state.answered) {
-        // Only the connection after the 101 throws here (answer() does
-        // not).
-        if (!signal.aborted) onError(error, request);
-        return undefined;
-      }
-      if (signal.aborted) {
-        // handshakeTimeout passed, or shutdown() began. A request not read
-        // whole has nothing to answer: the connection is closed, unreported
-        // (a slow client is not a failure of the server).
-        if (request === undefined) return undefined;
-        // A request whose hooks were too slow (or still ran at shutdown)
-        // gets 503, as Python's websockets does; the hook's TimeoutError (or
-        // a refusal for the shutdown) goes to onError.
-        onError(
-          stopping
-            ? new HandshakeError(
-              "Cannot upgrade to WebSocket: server shutting down",
-              { status: 503, headers: request.headers },
-            )
-            : error,
-          request,
-        );
-        return await late(buildErrorResponse(503)) ? "answered" : undefined;
-      }
-      // Whether the error answer went out. Within the deadline too; only
-      // the refusal is reported, not a client that did not read it.
-      const send = async (bytes: Uint8Array) => {
-        state.answered = true;
-        return await writeWithin(
-          conn,
-          bodiless ? headOf(bytes) : bytes,
-          signal,
-        ) === "written";
-      };
-      if (error instanceof HandshakeError) {
-        const sent = await send(errorResponseFor(error));
-        onError(error, request);
-        return sent ? "answered" : undefined;
-      }
-      // A hook (onRequest, upgrade, protocols) threw: answer 500, without
-      // details, as createFetchHandler does. Read errors have no request.
-      const sent = request !== undefined &&
-        await send(buildErrorResponse(500));
       onError(error, request);
-      return sent ? "answered" : undefined;
-    }
-
-    // Writes an answer once the deadline passed (a 503): it has LATE_WRITE
-    // ms more, or until shutdown() begins.
-    async function late(bytes: Uint8Array): Promise<boolean> {
-      state.answered = true;
-      const controller = new AbortController();
-      if (!stopping) state.controller = controller;
-      const timer = setTimeout(() => controller.abort(), LATE_WRITE);
-      try {
-        return await writeWithin(
-          conn,
-          bodiless ? headOf(bytes) : bytes,
-          controller.signal,
-        ) === "written";
-      } finally {
-        clearTimeout(timer);
-      }
+      return undefined;
     }
   }
 
   async function handle(conn: Deno.Conn): Promise<void> {
-    // The deadline of the whole handshake: reading the request, the hooks,
-    // writing the answer.
     const state: PendingHandshake = {
       request: undefined,
-      answered: false,
       controller: new AbortController(),
     };
     pending.set(conn, state);
     noDelay(conn);
-    const deadline = state.controller;
-    const timer = setTimeout(
-      () =>
-        deadline.abort(
-          new DOMException(
-            `Cannot complete opening handshake: not done within handshakeTimeout (${handshakeTimeout} ms)`,
-            "TimeoutError",
-          ),
-        ),
-      handshakeTimeout,
-    );
     let opened;
     try {
       opened = await handshake(conn, state);
-      clearTimeout(timer);
       // After an answer that ends the connection, the client may still be
       // sending (a body, frames behind its request): closing with unread
       // bytes would reset the connection, and a reset can destroy the
@@ -740,7 +819,6 @@ export function serve<T = undefined>(
         await linger(conn, state.controller.signal);
       }
     } finally {
-      clearTimeout(timer);
       pending.delete(conn);
     }
     if (opened === undefined || opened === "answered") {
@@ -843,11 +921,9 @@ export function serve<T = undefined>(
     // as Python's websockets does (see handshake()); connections still
     // sending their request head are closed, as are answers being written
     // and lingering closes.
-    const reason = new DOMException(
-      "Cannot complete opening handshake: server shutting down",
-      "AbortError",
-    );
-    for (const state of pending.values()) state.controller.abort(reason);
+    for (const state of pending.values()) {
+      state.controller.abort(shutdownReason);
+    }
     await acceptLoop;
     for (const ws of sessions.keys()) {
       if (ws.isOpen) ws.close(1001, "server shutting down");
@@ -1134,20 +1210,13 @@ async function decide<T>(
 // before it closes the connection.
 const LINGER_BYTES = 1024 * 1024;
 const LINGER_TIME = 2000;
-// An answer written after the handshake's deadline passed (the 503 to a
-// request whose hook was too slow, or still ran at shutdown) has LATE_WRITE
-// ms to go out.
-const LATE_WRITE = 2000;
-
 // A connection in its handshake (or the lingering close after its answer).
 interface PendingHandshake {
   /** The request, once its head was read. */
   request: Request | undefined;
-  /** Whether an answer was (being) written: one answer each. */
-  answered: boolean;
   /**
-   * Aborts the current wait: the handshake's (at handshakeTimeout), or that
-   * of the late answer or of the lingering close. shutdown() aborts it.
+   * Aborts the current wait (reading the request, the hooks, writing the
+   * answer, the lingering close): its step's timer does, and shutdown().
    */
   controller: AbortController;
 }

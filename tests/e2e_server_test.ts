@@ -686,6 +686,32 @@ Deno.test("serve() answers 503 when a hook does not finish within handshakeTimeo
   );
 });
 
+Deno.test("serve() gives the hooks handshakeTimeout of their own: a client that sends its request slowly cannot make a hook time out", async () => {
+  const log = reportLog();
+  await using server = serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    handshakeTimeout: 1_000,
+    onError: log.onError,
+    onRequest: async () => {
+      await new Promise((resolve) => setTimeout(resolve, 600));
+      return new Response("worth the wait");
+    },
+  }, echo);
+  using conn = await Deno.connect({
+    hostname: "127.0.0.1",
+    port: server.addr.port,
+  });
+  // 700 ms for the request, 600 ms for the hook: each within 1 s, not both.
+  await writeAll(conn, encoder.encode("GET / HTTP/1.1\r\nHost: x\r\n"));
+  await new Promise((resolve) => setTimeout(resolve, 700));
+  await writeAll(conn, encoder.encode("\r\n"));
+  const answer = parseResponse(await readToEnd(conn));
+  assert.equal(answer.status, 200);
+  assert.equal(answer.body, "worth the wait");
+  assert.deepEqual(log.errors, []);
+});
+
 Deno.test("serve() answers 503 when onRequest's body does not end within handshakeTimeout, and cancels it", async () => {
   const log = reportLog();
   let cancelled = false;
