@@ -658,8 +658,10 @@ export function serve<T = undefined>(
     } catch (error) {
       // A request not read whole when handshakeTimeout passed (or
       // shutdown() began) has nothing to answer: the connection is closed,
-      // unreported (a slow client is not a failure of the server).
-      if (reading.signal.aborted) return undefined;
+      // unreported (a slow client is not a failure of the server). So is a
+      // client that went away (a reset, a failed TLS handshake): reported,
+      // with the default onError, it printed a line per connection.
+      if (reading.signal.aborted || isIoError(error)) return undefined;
       return await refuse(error);
     } finally {
       reading.end();
@@ -1049,6 +1051,12 @@ function defaultOnError(error: unknown): void {
   if (error instanceof HandshakeError || error instanceof ProtocolError) return;
   // deno-lint-ignore no-console
   console.error("WebSocket server error:", error);
+}
+
+// Whether `error` is one of the runtime's I/O errors (ConnectionReset,
+// BrokenPipe, InvalidData from TLS, ...).
+function isIoError(error: unknown): boolean {
+  return Object.values(Deno.errors).some((type) => error instanceof type);
 }
 
 function isUpgrade(headers: Headers): boolean {

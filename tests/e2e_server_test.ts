@@ -1096,6 +1096,75 @@ class StalledClient implements AsyncDisposable {
   }
 }
 
+// Sends half a request head and prints "sent"; at a line on stdin, resets
+// the connection (SO_LINGER 0).
+const RESETTING_CLIENT = `
+import socket, struct, sys
+s = socket.socket()
+s.connect(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"GET / HTTP/1.1\\r\\nHost: x\\r\\n")
+print("sent", flush=True)
+sys.stdin.readline()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+s.close()
+`;
+
+Deno.test(
+  "serve() does not report nor print a client that resets its connection while sending its request",
+  {
+    ignore: !stalledClientRuns,
+  },
+  async () => {
+    using capture = captureConsoleError();
+    for (const withOnError of [false, true]) {
+      const errors: unknown[] = [];
+      await using server = serve({
+        hostname: "127.0.0.1",
+        port: 0,
+        ...(withOnError ? { onError: (error) => void errors.push(error) } : {}),
+      }, echo);
+      const child = new Deno.Command(PYTHON, {
+        args: ["-c", RESETTING_CLIENT, String(server.addr.port)],
+        stdin: "piped",
+        stdout: "piped",
+        stderr: "null",
+      }).spawn();
+      const stdout = child.stdout.pipeThrough(new TextDecoderStream())
+        .getReader();
+      try {
+        assert.equal(
+          (await deadline(stdout.read(), "the client's first bytes")).value,
+          "sent\n",
+        );
+        // The server accepts in order: once it served a client that came
+        // after, it has the first one, reading its request.
+        await assertServes(server.addr.port, "before the reset");
+        const stdin = child.stdin.getWriter();
+        await stdin.write(encoder.encode("\n"));
+        await stdin.close();
+        assert.equal(
+          (await deadline(child.status, "resetting client")).code,
+          0,
+        );
+        // Serving one more client gives the server the turns to read the
+        // reset.
+        await assertServes(server.addr.port, "after the reset");
+      } finally {
+        await stdout.cancel();
+        try {
+          child.kill();
+        } catch {
+          // It exited.
+        }
+        await child.status;
+      }
+      await server.shutdown();
+      assert.deepEqual(errors, []);
+    }
+    assert.deepEqual(capture.printed, []);
+  },
+);
+
 Deno.test(
   "serve() closes a client that does not read its answer by handshakeTimeout, and reports it without the URL",
   {
