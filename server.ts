@@ -301,7 +301,8 @@ export interface ServeOptions<T = undefined> extends ConnectionLimits {
    * past `maxPendingHandshakes` (a `QuotaExceededError`, once per burst),
    * and failed accepts (such as EMFILE, no file descriptor left: the server
    * tries again after 10 ms, twice as long after each failure in a row, at
-   * most 1 s). The server goes on. By default handler, hook, accept and
+   * most 1 s; a connection reset before it was accepted is skipped, without
+   * a report or a pause). The server goes on. By default handler, hook, accept and
    * `maxPendingHandshakes` errors are printed with `console.error`; refused
    * upgrades (`HandshakeError`) and peers that broke the protocol
    * (`ProtocolError`) are not reported, so that no client can fill the
@@ -855,7 +856,10 @@ export function serve<T = undefined>(
   // onError, then the loop waits before it tries again (a failing accept()
   // returns at once: retrying at once would spin), ACCEPT_BACKOFF_MIN ms
   // first, twice as long after each failure in a row, at most
-  // ACCEPT_BACKOFF_MAX ms. shutdown() wakes it.
+  // ACCEPT_BACKOFF_MAX ms. shutdown() wakes it. A failure of one
+  // connection (reset or aborted before it was accepted) is neither: the
+  // client left, the listener is fine, and any client could otherwise print
+  // a line and pause the loop for everyone.
   // When the last refusal past maxPendingHandshakes was reported.
   let refusalReported = -Infinity;
   const acceptLoop = (async () => {
@@ -866,6 +870,13 @@ export function serve<T = undefined>(
         conn = await listener.accept();
       } catch (error) {
         if (stopping) break; // shutdown() closed the listener
+        if (
+          error instanceof Deno.errors.NotConnected ||
+          error instanceof Deno.errors.ConnectionReset ||
+          error instanceof Deno.errors.ConnectionAborted
+        ) {
+          continue;
+        }
         onError(error);
         // The listener is gone: nothing to retry.
         if (

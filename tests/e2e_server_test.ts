@@ -1358,6 +1358,47 @@ for await (const chunk of Deno.stdin.readable.pipeThrough(new TextDecoderStream(
 }
 `;
 
+// Connects and resets (SO_LINGER 0) three times.
+const RESET_BEFORE_ACCEPT = `
+import socket, struct, sys
+for _ in range(3):
+    s = socket.socket()
+    s.connect(("127.0.0.1", int(sys.argv[1])))
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+`;
+
+Deno.test(
+  "serve() neither reports nor backs off for clients that reset before it accepts them",
+  {
+    ignore: !stalledClientRuns,
+  },
+  async () => {
+    using capture = captureConsoleError();
+    for (const withOnError of [false, true]) {
+      const errors: unknown[] = [];
+      await using server = serve({
+        hostname: "127.0.0.1",
+        port: 0,
+        ...(withOnError ? { onError: (error) => void errors.push(error) } : {}),
+      }, echo);
+      // Synchronous: the event loop, so the accept loop, waits meanwhile, and
+      // accept() finds the connections reset (Deno 2.9.6 fails it with
+      // NotConnected).
+      const output = new Deno.Command(PYTHON, {
+        args: ["-c", RESET_BEFORE_ACCEPT, String(server.addr.port)],
+        stdin: "null",
+        stdout: "null",
+        stderr: "piped",
+      }).outputSync();
+      assert.equal(output.code, 0, decoder.decode(output.stderr));
+      await assertServes(server.addr.port, "after the resets");
+      assert.deepEqual(errors, []);
+    }
+    assert.deepEqual(capture.printed, []);
+  },
+);
+
 Deno.test(
   "serve() goes on accepting after accept() fails with EMFILE, backing off, and shutdown() does not wait for the back-off",
   {
