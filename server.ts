@@ -507,7 +507,9 @@ export function serve<T = undefined>(
   // Starts one step of a handshake, which waits at most `ms`: its
   // controller becomes the connection's current one, which shutdown()
   // aborts. A step that starts once shutdown() began is aborted at once,
-  // unless it runs at shutdown (the 503 that shutdown() answers).
+  // unless it runs at shutdown: the write of an answer (the 503 that
+  // shutdown() answers, or one that was ready), which shutdown() cuts only
+  // after shutdownTimeout.
   function startStep(
     state: PendingHandshake,
     ms: number,
@@ -548,7 +550,6 @@ export function serve<T = undefined>(
     // it the connection is closed ("aborted", with the step's reason).
     const write = async (
       bytes: Uint8Array,
-      atShutdown: "abort" | "run" = "abort",
     ): Promise<{ outcome: WriteOutcome; reason: unknown }> => {
       const step = startStep(
         state,
@@ -558,7 +559,7 @@ export function serve<T = undefined>(
             `Cannot write answer: not read within handshakeTimeout (${handshakeTimeout} ms)`,
             "TimeoutError",
           ),
-        atShutdown,
+        "run",
       );
       try {
         const outcome = await writeWithin(conn, bytes, step.signal);
@@ -621,7 +622,7 @@ export function serve<T = undefined>(
         request,
       );
       const bytes = buildErrorResponse(503);
-      const { outcome } = await write(bodiless ? headOf(bytes) : bytes, "run");
+      const { outcome } = await write(bodiless ? headOf(bytes) : bytes);
       return outcome === "written" ? "answered" : undefined;
     };
 
