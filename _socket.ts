@@ -53,6 +53,36 @@ export async function writeAll(
   }
 }
 
+/** How a write bounded by a signal ended: see {@linkcode writeWithin}. */
+export type WriteOutcome = "written" | "aborted" | "failed";
+
+/**
+ * Writes all of `bytes` unless `signal` aborts first: then closes `conn`
+ * (which ends the pending write) and resolves `"aborted"`. Resolves
+ * `"failed"` when the write fails otherwise (the peer went away); it never
+ * rejects.
+ */
+export async function writeWithin(
+  conn: Deno.Conn,
+  bytes: Uint8Array,
+  signal: AbortSignal,
+): Promise<WriteOutcome> {
+  if (signal.aborted) {
+    closeQuietly(conn);
+    return "aborted";
+  }
+  const onAbort = () => closeQuietly(conn);
+  signal.addEventListener("abort", onAbort, { once: true });
+  try {
+    await writeAll(conn, bytes);
+    return "written";
+  } catch {
+    return signal.aborted ? "aborted" : "failed";
+  } finally {
+    signal.removeEventListener("abort", onAbort);
+  }
+}
+
 /** Closes a socket that may be closed already. */
 export function closeQuietly(conn: Deno.Conn): void {
   try {

@@ -30,7 +30,9 @@
 
 import { EdgeWebSocket } from "./_edge.ts";
 import {
+  encodeLatin1,
   isValidHost,
+  readChunk,
   refusalHeaders,
   refusalStatus,
   STATUS_TEXT,
@@ -39,7 +41,8 @@ import {
   closeQuietly,
   noDelay,
   pickConnectionOptions,
-  writeAll,
+  type WriteOutcome,
+  writeWithin,
 } from "./_socket.ts";
 import {
   type ConnectionLimits,
@@ -192,13 +195,41 @@ export interface ServeOptions<T = undefined> extends ConnectionLimits {
   /** Aborting it shuts the server down, as {@linkcode WebSocketServer.shutdown} does. */
   signal?: AbortSignal;
   /**
-   * How long a client has to send its whole upgrade request, in
-   * milliseconds (TLS handshake included). Slow or silent clients are
-   * disconnected after it.
+   * How long each step of the opening handshake may take, in milliseconds:
+   * the client has this long from the accept to send its whole request
+   * (the TLS handshake included), the hooks (`upgrade`, `onRequest`, with
+   * the body of the `Response` they return) have this long of their own,
+   * and the client has this long to read the answer (the 101, or any
+   * other). So a client that sends slowly cannot make a hook late.
+   *
+   * A client that has not sent its whole request in time is disconnected
+   * without an answer (and not reported). A request whose hook has not
+   * finished in time gets `503 Service Unavailable`, and `onError` hears a
+   * `TimeoutError` that names the hook; the hook's `request.signal` aborts
+   * then, so that it can give up. What the hook returns later is dropped (a
+   * `Response`'s body cancelled), what it throws later goes to `onError`
+   * (unless it is that signal's reason). A client that has not read its
+   * whole answer in time (one larger than what the socket buffers take) is
+   * disconnected, and `onError` hears a `HandshakeError` with the answer's
+   * status and a `TimeoutError` as `cause`.
    *
    * @default {5000}
    */
   handshakeTimeout?: number;
+  /**
+   * The most handshakes in progress at once: connections accepted that are
+   * not sessions yet (reading their request, running a hook, writing an
+   * answer or in the lingering close after it). Past it, a new connection
+   * is closed at once, unread and unanswered, so that a flood of clients
+   * that connect and send nothing holds at most this many sockets (each
+   * for up to `handshakeTimeout`). `onError` hears of it once per burst: a
+   * `DOMException` named `QuotaExceededError` for the first connection
+   * closed, then at most one every 10 s while connections are still being
+   * closed. A positive integer, or `Infinity` for no limit.
+   *
+   * @default {1024}
+   */
+  maxPendingHandshakes?: number;
   /** The largest request head, in bytes; larger gets 431. @default {16384} */
   maxHeadSize?: number;
   /** The most header lines in a request head; more gets 431. @default {100} */
@@ -234,7 +265,10 @@ export interface ServeOptions<T = undefined> extends ConnectionLimits {
   /**
    * Decides on each upgrade request after the protocol and origin checks:
    * return a `Response` to refuse it (for example 401 for a missing token),
-   * or an {@linkcode UpgradeAccept} (or nothing) to accept it.
+   * or an {@linkcode UpgradeAccept} (or nothing) to accept it. It has
+   * `handshakeTimeout` from when the request was read to finish, refusal
+   * body included; `request.signal` aborts when that passes or `shutdown()`
+   * begins, and the client then gets 503.
    *
    * @default {undefined}
    */
@@ -248,21 +282,32 @@ export interface ServeOptions<T = undefined> extends ConnectionLimits {
     | Promise<Response | UpgradeAccept<T> | void>;
   /**
    * Answers requests that are not WebSocket upgrades. Without it they get
-   * `426 Upgrade Required`.
+   * `426 Upgrade Required`. A `HEAD` request gets the head of the answer
+   * only, with the `Content-Length` of its body (RFC 9110 §9.3.2). The
+   * answer's body is at most 1 MiB (more is a `RangeError`: 500). Like the
+   * upgrade hook, it has `handshakeTimeout` from when the request was read
+   * to finish, body included; `request.signal` aborts when that passes or
+   * `shutdown()` begins, and the client then gets 503.
    *
    * @default {undefined}
    */
   onRequest?: (request: Request) => Response | Promise<Response>;
   /**
-   * Hears of every failure: refused upgrades (a `HandshakeError`), handlers
-   * that threw, upgrade hooks that threw, and failed accepts (such as
-   * EMFILE, no file descriptor left: the server tries again after 10 ms,
-   * twice as long after each failure in a row, at most 1 s). The server
-   * goes on. By default handler, hook and accept errors are printed with
-   * `console.error`; refused upgrades (`HandshakeError`) and peers that
-   * broke the protocol (`ProtocolError`) are not reported, so that no
-   * client can fill the logs. When `onError` throws (or rejects), its first
-   * failure is printed with `console.error`, and the server goes on.
+   * Hears of every failure: refused upgrades (a `HandshakeError`), clients
+   * that did not read their answer within `handshakeTimeout` (a
+   * `HandshakeError` whose `cause` is a `TimeoutError`), hooks that did not
+   * finish within it (a `TimeoutError` that names the hook), handlers that
+   * threw, hooks that threw (even after their deadline), connections closed
+   * past `maxPendingHandshakes` (a `QuotaExceededError`, once per burst),
+   * and failed accepts (such as EMFILE, no file descriptor left: the server
+   * tries again after 10 ms, twice as long after each failure in a row, at
+   * most 1 s; a connection reset before it was accepted is skipped, without
+   * a report or a pause). The server goes on. By default handler, hook, accept and
+   * `maxPendingHandshakes` errors are printed with `console.error`; refused
+   * upgrades (`HandshakeError`) and peers that broke the protocol
+   * (`ProtocolError`) are not reported, so that no client can fill the
+   * logs. When `onError` throws (or rejects), its first failure is printed
+   * with `console.error`, and the server goes on.
    *
    * @default {undefined}
    */
@@ -305,9 +350,10 @@ export interface WebSocketServer extends AsyncDisposable {
   readonly finished: Promise<void>;
   /**
    * Shuts down gracefully: stops accepting, sends 1001 to every open
-   * connection, answers 503 to requests whose hooks still run, closes
-   * connections still sending their request, waits for the close handshakes
-   * and handlers up to `shutdownTimeout`, then closes what is left.
+   * connection, answers 503 to requests whose hooks still run (their
+   * `request.signal` aborts), closes connections still sending their
+   * request, waits for the close handshakes and handlers up to
+   * `shutdownTimeout`, then closes what is left.
    */
   shutdown(): Promise<void>;
 }
@@ -324,6 +370,10 @@ export interface WebSocketServer extends AsyncDisposable {
  * @param options Address, TLS, checks, limits and timeouts.
  * @param handler Runs for every open connection.
  * @returns The running server.
+ * @throws {RangeError} If `maxPendingHandshakes` is not a positive integer
+ * or `Infinity`, `handshakeTimeout` is not over 0, `shutdownTimeout` is
+ * negative, or either is over 2,147,483,647 ms or not finite (before it
+ * listens).
  *
  * @example Auth at upgrade time, and per-connection data
  * ```ts
@@ -351,6 +401,29 @@ export function serve<T = undefined>(
   options: ServeOptions<T>,
   handler: WebSocketHandler<T>,
 ): WebSocketServer {
+  const maxPendingHandshakes = options.maxPendingHandshakes ?? 1024;
+  if (
+    !(maxPendingHandshakes === Infinity ||
+      (Number.isSafeInteger(maxPendingHandshakes) && maxPendingHandshakes > 0))
+  ) {
+    throw new RangeError(
+      `Cannot start server: maxPendingHandshakes is ${maxPendingHandshakes}, expected a positive integer or Infinity`,
+    );
+  }
+  // NaN, Infinity and past what a timer can wait: setTimeout would fire at
+  // once, and every handshake would fail.
+  const handshakeTimeout = options.handshakeTimeout ?? 5_000;
+  if (!(handshakeTimeout > 0 && handshakeTimeout <= MAX_TIMEOUT)) {
+    throw new RangeError(
+      `Cannot start server: handshakeTimeout is ${handshakeTimeout}, expected a number of ms over 0 and at most ${MAX_TIMEOUT}`,
+    );
+  }
+  const shutdownTimeout = options.shutdownTimeout ?? 5_000;
+  if (!(shutdownTimeout >= 0 && shutdownTimeout <= MAX_TIMEOUT)) {
+    throw new RangeError(
+      `Cannot start server: shutdownTimeout is ${shutdownTimeout}, expected a number of ms of at least 0 and at most ${MAX_TIMEOUT}`,
+    );
+  }
   const hostname = options.hostname ?? "0.0.0.0";
   const port = options.port ?? 8080;
   const tls = options.cert !== undefined && options.key !== undefined;
@@ -359,103 +432,355 @@ export function serve<T = undefined>(
     : Deno.listen({ hostname, port, transport: "tcp" });
   const addr = listener.addr as Deno.NetAddr;
   const scheme = tls ? "https" : "http";
-  const handshakeTimeout = options.handshakeTimeout ?? 5_000;
-  const shutdownTimeout = options.shutdownTimeout ?? 5_000;
   const onError = guardOnError(options.onError ?? defaultOnError);
   const connectionOptions = pickConnectionOptions(options);
 
-  // Connections in their handshake, with the request once its head was read
-  // and whether an answer was (being) written: one answer each, from the
-  // handshake or, at shutdown, a 503.
-  const pending = new Map<
-    Deno.Conn,
-    { request: Request | undefined; answered: boolean }
-  >();
+  // Connections in their handshake or in the lingering close after an
+  // answer: see PendingHandshake.
+  const pending = new Map<Deno.Conn, PendingHandshake>();
   const sessions = new Map<WebSocketConnection, Deno.Conn>();
   const tasks = new Set<Promise<void>>();
   let stopping = false;
+  // What the waits of the handshakes abort with once shutdown() began.
+  const shutdownReason = new DOMException(
+    "Cannot complete opening handshake: server shutting down",
+    "AbortError",
+  );
   // Resolved by shutdown(): wakes the accept loop from its back-off.
   const stopped = Promise.withResolvers<void>();
   const finished = Promise.withResolvers<void>();
 
-  // Runs the opening handshake; resolves with the open connection,
-  // "answered" when the request got another answer, or undefined when it
-  // got none (timeouts, shutdown, a client gone).
+  // Waits for what a hook returned (or for its answer's bytes), until the
+  // signal of the hooks' step aborts: then rejects at once, with a
+  // TimeoutError that names the hook (at shutdown, with the signal's
+  // reason). The hook
+  // goes on: what it returns later is dropped (a Response's body
+  // cancelled), what it throws later goes to onError, unless it is the
+  // signal's reason (a hook that gave up on request.signal).
+  function untilDeadline<R>(
+    hook: "onRequest" | "upgrade hook",
+    value: R | PromiseLike<R>,
+    signal: AbortSignal,
+    request: Request,
+  ): Promise<R> {
+    const promise = Promise.resolve(value);
+    return new Promise<R>((resolve, reject) => {
+      let waiting = true;
+      const onAbort = () => {
+        waiting = false;
+        reject(
+          stopping ? signal.reason : new DOMException(
+            `${
+              hook === "onRequest"
+                ? "Cannot answer request"
+                : "Cannot upgrade to WebSocket"
+            }: ${hook} did not finish within handshakeTimeout (${handshakeTimeout} ms)`,
+            "TimeoutError",
+          ),
+        );
+      };
+      if (signal.aborted) onAbort();
+      else signal.addEventListener("abort", onAbort, { once: true });
+      promise.then(
+        (result) => {
+          if (waiting) {
+            waiting = false;
+            signal.removeEventListener("abort", onAbort);
+            resolve(result);
+          } else if (result instanceof Response && !result.bodyUsed) {
+            result.body?.cancel().catch(() => {});
+          }
+        },
+        (error: unknown) => {
+          if (waiting) {
+            waiting = false;
+            signal.removeEventListener("abort", onAbort);
+            reject(error);
+          } else if (error !== signal.reason) {
+            onError(error, request);
+          }
+        },
+      );
+    });
+  }
+
+  // Starts one step of a handshake, which waits at most `ms`: its
+  // controller becomes the connection's current one, which shutdown()
+  // aborts. A step that starts once shutdown() began is aborted at once,
+  // unless it runs at shutdown: the write of an answer (the 503 that
+  // shutdown() answers, or one that was ready), which shutdown() cuts only
+  // after shutdownTimeout.
+  function startStep(
+    state: PendingHandshake,
+    ms: number,
+    reason: () => unknown,
+    atShutdown: "abort" | "run" = "abort",
+  ): { signal: AbortSignal; end(): void } {
+    const controller = new AbortController();
+    state.controller = controller;
+    if (stopping && atShutdown === "abort") {
+      controller.abort(shutdownReason);
+      return { signal: controller.signal, end() {} };
+    }
+    const timer = setTimeout(() => controller.abort(reason()), ms);
+    return { signal: controller.signal, end: () => clearTimeout(timer) };
+  }
+
+  // Runs the opening handshake in three steps, each with handshakeTimeout
+  // of its own: reading the request (from the accept), the hooks (from when
+  // the request was read), writing the answer (from when the write
+  // starts). A client that sends its request slowly cannot shorten the
+  // hooks' time, nor a slow hook the client's. Resolves with the open
+  // connection, "answered" when the request got another answer, or
+  // undefined when it got none (timeouts, shutdown, a client gone).
   async function handshake(
     conn: Deno.Conn,
-    signal: AbortSignal,
-    state: { request: Request | undefined; answered: boolean },
+    state: PendingHandshake,
   ): Promise<
     | { ws: WebSocketConnection; request: Request; data: T }
     | "answered"
     | undefined
   > {
     let request: Request | undefined;
-    // Takes the right to answer: false when shutdown() answered already.
-    const claim = () => !state.answered && (state.answered = true);
+    // RFC 9110 §9.3.2: the answer to HEAD is the head of the answer to GET,
+    // without its content (Content-Length stays that of the content, §8.6).
+    let bodiless = false;
+
+    // Writes an answer: the client has handshakeTimeout to take it. Past
+    // it the connection is closed ("aborted", with the step's reason).
+    const write = async (
+      bytes: Uint8Array,
+    ): Promise<{ outcome: WriteOutcome; reason: unknown }> => {
+      const step = startStep(
+        state,
+        handshakeTimeout,
+        () =>
+          new DOMException(
+            `Cannot write answer: not read within handshakeTimeout (${handshakeTimeout} ms)`,
+            "TimeoutError",
+          ),
+        "run",
+      );
+      try {
+        const outcome = await writeWithin(conn, bytes, step.signal);
+        return { outcome, reason: step.signal.reason };
+      } finally {
+        step.end();
+      }
+    };
+    // Reports an answer the client did not read in time (one larger than
+    // the socket buffers take): a HandshakeError with the status of the
+    // answer and the TimeoutError as cause (never the URL, which may hold
+    // tokens). A write cut by shutdown() is not the client's doing.
+    const reportUnread = (status: number, length: number, cause: unknown) => {
+      if (stopping) return;
+      onError(
+        new HandshakeError(
+          `${
+            status === 101
+              ? "Cannot upgrade to WebSocket"
+              : "Cannot answer request"
+          }: client did not read the ${status} answer (${length} bytes) within handshakeTimeout (${handshakeTimeout} ms)`,
+          {
+            status,
+            cause,
+            ...(request === undefined ? {} : { headers: request.headers }),
+          },
+        ),
+        request,
+      );
+    };
+    // Answers a failure and reports it: a HandshakeError with its status,
+    // anything else (a hook that threw: without details, as
+    // createFetchHandler does) with 500 once there is a request. Only the
+    // failure is reported, not a client that did not read its answer.
+    const refuse = async (error: unknown) => {
+      const bytes = error instanceof HandshakeError
+        ? errorResponseFor(error)
+        : request === undefined
+        ? undefined
+        : buildErrorResponse(500);
+      const sent = bytes !== undefined &&
+        (await write(bodiless ? headOf(bytes) : bytes)).outcome === "written";
+      onError(error, request);
+      return sent ? "answered" : undefined;
+    };
+    // Answers 503 to a request whose hooks did not finish in time, or still
+    // ran when shutdown() began, and reports it: the hook's TimeoutError,
+    // or a refusal for the shutdown.
+    const unavailable = async (error: unknown) => {
+      onError(
+        stopping
+          ? new HandshakeError(
+            "Cannot upgrade to WebSocket: server shutting down",
+            {
+              status: 503,
+              ...(request === undefined ? {} : { headers: request.headers }),
+            },
+          )
+          : error,
+        request,
+      );
+      const bytes = buildErrorResponse(503);
+      const { outcome } = await write(bodiless ? headOf(bytes) : bytes);
+      return outcome === "written" ? "answered" : undefined;
+    };
+
+    // 1. The request head, within handshakeTimeout of the accept (the TLS
+    // handshake included).
+    let parsed: RequestHead;
+    let rest: Uint8Array;
+    const reading = startStep(
+      state,
+      handshakeTimeout,
+      () =>
+        new DOMException(
+          `Cannot read request: not complete within handshakeTimeout (${handshakeTimeout} ms)`,
+          "TimeoutError",
+        ),
+    );
     try {
       const reader = conn.readable.getReader();
       let head: Uint8Array;
-      let rest: Uint8Array;
       try {
         ({ head, rest } = await readHead(reader, {
           ...(options.maxHeadSize === undefined
             ? {}
             : { maxHeadSize: options.maxHeadSize }),
-          signal,
+          signal: reading.signal,
         }));
       } finally {
         reader.releaseLock();
       }
-      const parsed = parseRequestHead(head, {
+      parsed = parseRequestHead(head, {
         ...(options.maxHeaders === undefined
           ? {}
           : { maxHeaders: options.maxHeaders }),
       });
-      request = toRequest(parsed, scheme, addr);
-      state.request = request;
+    } catch (error) {
+      // A request not read whole when handshakeTimeout passed (or
+      // shutdown() began) has nothing to answer: the connection is closed,
+      // unreported (a slow client is not a failure of the server). So is a
+      // client that went away (a reset, a failed TLS handshake): reported,
+      // with the default onError, it printed a line per connection.
+      if (reading.signal.aborted || isIoError(error)) return undefined;
+      return await refuse(error);
+    } finally {
+      reading.end();
+    }
+    bodiless = parsed.method === "HEAD";
+
+    // 2. The checks and the hooks (and the body of the Response they
+    // return), within handshakeTimeout of their own. request.signal is
+    // this step's: it aborts when the hooks are too late or shutdown()
+    // begins.
+    const deciding = startStep(
+      state,
+      handshakeTimeout,
+      () =>
+        new DOMException(
+          `Cannot upgrade to WebSocket: upgrade not decided within handshakeTimeout (${handshakeTimeout} ms)`,
+          "TimeoutError",
+        ),
+    );
+    const signal = deciding.signal;
+    let answer: Uint8Array;
+    let status: number;
+    let open:
+      | {
+        decision: Decision<T>;
+        extensions: ExtensionOffer[];
+        accepted: ReturnType<typeof acceptDeflateOffer>;
+        deflateOptions: PerMessageDeflateOptions | undefined;
+      }
+      | undefined;
+    try {
+      const current = toRequest(parsed, scheme, addr, signal);
+      request = state.request = current;
       if (!isUpgrade(parsed.headers)) {
-        const response = options.onRequest === undefined
-          ? upgradeRequired()
-          : await options.onRequest(request);
-        const bytes = await serializeResponse(response);
-        if (!claim()) return undefined;
-        await writeAll(conn, bytes);
-        return "answered";
+        const response = await untilDeadline(
+          "onRequest",
+          options.onRequest === undefined
+            ? upgradeRequired()
+            : options.onRequest(current),
+          signal,
+          current,
+        );
+        answer = await untilDeadline(
+          "onRequest",
+          serializeResponse(response, bodiless, signal),
+          signal,
+          current,
+        );
+        status = response.status;
+      } else {
+        const info = validateUpgradeRequest(parsed);
+        const decision = await decide(
+          options,
+          current,
+          {
+            protocols: info.protocols,
+            extensions: info.extensions,
+            remoteAddr: conn.remoteAddr as Deno.NetAddr,
+          },
+          (value) => untilDeadline("upgrade hook", value, signal, current),
+        );
+        if (decision instanceof Response) {
+          answer = await untilDeadline(
+            "upgrade hook",
+            serializeResponse(decision, bodiless, signal),
+            signal,
+            current,
+          );
+          status = decision.status;
+        } else {
+          const deflateOptions = options.deflate === false
+            ? undefined
+            : options.deflate === true || options.deflate === undefined
+            ? {}
+            : options.deflate;
+          const accepted = deflateOptions === undefined
+            ? undefined
+            : acceptDeflateOffer(info.extensions, deflateOptions);
+          const extensions = accepted === undefined ? [] : [accepted.response];
+          answer = await buildUpgradeResponse({
+            key: info.key,
+            extensions,
+            ...(decision.protocol ? { protocol: decision.protocol } : {}),
+            ...(decision.headers ? { headers: decision.headers } : {}),
+          });
+          status = 101;
+          open = { decision, extensions, accepted, deflateOptions };
+        }
       }
-      const info = validateUpgradeRequest(parsed);
-      const decision = await decide(options, request, {
-        protocols: info.protocols,
-        extensions: info.extensions,
-        remoteAddr: conn.remoteAddr as Deno.NetAddr,
-      });
-      if (decision instanceof Response) {
-        const bytes = await serializeResponse(decision);
-        if (!claim()) return undefined;
-        await writeAll(conn, bytes);
-        return "answered";
-      }
-      if (stopping || signal.aborted) return undefined;
-      const deflateOptions = options.deflate === false
-        ? undefined
-        : options.deflate === true || options.deflate === undefined
-        ? {}
-        : options.deflate;
-      const accepted = deflateOptions === undefined
-        ? undefined
-        : acceptDeflateOffer(info.extensions, deflateOptions);
-      const extensions = accepted === undefined ? [] : [accepted.response];
-      const answer = await buildUpgradeResponse({
-        key: info.key,
-        extensions,
-        ...(decision.protocol ? { protocol: decision.protocol } : {}),
-        ...(decision.headers ? { headers: decision.headers } : {}),
-      });
-      if (stopping || signal.aborted || !claim()) return undefined;
-      // From the 101 on, the connection is a session: shutdown() closes it
-      // with 1001 (see handle()) instead of answering it 503.
-      pending.delete(conn);
-      await writeAll(conn, answer);
+      // Too late for the answer (the hooks were done, the rest was not):
+      // the catch below answers 503.
+      if (signal.aborted) throw signal.reason;
+    } catch (error) {
+      if (signal.aborted) return await unavailable(error);
+      return await refuse(error);
+    } finally {
+      deciding.end();
+    }
+
+    // 3. The answer, which the client has handshakeTimeout to take.
+    if (open === undefined) {
+      const { outcome, reason } = await write(answer);
+      if (outcome === "aborted") reportUnread(status, answer.length, reason);
+      return outcome === "written" ? "answered" : undefined;
+    }
+    // shutdown() began after the hooks: no 101 then.
+    if (stopping) return await unavailable(shutdownReason);
+    // From the 101 on, the connection is a session: shutdown() closes it
+    // with 1001 (see handle()) instead of answering it 503.
+    pending.delete(conn);
+    const { outcome, reason } = await write(answer);
+    if (outcome !== "written") {
+      if (outcome === "aborted") reportUnread(101, answer.length, reason);
+      return undefined;
+    }
+    const { decision, extensions, accepted, deflateOptions } = open;
+    try {
       const ws = new WebSocketConnection(conn, {
         ...connectionOptions,
         role: "server",
@@ -474,53 +799,30 @@ export function serve<T = undefined>(
       });
       return { ws, request, data: decision.data as T };
     } catch (error) {
-      // Whether the error answer went out.
-      const send = (bytes: Uint8Array) =>
-        claim()
-          ? writeAll(conn, bytes).then(() => true, () => false)
-          : Promise.resolve(false);
-      if (error instanceof HandshakeError) {
-        const sent = await send(errorResponseFor(error));
-        onError(error, request);
-        return sent ? "answered" : undefined;
-      } else if (!signal.aborted && !stopping) {
-        // A hook (onRequest, upgrade, protocols) threw: answer 500, without
-        // details, as createFetchHandler does. Read errors have no request.
-        const sent = request !== undefined &&
-          await send(buildErrorResponse(500));
-        onError(error, request);
-        return sent ? "answered" : undefined;
-      }
+      onError(error, request);
       return undefined;
     }
   }
 
   async function handle(conn: Deno.Conn): Promise<void> {
-    const state = { request: undefined, answered: false };
+    const state: PendingHandshake = {
+      request: undefined,
+      controller: new AbortController(),
+    };
     pending.set(conn, state);
     noDelay(conn);
-    const deadline = new AbortController();
-    const timer = setTimeout(
-      () =>
-        deadline.abort(
-          new DOMException(
-            `Cannot read upgrade request: no complete request within ${handshakeTimeout} ms`,
-            "TimeoutError",
-          ),
-        ),
-      handshakeTimeout,
-    );
     let opened;
     try {
-      opened = await handshake(conn, deadline.signal, state);
-      clearTimeout(timer);
+      opened = await handshake(conn, state);
       // After an answer that ends the connection, the client may still be
       // sending (a body, frames behind its request): closing with unread
       // bytes would reset the connection, and a reset can destroy the
-      // answer before the client reads it.
-      if (opened === "answered" && !stopping) await linger(conn);
+      // answer before the client reads it. shutdown() ends it.
+      if (opened === "answered" && !stopping) {
+        state.controller = new AbortController();
+        await linger(conn, state.controller.signal);
+      }
     } finally {
-      clearTimeout(timer);
       pending.delete(conn);
     }
     if (opened === undefined || opened === "answered") {
@@ -555,7 +857,12 @@ export function serve<T = undefined>(
   // onError, then the loop waits before it tries again (a failing accept()
   // returns at once: retrying at once would spin), ACCEPT_BACKOFF_MIN ms
   // first, twice as long after each failure in a row, at most
-  // ACCEPT_BACKOFF_MAX ms. shutdown() wakes it.
+  // ACCEPT_BACKOFF_MAX ms. shutdown() wakes it. A failure of one
+  // connection (reset or aborted before it was accepted) is neither: the
+  // client left, the listener is fine, and any client could otherwise print
+  // a line and pause the loop for everyone.
+  // When the last refusal past maxPendingHandshakes was reported.
+  let refusalReported = -Infinity;
   const acceptLoop = (async () => {
     let backoff = 0;
     while (!stopping) {
@@ -564,6 +871,13 @@ export function serve<T = undefined>(
         conn = await listener.accept();
       } catch (error) {
         if (stopping) break; // shutdown() closed the listener
+        if (
+          error instanceof Deno.errors.NotConnected ||
+          error instanceof Deno.errors.ConnectionReset ||
+          error instanceof Deno.errors.ConnectionAborted
+        ) {
+          continue;
+        }
         onError(error);
         // The listener is gone: nothing to retry.
         if (
@@ -584,6 +898,25 @@ export function serve<T = undefined>(
         closeQuietly(conn);
         break;
       }
+      if (pending.size >= maxPendingHandshakes) {
+        // Closed unread and unanswered: a 503 would cost a write (and a TLS
+        // handshake on wss) per connection of the flood. Reported once per
+        // burst, so that the flood does not flood the logs too.
+        closeQuietly(conn);
+        const now = performance.now();
+        if (now - refusalReported >= REFUSAL_REPORT_INTERVAL) {
+          refusalReported = now;
+          onError(
+            new DOMException(
+              `Cannot accept connection: ${pending.size} handshakes are pending, maxPendingHandshakes is ${maxPendingHandshakes}; new connections are closed at once (reported at most every ${
+                REFUSAL_REPORT_INTERVAL / 1000
+              } s)`,
+              "QuotaExceededError",
+            ),
+          );
+        }
+        continue;
+      }
       track(handle(conn));
     }
   })();
@@ -597,32 +930,13 @@ export function serve<T = undefined>(
     } catch {
       // Closed already.
     }
-    // Requests read and not answered yet (their hooks still run) get 503,
-    // as Python's websockets does; connections still sending their request
-    // head are closed. At once, in the turn that set `stopping`: a hook that
-    // returns later finds its connection answered (see claim()).
-    const unavailable = buildErrorResponse(503);
-    for (const [conn, state] of pending) {
-      if (state.request !== undefined && !state.answered) {
-        state.answered = true;
-        onError(
-          new HandshakeError(
-            "Cannot upgrade to WebSocket: server shutting down",
-            {
-              status: 503,
-            },
-          ),
-          state.request,
-        );
-        track(
-          writeAll(conn, unavailable).then(
-            () => closeQuietly(conn),
-            () => closeQuietly(conn),
-          ),
-        );
-      } else {
-        closeQuietly(conn);
-      }
+    // Every handshake stops waiting, in the turn that set `stopping`:
+    // requests read and not answered yet (their hooks still run) get 503,
+    // as Python's websockets does (see handshake()); connections still
+    // sending their request head are closed, as are answers being written
+    // and lingering closes.
+    for (const state of pending.values()) {
+      state.controller.abort(shutdownReason);
     }
     await acceptLoop;
     for (const ws of sessions.keys()) {
@@ -634,6 +948,7 @@ export function serve<T = undefined>(
     });
     await Promise.race([Promise.allSettled([...tasks]), expired]);
     clearTimeout(timer);
+    for (const conn of pending.keys()) closeQuietly(conn);
     // Whatever did not finish in time is closed now. Handlers that still
     // run after their connection closed are not waited for: one that never
     // returns must not hold shutdown() forever.
@@ -687,6 +1002,14 @@ function upgradeRequired(): Response {
     headers: { "sec-websocket-version": "13", upgrade: "websocket" },
   });
 }
+
+// The longest delay a timer takes (a longer one fires at once).
+const MAX_TIMEOUT = 2 ** 31 - 1;
+
+// A connection closed past maxPendingHandshakes is reported when none was
+// reported for REFUSAL_REPORT_INTERVAL ms: once per burst, and at most that
+// often during a long one.
+const REFUSAL_REPORT_INTERVAL = 10_000;
 
 // After a failed accept(), the accept loop waits ACCEPT_BACKOFF_MIN ms, twice
 // as long after each failure in a row, at most ACCEPT_BACKOFF_MAX ms.
@@ -742,6 +1065,12 @@ function defaultOnError(error: unknown): void {
   console.error("WebSocket server error:", error);
 }
 
+// Whether `error` is one of the runtime's I/O errors (ConnectionReset,
+// BrokenPipe, InvalidData from TLS, ...).
+function isIoError(error: unknown): boolean {
+  return Object.values(Deno.errors).some((type) => error instanceof type);
+}
+
 function isUpgrade(headers: Headers): boolean {
   const upgrade = headers.get("upgrade");
   return upgrade !== null && /(^|,)\s*websocket\s*(,|$)/i.test(upgrade);
@@ -751,6 +1080,7 @@ function toRequest(
   head: RequestHead,
   scheme: string,
   addr: Deno.NetAddr,
+  signal: AbortSignal,
 ): Request {
   const bad = (detail: string) =>
     new HandshakeError(`Cannot read request: ${detail}`, {
@@ -808,7 +1138,7 @@ function toRequest(
   try {
     const headers = new Headers();
     for (const [name, value] of head.rawHeaders) headers.append(name, value);
-    return new Request(url, { method: head.method, headers });
+    return new Request(url, { method: head.method, headers, signal });
   } catch {
     // parseRequestHead() lets through nothing the runtime refuses that we
     // know of; should it, the client gets 400 (not a log line), and no cause
@@ -852,10 +1182,16 @@ interface Decision<T> {
 
 // The checks both serve() and createFetchHandler() run on an upgrade request:
 // origin (403), the upgrade hook, and the subprotocol.
+// `wait` waits for what the upgrade hook returned (serve() bounds it by the
+// handshake's deadline).
 async function decide<T>(
   options: ServeOptions<T>,
   request: Request,
   info: UpgradeInfo,
+  wait: (
+    value: ReturnType<NonNullable<ServeOptions<T>["upgrade"]>> | undefined,
+  ) => Promise<Response | UpgradeAccept<T> | void | undefined> = (value) =>
+    Promise.resolve(value),
 ): Promise<Response | Decision<T>> {
   if (!originAllowed(options as ServeOptions<unknown>, request)) {
     throw new HandshakeError(
@@ -863,7 +1199,7 @@ async function decide<T>(
       { status: 403, header: "origin", headers: request.headers },
     );
   }
-  const accepted = await options.upgrade?.(request, info);
+  const accepted = await wait(options.upgrade?.(request, info));
   if (accepted instanceof Response) return accepted;
   let protocol = accepted?.protocol;
   if (protocol !== undefined && !info.protocols.includes(protocol)) {
@@ -889,26 +1225,38 @@ async function decide<T>(
   };
 }
 
-const textEncoder = new TextEncoder();
 // After answering a request it does not upgrade, the server reads and drops
 // at most LINGER_BYTES more from the client, for at most LINGER_TIME ms,
 // before it closes the connection.
 const LINGER_BYTES = 1024 * 1024;
 const LINGER_TIME = 2000;
+// A connection in its handshake (or the lingering close after its answer).
+interface PendingHandshake {
+  /** The request, once its head was read. */
+  request: Request | undefined;
+  /**
+   * Aborts the current wait (reading the request, the hooks, writing the
+   * answer, the lingering close): its step's timer does, and shutdown().
+   */
+  controller: AbortController;
+}
 
 /**
  * Half-closes `conn` (the answer is followed by a FIN) and reads what the
  * client still sends until it closes its side, LINGER_BYTES arrived or
  * LINGER_TIME passed: a lingering close, as HTTP servers do, so that closing
  * does not reset a connection whose client has not read the answer yet.
+ * `signal` (shutdown) ends it at once.
  */
-async function linger(conn: Deno.Conn): Promise<void> {
+async function linger(conn: Deno.Conn, signal: AbortSignal): Promise<void> {
   try {
     await conn.closeWrite();
   } catch {
     return; // the client is gone
   }
   const timer = setTimeout(() => closeQuietly(conn), LINGER_TIME);
+  const onAbort = () => closeQuietly(conn);
+  signal.addEventListener("abort", onAbort, { once: true });
   const buffer = new Uint8Array(16 * 1024);
   try {
     for (let left = LINGER_BYTES; left > 0;) {
@@ -920,19 +1268,26 @@ async function linger(conn: Deno.Conn): Promise<void> {
     // Reset, or closed by the timer or shutdown().
   } finally {
     clearTimeout(timer);
+    signal.removeEventListener("abort", onAbort);
   }
 }
 
 // The largest body of an answer to a refused or plain HTTP request.
 const MAX_RESPONSE_BODY = 1024 * 1024;
 
-async function serializeResponse(response: Response): Promise<Uint8Array> {
-  const body = new Uint8Array(await response.arrayBuffer());
-  if (body.length > MAX_RESPONSE_BODY) {
-    throw new RangeError(
-      `Cannot send HTTP response: body is ${body.length} bytes, limit is ${MAX_RESPONSE_BODY}`,
+// The bytes of `response`, HTTP/1.1 with Content-Length; `bodiless` (an
+// answer to HEAD) leaves out the content but not its Content-Length.
+async function serializeResponse(
+  response: Response,
+  bodiless: boolean,
+  signal: AbortSignal,
+): Promise<Uint8Array> {
+  if (!(response instanceof Response)) {
+    throw new TypeError(
+      "Cannot send HTTP response: hook did not return a Response",
     );
   }
+  const body = await readBody(response, signal);
   const status = response.status;
   // RFC 9112 §4: the reason phrase may be empty.
   const reason = response.statusText || STATUS_TEXT[status] || "";
@@ -954,11 +1309,69 @@ async function serializeResponse(response: Response): Promise<Uint8Array> {
     ? "upgrade, close"
     : "close";
   lines.push(`Content-Length: ${body.length}`, `Connection: ${connection}`);
-  const head = textEncoder.encode(lines.join("\r\n") + "\r\n\r\n");
+  // Header values and the status text are ByteStrings (Headers and Response
+  // refuse any character above U+00FF): each character is one byte on the
+  // wire (RFC 9110 §5.5 obs-text), not its UTF-8.
+  const head = encodeLatin1(lines.join("\r\n") + "\r\n\r\n");
+  if (bodiless) return head;
   const out = new Uint8Array(head.length + body.length);
   out.set(head);
   out.set(body, head.length);
   return out;
+}
+
+// The body of a hook's Response, read until `signal` aborts (then rejects
+// with its reason and cancels the body).
+async function readBody(
+  response: Response,
+  signal: AbortSignal,
+): Promise<Uint8Array> {
+  if (response.body === null) return new Uint8Array(0);
+  const reader = response.body.getReader();
+  const parts: Uint8Array[] = [];
+  let size = 0;
+  try {
+    while (true) {
+      const { done, value } = await readChunk(reader, signal);
+      if (done) break;
+      if (!(value instanceof Uint8Array)) {
+        throw new TypeError(
+          "Cannot send HTTP response: body stream gave a chunk that is not a Uint8Array",
+        );
+      }
+      size += value.length;
+      if (size > MAX_RESPONSE_BODY) {
+        throw new RangeError(
+          `Cannot send HTTP response: body is over ${MAX_RESPONSE_BODY} bytes`,
+        );
+      }
+      parts.push(value);
+    }
+  } catch (error) {
+    reader.cancel().catch(() => {});
+    throw error;
+  }
+  const body = new Uint8Array(size);
+  let offset = 0;
+  for (const part of parts) {
+    body.set(part, offset);
+    offset += part.length;
+  }
+  return body;
+}
+
+// The head of a whole answer (as buildErrorResponse() writes it): the bytes
+// up to and including the empty line.
+function headOf(bytes: Uint8Array): Uint8Array {
+  for (let i = 3; i < bytes.length; i++) {
+    if (
+      bytes[i] === 0x0a && bytes[i - 1] === 0x0d && bytes[i - 2] === 0x0a &&
+      bytes[i - 3] === 0x0d
+    ) {
+      return bytes.subarray(0, i + 1);
+    }
+  }
+  return bytes;
 }
 
 // ---------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import { ConnectionClosedError, HandshakeError } from "../errors.ts";
 import { encodeFrame, type Frame, FrameDecoder } from "../frame.ts";
 import { createAcceptKey, createKey } from "../handshake.ts";
 import { serve, type WebSocketHandler } from "../server.ts";
+import { PYTHON } from "./_python.ts";
 import { makeCertificate, opensslAvailable } from "./_tls.ts";
 import {
   captureConsoleError,
@@ -568,6 +569,208 @@ Deno.test("serve() answers 503 to hooks that end on the signal that shuts it dow
   }
 });
 
+/** onError's reports, with a way to wait for one. */
+function reportLog(): {
+  errors: unknown[];
+  onError: (error: unknown) => void;
+  until: (test: (error: unknown) => boolean, what: string) => Promise<unknown>;
+} {
+  const errors: unknown[] = [];
+  let wake = Promise.withResolvers<void>();
+  return {
+    errors,
+    onError: (error) => {
+      errors.push(error);
+      wake.resolve();
+      wake = Promise.withResolvers<void>();
+    },
+    until: (test, what) =>
+      deadline(
+        (async () => {
+          for (let reports = 0; reports < 1000; reports++) {
+            const found = errors.find(test);
+            if (found !== undefined) return found;
+            await wake.promise;
+          }
+          throw new Error(`no report matched: ${what}`);
+        })(),
+        what,
+        3_000,
+      ),
+  };
+}
+
+function isTimeout(error: unknown, pattern: RegExp): boolean {
+  return error instanceof DOMException && error.name === "TimeoutError" &&
+    pattern.test(error.message);
+}
+
+Deno.test("serve() answers 503 when a hook does not finish within handshakeTimeout, reports a TimeoutError naming it, and reports what the hook throws later", async () => {
+  const log = reportLog();
+  // Each hook call waits on the next of these, settled by the test.
+  const gates: PromiseWithResolvers<unknown>[] = [];
+  const signals: AbortSignal[] = [];
+  // The requests of assertServes() (for "/", not "/raw") pass at once.
+  const hook = (request: Request) => {
+    if (request.headers.has("upgrade") && !request.url.endsWith("/raw")) {
+      return Promise.resolve({});
+    }
+    signals.push(request.signal);
+    const gate = Promise.withResolvers<unknown>();
+    gates.push(gate);
+    return gate.promise;
+  };
+  let handlerRuns = 0;
+  await using server = serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    handshakeTimeout: 300,
+    onError: log.onError,
+    upgrade: hook as () => Promise<void>,
+    onRequest: hook as () => Promise<Response>,
+  }, (ws, request) => {
+    if (request.url.endsWith("/raw")) handlerRuns++;
+    return echo(ws);
+  });
+  const port = server.addr.port;
+
+  // The upgrade hook: 503, a TimeoutError that names it, request.signal
+  // aborted; what it throws afterwards still reaches onError.
+  const upgrade = await deadline(
+    request(port, upgradeHead(port, createKey())),
+    "answer to the upgrade",
+    3_000,
+  );
+  assert.equal(upgrade.status, 503);
+  await log.until((e) => isTimeout(e, /upgrade hook/), "upgrade hook timeout");
+  assert.ok(signals[0]!.aborted);
+  gates[0]!.reject(new Error("late lookup failure"));
+  await log.until(
+    (e) => e instanceof Error && e.message === "late lookup failure",
+    "the late failure",
+  );
+
+  // An upgrade hook that accepts too late: the client had its 503, the
+  // handler never runs.
+  const late = await deadline(
+    request(port, upgradeHead(port, createKey())),
+    "answer to the second upgrade",
+    3_000,
+  );
+  assert.equal(late.status, 503);
+  gates[1]!.resolve({});
+
+  // onRequest, and a late Response (dropped, its body cancelled).
+  const plain = await deadline(
+    request(port, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
+    "answer to the plain request",
+    3_000,
+  );
+  assert.equal(plain.status, 503);
+  await log.until((e) => isTimeout(e, /onRequest/), "onRequest timeout");
+  let cancelled = false;
+  gates[2]!.resolve(
+    new Response(new ReadableStream({ cancel: () => void (cancelled = true) })),
+  );
+  await assertServes(port, "after the slow hooks");
+  assert.ok(cancelled);
+  assert.equal(handlerRuns, 0);
+  assert.deepEqual(
+    log.errors.map((e) => e instanceof Error ? e.message : String(e)),
+    [
+      "Cannot upgrade to WebSocket: upgrade hook did not finish within handshakeTimeout (300 ms)",
+      "late lookup failure",
+      "Cannot upgrade to WebSocket: upgrade hook did not finish within handshakeTimeout (300 ms)",
+      "Cannot answer request: onRequest did not finish within handshakeTimeout (300 ms)",
+    ],
+  );
+});
+
+Deno.test("serve() gives the hooks handshakeTimeout of their own: a client that sends its request slowly cannot make a hook time out", async () => {
+  const log = reportLog();
+  await using server = serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    handshakeTimeout: 1_000,
+    onError: log.onError,
+    onRequest: async () => {
+      await new Promise((resolve) => setTimeout(resolve, 600));
+      return new Response("worth the wait");
+    },
+  }, echo);
+  using conn = await Deno.connect({
+    hostname: "127.0.0.1",
+    port: server.addr.port,
+  });
+  // 700 ms for the request, 600 ms for the hook: each within 1 s, not both.
+  await writeAll(conn, encoder.encode("GET / HTTP/1.1\r\nHost: x\r\n"));
+  await new Promise((resolve) => setTimeout(resolve, 700));
+  await writeAll(conn, encoder.encode("\r\n"));
+  const answer = parseResponse(await readToEnd(conn));
+  assert.equal(answer.status, 200);
+  assert.equal(answer.body, "worth the wait");
+  assert.deepEqual(log.errors, []);
+});
+
+Deno.test("serve() answers 503 when onRequest's body does not end within handshakeTimeout, and cancels it", async () => {
+  const log = reportLog();
+  let cancelled = false;
+  await using server = serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    handshakeTimeout: 300,
+    onError: log.onError,
+    onRequest: () =>
+      new Response(
+        new ReadableStream({
+          start: (controller) => controller.enqueue(encoder.encode("part")),
+          cancel: () => void (cancelled = true),
+        }),
+      ),
+  }, echo);
+  const answer = await deadline(
+    request(server.addr.port, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
+    "answer",
+    3_000,
+  );
+  assert.equal(answer.status, 503);
+  await log.until((e) => isTimeout(e, /onRequest/), "onRequest timeout");
+  assert.ok(cancelled);
+});
+
+Deno.test("serve() reads at most 1 MiB of a hook's body, then answers 500 and cancels the rest", async () => {
+  const log = reportLog();
+  // An endless body (cut at 64 MiB, so that a server reading it all ends).
+  let pulled = 0;
+  let cancelled = false;
+  const chunk = new Uint8Array(64 * 1024);
+  await using server = serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    onError: log.onError,
+    onRequest: () =>
+      new Response(
+        new ReadableStream({
+          pull: (controller) => {
+            if (pulled >= 64 * 1024 * 1024) return controller.close();
+            pulled += chunk.length;
+            controller.enqueue(chunk);
+          },
+          cancel: () => void (cancelled = true),
+        }),
+      ),
+  }, echo);
+  const answer = await request(
+    server.addr.port,
+    "GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+  );
+  assert.equal(answer.status, 500);
+  const error = await log.until((e) => e instanceof RangeError, "RangeError");
+  assert.ok(pulled <= 1024 * 1024 + 4 * chunk.length, `pulled ${pulled}`);
+  assert.match((error as Error).message, /over 1048576 bytes/);
+  assert.ok(cancelled);
+});
+
 Deno.test("serve()'s HandshakeError keeps the request's headers for onError, out of what logging it prints", async () => {
   const { server, errors } = quietServer();
   await using _server = server;
@@ -720,6 +923,391 @@ Deno.test("serve() refuses obs-fold in an upgrade request with 400 (RFC 9112 §5
   await assertServes(port, "after a folded request");
 });
 
+/** The bytes of `bytes` as Latin-1 text: one character per byte. */
+function latin1(bytes: Uint8Array): string {
+  let text = "";
+  for (const byte of bytes) text += String.fromCharCode(byte);
+  return text;
+}
+
+Deno.test("serve() writes a hook's header values and status text as Latin-1, one byte per character", async () => {
+  // "é" is U+00E9: the byte 0xE9 on the wire, not its UTF-8 (0xC3 0xA9).
+  const answer = () =>
+    new Response("body", {
+      status: 401,
+      statusText: "Caf\u00e9",
+      headers: { "X-Name": "caf\u00e9", "X-Max": "\u00ff" },
+    });
+  const { server, errors } = quietServer({
+    onRequest: answer,
+    upgrade: answer,
+  });
+  await using _server = server;
+  const port = server.addr.port;
+  for (
+    const head of [
+      "GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+      upgradeHead(port, createKey()),
+    ]
+  ) {
+    using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    await writeAll(conn, encoder.encode(head));
+    const text = latin1(await readToEnd(conn));
+    assert.ok(text.startsWith("HTTP/1.1 401 Caf\xe9\r\n"), text);
+    assert.ok(text.includes("\r\nx-name: caf\xe9\r\n"), text);
+    assert.ok(text.includes("\r\nx-max: \xff\r\n"), text);
+    assert.ok(
+      text.endsWith("\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbody"),
+      text,
+    );
+  }
+  assert.deepEqual(errors, []);
+});
+
+Deno.test("serve() answers HEAD with the head of the answer GET gets, without its body (RFC 9110 §9.3.2)", async () => {
+  const withRequest = quietServer({
+    onRequest: () => new Response("hello, HTTP", { status: 200 }),
+  });
+  const bare = quietServer();
+  await using _withRequest = withRequest.server;
+  await using _bare = bare.server;
+  const port = bare.server.addr.port;
+  const upgradeHeaders = upgradeHead(port, createKey()).slice(
+    upgradeHead(port, "").indexOf("\r\n") + 2,
+    -2,
+  );
+  // Each HEAD request, and the request whose answer it must match but for
+  // the body.
+  const cases = [
+    // onRequest's answer, and the 426 without onRequest.
+    [withRequest.server.addr.port, "Host: x\r\n", "GET", 200],
+    [port, "Host: x\r\n", "GET", 426],
+    // Error answers: an upgrade that is not a GET gets 405 (whose message
+    // names the method: POST has as many letters as HEAD), a bad Host 400.
+    [port, upgradeHeaders, "POST", 405],
+    [port, "Host: x/y?\r\n", "GET", 400],
+  ] as const;
+  for (const [port, headers, like, status] of cases) {
+    const raw = async (method: string) => {
+      using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      await writeAll(
+        conn,
+        encoder.encode(`${method} / HTTP/1.1\r\n${headers}\r\n`),
+      );
+      return decoder.decode(await readToEnd(conn));
+    };
+    const full = parseResponse(encoder.encode(await raw(like)));
+    const text = await raw("HEAD");
+    const head = parseResponse(encoder.encode(text));
+    assert.equal(full.status, status);
+    assert.equal(head.status, status, text);
+    assert.equal(head.body, "", `no body bytes after the head: ${text}`);
+    assert.ok(full.body.length > 0);
+    // RFC 9110 §8.6: Content-Length as for GET.
+    assert.equal(
+      head.headers.get("content-length"),
+      String(encoder.encode(full.body).length),
+    );
+    assert.equal(
+      head.headers.get("content-type"),
+      full.headers.get("content-type"),
+    );
+  }
+});
+
+// ---------------------------------------------------------------------------
+// Answers to clients that do not read
+// ---------------------------------------------------------------------------
+
+// Over loopback the kernel takes about 4 MB of a write that nobody reads,
+// more than the 1 MiB a hook's answer may have: a Deno client cannot stall a
+// server's write. This client (Python's standard library only) can: with a
+// 4 KiB receive buffer and a 536-byte MSS, the server's socket takes about
+// 150 KB. It sends argv[2] as Latin-1 and prints "sent"; then, at a line on
+// stdin, reads until the end and prints "end <bytes>" (or "reset <bytes>").
+const STALLED_CLIENT = `
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 536)
+s.connect(("127.0.0.1", int(sys.argv[1])))
+s.sendall(sys.argv[2].encode("latin-1"))
+print("sent", flush=True)
+sys.stdin.readline()
+s.settimeout(10)
+total = 0
+try:
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        total += len(chunk)
+    print("end", total, flush=True)
+except ConnectionResetError:
+    print("reset", total, flush=True)
+`;
+
+const stalledClientRuns = Deno.build.os === "linux" && (() => {
+  try {
+    return new Deno.Command(PYTHON, { args: ["-c", ""] }).outputSync().success;
+  } catch {
+    return false;
+  }
+})();
+
+/** A client that sends a request and reads nothing until told to. */
+class StalledClient implements AsyncDisposable {
+  readonly #child: Deno.ChildProcess;
+  readonly #stdin: WritableStreamDefaultWriter<Uint8Array>;
+  readonly #stdout: Promise<string>;
+  readonly #stderr: Promise<string>;
+
+  constructor(port: number, request: string) {
+    this.#child = new Deno.Command(PYTHON, {
+      args: ["-c", STALLED_CLIENT, String(port), request],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    this.#stdin = this.#child.stdin.getWriter();
+    this.#stdout = new Response(this.#child.stdout).text();
+    this.#stderr = new Response(this.#child.stderr).text();
+  }
+
+  /** Reads until the server ends the connection: "end <bytes>". */
+  async readToEnd(): Promise<string> {
+    await this.#stdin.write(encoder.encode("\n"));
+    await this.#stdin.close();
+    const status = await deadline(this.#child.status, "stalled client");
+    assert.equal(status.code, 0, await this.#stderr);
+    return (await this.#stdout).trim().split("\n").at(-1)!;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    try {
+      this.#child.kill("SIGKILL");
+    } catch {
+      // It exited.
+    }
+    await this.#child.status;
+    await this.#stdin.close().catch(() => {});
+    await this.#stdout.catch(() => "");
+    await this.#stderr.catch(() => "");
+  }
+}
+
+// Sends half a request head and prints "sent"; at a line on stdin, resets
+// the connection (SO_LINGER 0).
+const RESETTING_CLIENT = `
+import socket, struct, sys
+s = socket.socket()
+s.connect(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"GET / HTTP/1.1\\r\\nHost: x\\r\\n")
+print("sent", flush=True)
+sys.stdin.readline()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+s.close()
+`;
+
+Deno.test(
+  "serve() does not report nor print a client that resets its connection while sending its request",
+  {
+    ignore: !stalledClientRuns,
+  },
+  async () => {
+    using capture = captureConsoleError();
+    for (const withOnError of [false, true]) {
+      const errors: unknown[] = [];
+      await using server = serve({
+        hostname: "127.0.0.1",
+        port: 0,
+        ...(withOnError ? { onError: (error) => void errors.push(error) } : {}),
+      }, echo);
+      const child = new Deno.Command(PYTHON, {
+        args: ["-c", RESETTING_CLIENT, String(server.addr.port)],
+        stdin: "piped",
+        stdout: "piped",
+        stderr: "null",
+      }).spawn();
+      const stdout = child.stdout.pipeThrough(new TextDecoderStream())
+        .getReader();
+      try {
+        // Until the end of the line: print() may write it in two parts
+        // (unbuffered with PYTHONUNBUFFERED set).
+        let line = "";
+        for (let reads = 0; !line.endsWith("\n") && reads < 10; reads++) {
+          const { value, done } = await deadline(stdout.read(), "the client");
+          if (done) break;
+          line += value;
+        }
+        assert.equal(line, "sent\n");
+        // The server accepts in order: once it served a client that came
+        // after, it has the first one, reading its request.
+        await assertServes(server.addr.port, "before the reset");
+        const stdin = child.stdin.getWriter();
+        await stdin.write(encoder.encode("\n"));
+        await stdin.close();
+        assert.equal(
+          (await deadline(child.status, "resetting client")).code,
+          0,
+        );
+        // Serving one more client gives the server the turns to read the
+        // reset.
+        await assertServes(server.addr.port, "after the reset");
+      } finally {
+        await stdout.cancel();
+        try {
+          child.kill();
+        } catch {
+          // It exited.
+        }
+        await child.status;
+      }
+      await server.shutdown();
+      assert.deepEqual(errors, []);
+    }
+    assert.deepEqual(capture.printed, []);
+  },
+);
+
+Deno.test(
+  "serve() closes a client that does not read its answer by handshakeTimeout, and reports it without the URL",
+  {
+    ignore: !stalledClientRuns,
+  },
+  async () => {
+    const body = "x".repeat(1024 * 1024);
+    const reported: unknown[] = [];
+    let heard = Promise.withResolvers<void>();
+    await using server = serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      handshakeTimeout: 500,
+      onRequest: () => new Response(body),
+      upgrade: (request) =>
+        new URL(request.url).searchParams.has("token")
+          ? new Response(body, { status: 401 })
+          : {},
+      onError: (error) => {
+        reported.push(error);
+        heard.resolve();
+      },
+    }, echo);
+    const port = server.addr.port;
+    const requests = [
+      ["GET /?token=SECRET HTTP/1.1\r\nHost: x\r\n\r\n", 200],
+      [
+        upgradeHead(port, createKey()).replace(
+          "GET /raw",
+          "GET /?token=SECRET",
+        ),
+        401,
+      ],
+    ] as const;
+    for (const [request, status] of requests) {
+      heard = Promise.withResolvers<void>();
+      reported.length = 0;
+      await using client = new StalledClient(port, request);
+      // The answer does not fit the socket: the server's write waits, until
+      // handshakeTimeout passes, closes the connection and reports.
+      await deadline(heard.promise, "onError", 3_000);
+      assert.equal(reported.length, 1);
+      const error = reported[0];
+      assert.ok(error instanceof HandshakeError, String(error));
+      assert.equal(error.status, status);
+      assert.match(error.message, /did not read/);
+      assert.match(error.message, /500 ms/);
+      assert.ok(error.cause instanceof DOMException);
+      assert.equal(error.cause.name, "TimeoutError");
+      assert.ok(!Deno.inspect(error).includes("SECRET"), Deno.inspect(error));
+      // What the kernel had taken still arrives, then the end: the connection
+      // was closed before the whole answer went out.
+      const [end = "", bytes = ""] = (await client.readToEnd()).split(" ");
+      assert.ok(end === "end" || end === "reset", end);
+      assert.ok(Number(bytes) < body.length, bytes);
+    }
+    await assertServes(port, "after clients that did not read");
+  },
+);
+
+Deno.test("serve() closes connections past maxPendingHandshakes at once, reports the burst once, and serves those it holds", async () => {
+  const log = reportLog();
+  await using server = serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    handshakeTimeout: 30_000,
+    maxPendingHandshakes: 3,
+    onError: log.onError,
+  }, echo);
+  const port = server.addr.port;
+  // Ten clients connect and send nothing, as in a flood: the server accepts
+  // them in order, holds the first three and closes the other seven at once.
+  const conns: Deno.TcpConn[] = [];
+  try {
+    for (let i = 0; i < 10; i++) {
+      conns.push(await Deno.connect({ hostname: "127.0.0.1", port }));
+    }
+    for (const conn of conns.slice(3)) {
+      const bytes = await deadline(readToEnd(conn), "a close at once", 3_000);
+      assert.equal(bytes.length, 0);
+    }
+    // One report for the burst, not one per connection.
+    assert.equal(log.errors.length, 1);
+    const error = log.errors[0];
+    assert.ok(error instanceof DOMException, String(error));
+    assert.equal(error.name, "QuotaExceededError");
+    assert.match(error.message, /maxPendingHandshakes/);
+    assert.match(error.message, /\b3\b/);
+    // The three it holds still complete their handshake; from their 101 on
+    // they are sessions, no longer pending handshakes.
+    for (const conn of conns.slice(0, 3)) await rawUpgrade(conn, port);
+  } finally {
+    for (const conn of conns) conn.close();
+  }
+  await assertServes(port, "after the burst");
+  assert.equal(log.errors.length, 1);
+});
+
+Deno.test("serve() refuses a maxPendingHandshakes that is not a positive integer or Infinity, before it listens", async () => {
+  for (const value of [0, -1, 1.5, NaN, -Infinity]) {
+    assert.throws(
+      () => serve({ port: 0, maxPendingHandshakes: value }, echo),
+      (error: unknown) =>
+        error instanceof RangeError &&
+        error.message ===
+          `Cannot start server: maxPendingHandshakes is ${value}, expected a positive integer or Infinity`,
+    );
+  }
+  await using _server = serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    maxPendingHandshakes: Infinity,
+  }, echo);
+});
+
+Deno.test("serve() refuses a handshakeTimeout or shutdownTimeout a timer cannot wait, before it listens", () => {
+  const cases = [
+    ["handshakeTimeout", 2 ** 31, "over 0"],
+    ["handshakeTimeout", 0, "over 0"],
+    ["handshakeTimeout", -1, "over 0"],
+    ["handshakeTimeout", NaN, "over 0"],
+    ["handshakeTimeout", Infinity, "over 0"],
+    ["shutdownTimeout", 2 ** 31, "of at least 0"],
+    ["shutdownTimeout", -1, "of at least 0"],
+    ["shutdownTimeout", NaN, "of at least 0"],
+  ] as const;
+  for (const [name, value, range] of cases) {
+    assert.throws(
+      () => serve({ port: 0, [name]: value }, echo),
+      (error: unknown) =>
+        error instanceof RangeError &&
+        error.message ===
+          `Cannot start server: ${name} is ${value}, expected a number of ms ${range} and at most 2147483647`,
+      `${name}: ${value}`,
+    );
+  }
+});
+
 // ---------------------------------------------------------------------------
 // The accept loop
 // ---------------------------------------------------------------------------
@@ -774,6 +1362,47 @@ for await (const chunk of Deno.stdin.readable.pipeThrough(new TextDecoderStream(
   }
 }
 `;
+
+// Connects and resets (SO_LINGER 0) three times.
+const RESET_BEFORE_ACCEPT = `
+import socket, struct, sys
+for _ in range(3):
+    s = socket.socket()
+    s.connect(("127.0.0.1", int(sys.argv[1])))
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+`;
+
+Deno.test(
+  "serve() neither reports nor backs off for clients that reset before it accepts them",
+  {
+    ignore: !stalledClientRuns,
+  },
+  async () => {
+    using capture = captureConsoleError();
+    for (const withOnError of [false, true]) {
+      const errors: unknown[] = [];
+      await using server = serve({
+        hostname: "127.0.0.1",
+        port: 0,
+        ...(withOnError ? { onError: (error) => void errors.push(error) } : {}),
+      }, echo);
+      // Synchronous: the event loop, so the accept loop, waits meanwhile, and
+      // accept() finds the connections reset (Deno 2.9.6 fails it with
+      // NotConnected).
+      const output = new Deno.Command(PYTHON, {
+        args: ["-c", RESET_BEFORE_ACCEPT, String(server.addr.port)],
+        stdin: "null",
+        stdout: "null",
+        stderr: "piped",
+      }).outputSync();
+      assert.equal(output.code, 0, decoder.decode(output.stderr));
+      await assertServes(server.addr.port, "after the resets");
+      assert.deepEqual(errors, []);
+    }
+    assert.deepEqual(capture.printed, []);
+  },
+);
 
 Deno.test(
   "serve() goes on accepting after accept() fails with EMFILE, backing off, and shutdown() does not wait for the back-off",

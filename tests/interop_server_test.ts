@@ -1020,6 +1020,42 @@ Deno.test("createFetchHandler() answers plain HTTP with 426 by default", async (
   await response.text();
 });
 
+Deno.test("createFetchHandler() answers HEAD with the head of the answer GET gets, without its body, as serve() does", async () => {
+  await using plain = fetchServer({}, echo);
+  await using withRequest = fetchServer({
+    onRequest: () => new Response("hello, HTTP"),
+  }, echo);
+  const cases: [number, number][] = [
+    [plain.addr.port, 426],
+    [withRequest.addr.port, 200],
+  ];
+  for (const [port, status] of cases) {
+    // With Connection: close, the runtime closes after its answer: whatever
+    // came after the head is read to the end.
+    const answer = async (method: string) => {
+      using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      await conn.write(
+        new TextEncoder().encode(
+          `${method} / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`,
+        ),
+      );
+      const text = await deadline(
+        new Response(conn.readable).text(),
+        "answer",
+      );
+      const end = text.indexOf("\r\n\r\n") + 4;
+      const length = /\r\ncontent-length: *(\d+)\r\n/i.exec(text)?.[1];
+      return { status: text.split(" ")[1], length, body: text.slice(end) };
+    };
+    const get = await answer("GET");
+    const head = await answer("HEAD");
+    assert.equal(head.status, String(status));
+    assert.equal(head.body, "");
+    assert.ok(get.body.length > 0);
+    assert.equal(head.length, String(get.body.length));
+  }
+});
+
 /** Sends a request head by hand; the answer's status, headers and body. */
 async function rawRequest(
   port: number,
