@@ -212,6 +212,23 @@ export function checkMaxHeadSize(value: number | undefined): number {
   return maxHeadSize;
 }
 
+/**
+ * The most header lines a head may have: `value`, or the default when it is
+ * absent. Throws a RangeError unless it is a non-negative integer.
+ */
+export function checkMaxHeaders(
+  value: number | undefined,
+  kind: "request" | "response" = "request",
+): number {
+  const maxHeaders = value ?? DEFAULT_MAX_HEADERS;
+  if (!Number.isSafeInteger(maxHeaders) || maxHeaders < 0) {
+    throw new RangeError(
+      `Cannot parse HTTP ${kind}: maxHeaders must be a non-negative integer, got ${maxHeaders}`,
+    );
+  }
+  return maxHeaders;
+}
+
 // Reads a head of at most `limit` bytes whose first bytes may be in `start`
 // (bytes read already: what followed an interim response), then in the
 // reader's chunks. `tooLarge` says what passing the limit means.
@@ -565,12 +582,7 @@ function parseHead(
   parseStart: (line: string) => RegExpExecArray | null,
 ): ParsedHead {
   const kind = isRequest ? "request" : "response";
-  const maxHeaders = options.maxHeaders ?? DEFAULT_MAX_HEADERS;
-  if (!Number.isSafeInteger(maxHeaders) || maxHeaders < 0) {
-    throw new RangeError(
-      `Cannot parse HTTP ${kind}: maxHeaders must be a non-negative integer, got ${maxHeaders}`,
-    );
-  }
+  const maxHeaders = checkMaxHeaders(options.maxHeaders, kind);
   const fail = (detail: string, status = 400) =>
     new HandshakeError(
       `Cannot parse HTTP ${kind}: ${detail}`,

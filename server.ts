@@ -30,6 +30,8 @@
 
 import { EdgeWebSocket } from "./_edge.ts";
 import {
+  checkMaxHeaders,
+  checkMaxHeadSize,
   encodeLatin1,
   isValidHost,
   readChunk,
@@ -45,6 +47,7 @@ import {
   writeWithin,
 } from "./_socket.ts";
 import {
+  checkConnectionLimits,
   type ConnectionLimits,
   DEFAULT_MAX_MESSAGE_SIZE,
   WebSocketConnection,
@@ -424,6 +427,26 @@ export function serve<T = undefined>(
       `Cannot start server: shutdownTimeout is ${shutdownTimeout}, expected a number of ms of at least 0 and at most ${MAX_TIMEOUT}`,
     );
   }
+  // The limits of the head, the connections and compression, checked
+  // here as they would be for each connection: a bad one is an error now,
+  // not a failure of every handshake after its request was read (or its
+  // 101 written).
+  checkMaxHeadSize(options.maxHeadSize);
+  checkMaxHeaders(options.maxHeaders);
+  checkConnectionLimits(options);
+  const deflateOptions = options.deflate === false
+    ? undefined
+    : options.deflate === true || options.deflate === undefined
+    ? {}
+    : options.deflate;
+  // What each connection's compression context gets.
+  const deflateContext = deflateOptions === undefined ? undefined : {
+    ...deflateOptions,
+    ...(options.maxMessageSize === undefined
+      ? {}
+      : { maxMessageSize: options.maxMessageSize }),
+  };
+  if (deflateContext !== undefined) acceptDeflateOffer([], deflateContext);
   const hostname = options.hostname ?? "0.0.0.0";
   const port = options.port ?? 8080;
   const tls = options.cert !== undefined && options.key !== undefined;
@@ -691,7 +714,6 @@ export function serve<T = undefined>(
         decision: Decision<T>;
         extensions: ExtensionOffer[];
         accepted: ReturnType<typeof acceptDeflateOffer>;
-        deflateOptions: PerMessageDeflateOptions | undefined;
       }
       | undefined;
     try {
@@ -734,11 +756,6 @@ export function serve<T = undefined>(
           );
           status = decision.status;
         } else {
-          const deflateOptions = options.deflate === false
-            ? undefined
-            : options.deflate === true || options.deflate === undefined
-            ? {}
-            : options.deflate;
           const accepted = deflateOptions === undefined
             ? undefined
             : acceptDeflateOffer(info.extensions, deflateOptions);
@@ -750,7 +767,7 @@ export function serve<T = undefined>(
             ...(decision.headers ? { headers: decision.headers } : {}),
           });
           status = 101;
-          open = { decision, extensions, accepted, deflateOptions };
+          open = { decision, extensions, accepted };
         }
       }
       // Too late for the answer (the hooks were done, the rest was not):
@@ -779,7 +796,7 @@ export function serve<T = undefined>(
       if (outcome === "aborted") reportUnread(101, answer.length, reason);
       return undefined;
     }
-    const { decision, extensions, accepted, deflateOptions } = open;
+    const { decision, extensions, accepted } = open;
     try {
       const ws = new WebSocketConnection(conn, {
         ...connectionOptions,
@@ -787,12 +804,11 @@ export function serve<T = undefined>(
         protocol: decision.protocol ?? "",
         extensions: formatExtensions(extensions),
         ...(accepted === undefined ? {} : {
-          deflate: new PerMessageDeflate(accepted.params, "server", {
-            ...deflateOptions,
-            ...(options.maxMessageSize === undefined
-              ? {}
-              : { maxMessageSize: options.maxMessageSize }),
-          }),
+          deflate: new PerMessageDeflate(
+            accepted.params,
+            "server",
+            deflateContext,
+          ),
         }),
         url: request.url,
         head: rest,

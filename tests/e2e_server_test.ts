@@ -7,7 +7,7 @@ import type { WebSocketSession } from "../connection.ts";
 import { ConnectionClosedError, HandshakeError } from "../errors.ts";
 import { encodeFrame, type Frame, FrameDecoder } from "../frame.ts";
 import { createAcceptKey, createKey } from "../handshake.ts";
-import { serve, type WebSocketHandler } from "../server.ts";
+import { serve, type ServeOptions, type WebSocketHandler } from "../server.ts";
 import { PYTHON } from "./_python.ts";
 import { makeCertificate, opensslAvailable } from "./_tls.ts";
 import {
@@ -1304,6 +1304,43 @@ Deno.test("serve() refuses a handshakeTimeout or shutdownTimeout a timer cannot 
         error.message ===
           `Cannot start server: ${name} is ${value}, expected a number of ms ${range} and at most 2147483647`,
       `${name}: ${value}`,
+    );
+  }
+});
+
+Deno.test("serve() refuses bad limits, timeouts and deflate parameters with a RangeError before it listens", () => {
+  // Each was found only per connection before: after the request was read,
+  // or after the 101 went out. The resource sanitizer fails the test if a
+  // listener was opened.
+  const cases: [string, ServeOptions<undefined>, RegExp][] = [
+    ["maxMessageSize", { maxMessageSize: -1 }, /maxMessageSize/],
+    ["maxFrameSize", { maxFrameSize: NaN }, /maxFrameSize/],
+    ["maxFragments", { maxFragments: -1 }, /maxFragments/],
+    ["pingInterval", { pingInterval: 2 ** 31 }, /pingInterval/],
+    ["pingTimeout", { pingTimeout: -1 }, /pingTimeout/],
+    ["closeTimeout", { closeTimeout: Infinity }, /closeTimeout/],
+    ["writeHighWaterMark", { writeHighWaterMark: -1 }, /writeHighWaterMark/],
+    ["maxBufferedAmount", { maxBufferedAmount: NaN }, /maxBufferedAmount/],
+    ["maxHeadSize", { maxHeadSize: 3 }, /maxHeadSize/],
+    ["maxHeaders", { maxHeaders: -1 }, /maxHeaders/],
+    ["deflate level", { deflate: { level: 10 } }, /"level" is 10/],
+    [
+      "deflate serverMaxWindowBits",
+      { deflate: { serverMaxWindowBits: 7 } },
+      /"serverMaxWindowBits" is 7/,
+    ],
+    [
+      "maxMessageSize for the compression context",
+      { maxMessageSize: 1.5 },
+      /"maxMessageSize" is 1.5/,
+    ],
+  ];
+  for (const [name, options, message] of cases) {
+    assert.throws(
+      () => serve({ hostname: "127.0.0.1", port: 0, ...options }, echo),
+      (error: unknown) =>
+        error instanceof RangeError && message.test(error.message),
+      name,
     );
   }
 });
