@@ -3093,15 +3093,31 @@ Deno.test("read buffer: trim() drops the free spares and keeps lent bytes", () =
 // of a connection that went quiet.
 Deno.test("read buffer: a quiet connection drops its spare buffers at the keepalive ping", async () => {
   const { conn, peer } = await tcpServer({ pingInterval: 40, pingTimeout: 0 });
+  // What the connection sends: its keepalive pings, nothing else. Each is
+  // answered: the next ping goes out only once the pong came back.
+  let pinged = 0;
+  let onPing: (() => void) | undefined;
   const draining = (async () => {
+    const decoder = new FrameDecoder({ role: "client" });
     const sink = new Uint8Array(4096);
     try {
-      while ((await peer.read(sink)) !== null) { /* pings */ }
+      let n: number | null;
+      while ((n = await peer.read(sink)) !== null) {
+        for (const frame of decoder.push(sink.subarray(0, n))) {
+          if (frame.opcode !== OPCODE.Ping) continue; // the close at the end
+          await writeAll(peer, clientFrame(frame.payload, OPCODE.Pong));
+          pinged++;
+          onPing?.();
+        }
+      }
     } catch { /* closed */ }
   })();
   const iterator = conn.messages({ copy: false });
   // A burst that a consumer takes one message at a time: reads switch
-  // buffers while views are out.
+  // buffers while views are out. Each message's view is given back by the
+  // next call of next(), made at once: the last one's too, so that no view
+  // of the burst is out while the connection is quiet.
+  let next = iterator.next();
   async function burst(seed: number): Promise<Set<ArrayBufferLike>> {
     const payloads = Array.from(
       { length: 30 },
@@ -3113,9 +3129,10 @@ Deno.test("read buffer: a quiet connection drops its spare buffers at the keepal
     );
     const buffers = new Set<ArrayBufferLike>();
     for (let i = 0; i < payloads.length; i++) {
-      const { value } = await iterator.next();
+      const { value } = await next;
       assertSameBytes(value, payloads[i]!, `message ${seed + i}`);
       buffers.add((value as Uint8Array).buffer);
+      next = iterator.next();
       if (i % 4 === 0) await sleep(0);
     }
     await writing;
@@ -3123,13 +3140,26 @@ Deno.test("read buffer: a quiet connection drops its spare buffers at the keepal
   }
   const first = await burst(1);
   assert.ok(first.size > 2, `the burst used ${first.size} buffers`);
-  // Quiet: keepalive pings go out.
-  await sleep(200);
+  // Quiet: keepalive pings go out, and the spares go before each. Waiting
+  // for the bytes of two (the first may have left before the burst ended),
+  // not for a time: a loaded machine may run the timer late.
+  const before = pinged;
+  await within(
+    new Promise<void>((resolve) => {
+      onPing = () => {
+        if (pinged > before + 1) resolve();
+      };
+    }),
+    10_000,
+    "a keepalive ping after the burst",
+  );
+  onPing = undefined;
   const second = await burst(100);
   const again = [...second].filter((b) => first.has(b));
   await iterator.return!();
   await closeFromPeer(conn, peer);
   await draining;
+  assert.equal((await next).done, true);
   // The buffer the connection reads into stays; the spares were dropped.
   assert.ok(
     again.length <= 1,
