@@ -567,11 +567,15 @@ Deno.test("serve() shutdown() during handshakes: every client that got its 101 g
     }, async (ws) => {
       for await (const _ of ws) { /* until the close */ }
     });
+    const firstOpen = Promise.withResolvers<void>();
     const clients = Array.from({ length: 20 }, () => {
       const socket = new NodeWebSocket(`ws://127.0.0.1:${server.addr.port}/`);
       return new Promise<void>((resolve) => {
         let opened = false;
-        socket.on("open", () => opened = true);
+        socket.on("open", () => {
+          opened = true;
+          firstOpen.resolve();
+        });
         socket.on("error", () => {});
         socket.on("close", (code: number) => {
           if (opened) {
@@ -582,7 +586,13 @@ Deno.test("serve() shutdown() during handshakes: every client that got its 101 g
         });
       });
     });
-    await new Promise((resolve) => setTimeout(resolve, Math.random() * 20));
+    // Every third round begins shutdown() as the first client opens (the
+    // others are still in their handshakes): on a loaded machine, random
+    // waits alone may see none open.
+    if (round % 3 === 0) await deadline(firstOpen.promise, "a client opened");
+    else {
+      await new Promise((resolve) => setTimeout(resolve, Math.random() * 20));
+    }
     await deadline(server.shutdown(), "shutdown");
     await deadline(Promise.all(clients), "clients closed");
   }
