@@ -624,7 +624,8 @@ export class WebSocketConnection implements WebSocketSession {
    * @param transport The byte duplex: a `Deno.Conn`, or any
    * `{ readable, writable }`.
    * @param options The role, limits, timeouts and negotiated parameters.
-   * @throws {RangeError} If a limit or timeout is negative or not finite, or a
+   * @throws {RangeError} If a size or count is not a non-negative integer, a
+   * timeout is negative or not finite, or a
    * timeout is over 2^31 - 1 ms (what a timer can wait).
    */
   constructor(transport: WebSocketTransport, options: ConnectionOptions) {
@@ -1708,6 +1709,17 @@ function nonNegative(name: string, value: number): number {
   return value;
 }
 
+// Sizes and counts are whole numbers: the deflate context refuses a
+// fraction too, so a limit means the same with compression or without.
+function count(name: string, value: number): number {
+  if (!Number.isSafeInteger(value) || value < 0) {
+    throw new RangeError(
+      `Cannot create WebSocket connection: ${name} is ${value}, expected a non-negative integer`,
+    );
+  }
+  return value;
+}
+
 /**
  * Checks the limits and timeouts of a connection by the rules of the
  * {@linkcode WebSocketConnection} constructor, without a transport: so that
@@ -1715,8 +1727,9 @@ function nonNegative(name: string, value: number): number {
  * I/O. Absent values are not checked (their defaults are valid).
  *
  * @param limits The limits and timeouts to check.
- * @throws {RangeError} If a limit or timeout is negative or not finite, or a
- * timeout is over 2^31 - 1 ms (what a timer can wait).
+ * @throws {RangeError} If a size or count is not a non-negative integer, a
+ * timeout is negative or not finite, or a timeout is over 2^31 - 1 ms (what a
+ * timer can wait).
  *
  * @example Refusing a negative limit
  * ```ts
@@ -1739,12 +1752,12 @@ const LIMIT_CHECKS: [
   keyof ConnectionLimits,
   (name: string, value: number) => number,
 ][] = [
-  ["maxMessageSize", nonNegative],
-  ["maxFrameSize", nonNegative],
-  ["maxFragments", nonNegative],
+  ["maxMessageSize", count],
+  ["maxFrameSize", count],
+  ["maxFragments", count],
   ["pingInterval", timeout],
   ["pingTimeout", timeout],
   ["closeTimeout", timeout],
-  ["writeHighWaterMark", nonNegative],
-  ["maxBufferedAmount", nonNegative],
+  ["writeHighWaterMark", count],
+  ["maxBufferedAmount", count],
 ];

@@ -621,8 +621,16 @@ Deno.test("connect() refuses bad limits, timeouts and deflate parameters with a 
     [{ deflate: { level: 10 } }, /"level" is 10/],
     [{ deflate: { memLevel: 0 } }, /"memLevel" is 0/],
     [{ deflate: { threshold: -1 } }, /"threshold" is -1/],
-    // The inflated size limit of deflate is maxMessageSize, an integer.
-    [{ maxMessageSize: 1.5 }, /"maxMessageSize" is 1.5/],
+    // Sizes are whole numbers, with compression or without.
+    [
+      { maxMessageSize: 1.5 },
+      /maxMessageSize is 1.5, expected a non-negative integer/,
+    ],
+    [
+      { maxMessageSize: 1.5, deflate: false },
+      /maxMessageSize is 1.5, expected a non-negative integer/,
+    ],
+    [{ maxFrameSize: 0.5 }, /maxFrameSize is 0.5/],
   ];
   for (const [options, message] of cases) {
     await assert.rejects(

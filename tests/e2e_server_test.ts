@@ -1330,9 +1330,19 @@ Deno.test("serve() refuses bad limits, timeouts and deflate parameters with a Ra
       /"serverMaxWindowBits" is 7/,
     ],
     [
-      "maxMessageSize for the compression context",
+      "a fraction of a byte",
       { maxMessageSize: 1.5 },
-      /"maxMessageSize" is 1.5/,
+      /maxMessageSize is 1.5, expected a non-negative integer/,
+    ],
+    [
+      "a fraction of a byte, without compression",
+      { maxMessageSize: 1.5, deflate: false },
+      /maxMessageSize is 1.5, expected a non-negative integer/,
+    ],
+    [
+      "a compression threshold under 0",
+      { deflate: { threshold: -1 } },
+      /"threshold" is -1/,
     ],
   ];
   for (const [name, options, message] of cases) {
