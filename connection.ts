@@ -36,7 +36,7 @@
  * @module
  */
 
-import { copyOf, isOwned, POOL_LIMIT } from "./_alloc.ts";
+import { concat, copyOf, isOwned, POOL_LIMIT } from "./_alloc.ts";
 import { isLentView, MAX_READ_BUFFER, ReadBuffer } from "./_readbuffer.ts";
 import { messageReadable, messageWritable, sizeOf } from "./_streams.ts";
 import { ConnectionClosedError, ProtocolError } from "./errors.ts";
@@ -419,16 +419,6 @@ const CLOSING_QUEUE_LIMIT = 4096;
 const CLOSING_QUEUE_SIZE = 16 * 1024 * 1024;
 
 const encoder = new TextEncoder();
-
-function concat(parts: Uint8Array[], total: number): Uint8Array<ArrayBuffer> {
-  const out = new Uint8Array(total);
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
-}
 
 // Keeps a received payload that views the read buffer (which the next read
 // overwrites) or a much larger buffer (which it would pin).

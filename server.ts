@@ -28,6 +28,7 @@
  * @module
  */
 
+import { concat } from "./_alloc.ts";
 import { EdgeWebSocket } from "./_edge.ts";
 import {
   checkMaxHeaders,
@@ -1367,13 +1368,7 @@ async function readBody(
     reader.cancel().catch(() => {});
     throw error;
   }
-  const body = new Uint8Array(size);
-  let offset = 0;
-  for (const part of parts) {
-    body.set(part, offset);
-    offset += part.length;
-  }
-  return body;
+  return concat(parts, size);
 }
 
 // The head of a whole answer (as buildErrorResponse() writes it): the bytes
