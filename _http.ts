@@ -5,7 +5,6 @@
 // (RFC 9110, RFC 9112), and the checks of header fields given by callers.
 // Not an entry point.
 
-import { concat } from "./_alloc.ts";
 import { HandshakeError } from "./errors.ts";
 
 const DEFAULT_MAX_HEAD_SIZE = 16384;
@@ -269,11 +268,14 @@ async function scanHead(
           state = 2;
         } else if (state === 3) {
           const length = i + 1;
-          parts.push(value.subarray(0, length));
-          return {
-            head: concat(parts, size + length),
-            rest: value.slice(length),
-          };
+          const head = new Uint8Array(size + length);
+          let offset = 0;
+          for (const part of parts) {
+            head.set(part, offset);
+            offset += part.length;
+          }
+          head.set(value.subarray(0, length), offset);
+          return { head, rest: value.slice(length) };
         } else {
           throw bareByte("LF", size + i);
         }
