@@ -301,7 +301,8 @@ export interface ConnectionLimits {
   pingInterval?: number;
   /**
    * How long to wait for the pong of a keepalive ping, in milliseconds,
-   * before closing the connection with 1011; 0 waits forever.
+   * before closing the connection with 1011; 0 waits forever (and pings
+   * every `pingInterval` all the same, answered or not).
    *
    * @default {20000}
    */
@@ -602,6 +603,8 @@ export class WebSocketConnection implements WebSocketSession {
   #pings = new Map<number, PendingPing>();
   #pingCounter = 0;
   #keepaliveTimer: ReturnType<typeof setTimeout> | undefined;
+  // The payload of the keepalive ping still unanswered (pingTimeout 0).
+  #keepalivePayload: Uint8Array | undefined;
   #pongTimer: ReturnType<typeof setTimeout> | undefined;
   #closeTimer: ReturnType<typeof setTimeout> | undefined;
   #signal: AbortSignal | undefined;
@@ -1635,23 +1638,47 @@ export class WebSocketConnection implements WebSocketSession {
       // The read buffer's spares serve a steady load; a connection that
       // went quiet gives them back here (see _readbuffer.ts).
       this.#buffer?.trim();
-      if (this.#pingTimeout > 0) {
-        this.#pongTimer = setTimeout(() => {
-          this.#pongTimer = undefined;
-          this.#fail(
-            new DOMException(
-              `Cannot keep connection alive: no pong within ${this.#pingTimeout} ms`,
-              "TimeoutError",
-            ),
-          );
-        }, this.#pingTimeout);
+      if (this.#pingTimeout === 0) {
+        this.#keepaliveWithoutTimeout();
+        return;
       }
+      this.#pongTimer = setTimeout(() => {
+        this.#pongTimer = undefined;
+        this.#fail(
+          new DOMException(
+            `Cannot keep connection alive: no pong within ${this.#pingTimeout} ms`,
+            "TimeoutError",
+          ),
+        );
+      }, this.#pingTimeout);
       this.ping().then(() => {
         if (this.#pongTimer !== undefined) clearTimeout(this.#pongTimer);
         this.#pongTimer = undefined;
         this.#scheduleKeepalive();
       }, () => {});
     }, this.#pingInterval);
+  }
+
+  // pingTimeout 0: a peer that does not answer is never closed for it, yet
+  // it still gets a ping every interval (what keeps a NAT or proxy from
+  // dropping an idle connection), not one ping and then silence. A ping left
+  // unanswered is sent again with the same payload rather than tracked
+  // twice: a silent peer costs one pending ping, however long it lasts.
+  #keepaliveWithoutTimeout(): void {
+    const unanswered = this.#keepalivePayload;
+    if (unanswered !== undefined) {
+      this.#out.enqueue(0x9, unanswered, false);
+    } else {
+      const payload = new Uint8Array(4);
+      new DataView(payload.buffer).setUint32(0, this.#pingCounter + 1);
+      this.#keepalivePayload = payload;
+      this.ping(payload).then(() => {
+        if (this.#keepalivePayload === payload) {
+          this.#keepalivePayload = undefined;
+        }
+      }, () => {});
+    }
+    this.#scheduleKeepalive();
   }
 
   #stopKeepalive(): void {

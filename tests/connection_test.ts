@@ -887,6 +887,42 @@ Deno.test("WebSocketConnection keeps the connection alive with pings", async (t)
   );
 
   await t.step(
+    "RFC 6455 §5.5.2 with pingTimeout 0 a peer that never answers still gets a ping every interval",
+    async () => {
+      const raw = new RawPeer({
+        role: "server",
+        pingInterval: 30,
+        pingTimeout: 0,
+      });
+      // No pong for four intervals: the connection stays open and pings on,
+      // the same ping again (one pending ping, however long the silence).
+      const first = await raw.next();
+      assert.equal(first.opcode, OPCODE.Ping);
+      for (let i = 0; i < 3; i++) {
+        const again = await raw.next();
+        assert.equal(again.opcode, OPCODE.Ping);
+        assert.deepEqual(again.payload, first.payload);
+      }
+      assert.equal(raw.conn.isOpen, true);
+      // A pong answers it, and the pings after it are new ones.
+      raw.send(OPCODE.Pong, first.payload);
+      let next = await raw.next();
+      while (String(next.payload) === String(first.payload)) {
+        next = await raw.next();
+      }
+      assert.equal(next.opcode, OPCODE.Ping);
+      const closing = raw.conn.close(1000);
+      let frame = await raw.next();
+      while (frame.opcode === OPCODE.Ping) frame = await raw.next();
+      assert.equal(closeCodeOf(frame), 1000);
+      raw.send(OPCODE.Close, closePayload(1000));
+      raw.end();
+      assert.equal((await within(closing)).code, 1000);
+      await raw.finish();
+    },
+  );
+
+  await t.step(
     "RFC 6455 §5.5.2 two connections keep each other alive",
     async () => {
       const { client, server } = pair(
@@ -3094,7 +3130,7 @@ Deno.test("read buffer: trim() drops the free spares and keeps lent bytes", () =
 Deno.test("read buffer: a quiet connection drops its spare buffers at the keepalive ping", async () => {
   const { conn, peer } = await tcpServer({ pingInterval: 40, pingTimeout: 0 });
   // What the connection sends: its keepalive pings, nothing else. Each is
-  // answered: the next ping goes out only once the pong came back.
+  // answered, so each is a new ping.
   let pinged = 0;
   let onPing: (() => void) | undefined;
   const draining = (async () => {
