@@ -474,58 +474,20 @@ export function serve<T = undefined>(
   const stopped = Promise.withResolvers<void>();
   const finished = Promise.withResolvers<void>();
 
-  // Waits for what a hook returned (or for its answer's bytes), until the
-  // signal of the hooks' step aborts: then rejects at once, with a
-  // TimeoutError that names the hook (at shutdown, with the signal's
-  // reason). The hook
-  // goes on: what it returns later is dropped (a Response's body
-  // cancelled), what it throws later goes to onError, unless it is the
-  // signal's reason (a hook that gave up on request.signal).
+  // A hook past the deadline of its step: a TimeoutError that names it (at
+  // shutdown, the signal's reason). See untilAborted().
   function untilDeadline<R>(
-    hook: "onRequest" | "upgrade hook",
+    hook: Hook,
     value: R | PromiseLike<R>,
     signal: AbortSignal,
     request: Request,
   ): Promise<R> {
-    const promise = Promise.resolve(value);
-    return new Promise<R>((resolve, reject) => {
-      let waiting = true;
-      const onAbort = () => {
-        waiting = false;
-        reject(
-          stopping ? signal.reason : new DOMException(
-            `${
-              hook === "onRequest"
-                ? "Cannot answer request"
-                : "Cannot upgrade to WebSocket"
-            }: ${hook} did not finish within handshakeTimeout (${handshakeTimeout} ms)`,
-            "TimeoutError",
-          ),
-        );
-      };
-      if (signal.aborted) onAbort();
-      else signal.addEventListener("abort", onAbort, { once: true });
-      promise.then(
-        (result) => {
-          if (waiting) {
-            waiting = false;
-            signal.removeEventListener("abort", onAbort);
-            resolve(result);
-          } else if (result instanceof Response && !result.bodyUsed) {
-            result.body?.cancel().catch(() => {});
-          }
-        },
-        (error: unknown) => {
-          if (waiting) {
-            waiting = false;
-            signal.removeEventListener("abort", onAbort);
-            reject(error);
-          } else if (error !== signal.reason) {
-            onError(error, request);
-          }
-        },
-      );
-    });
+    return untilAborted(
+      value,
+      signal,
+      () => stopping ? signal.reason : hookTimeout(hook, handshakeTimeout),
+      (error) => onError(error, request),
+    );
   }
 
   // Starts one step of a handshake, which waits at most `ms`: its
@@ -1197,6 +1159,64 @@ interface Decision<T> {
   data: T | undefined;
 }
 
+/** A hook of the server, as its errors name it. */
+type Hook = "onRequest" | "upgrade hook";
+
+// The error of a hook that did not finish within handshakeTimeout.
+function hookTimeout(hook: Hook, ms: number): DOMException {
+  return new DOMException(
+    `${
+      hook === "onRequest"
+        ? "Cannot answer request"
+        : "Cannot upgrade to WebSocket"
+    }: ${hook} did not finish within handshakeTimeout (${ms} ms)`,
+    "TimeoutError",
+  );
+}
+
+// Waits for what a hook returned (or for its answer's bytes), until `signal`
+// aborts: then rejects at once with `reason()`. The hook goes on: what it
+// returns later is dropped (a Response's body cancelled), what it throws
+// later goes to `onLate`, unless it is the signal's reason (a hook that gave
+// up on request.signal).
+function untilAborted<R>(
+  value: R | PromiseLike<R>,
+  signal: AbortSignal,
+  reason: () => unknown,
+  onLate: (error: unknown) => void,
+): Promise<R> {
+  const promise = Promise.resolve(value);
+  return new Promise<R>((resolve, reject) => {
+    let waiting = true;
+    const onAbort = () => {
+      waiting = false;
+      reject(reason());
+    };
+    if (signal.aborted) onAbort();
+    else signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(
+      (result) => {
+        if (waiting) {
+          waiting = false;
+          signal.removeEventListener("abort", onAbort);
+          resolve(result);
+        } else if (result instanceof Response && !result.bodyUsed) {
+          result.body?.cancel().catch(() => {});
+        }
+      },
+      (error: unknown) => {
+        if (waiting) {
+          waiting = false;
+          signal.removeEventListener("abort", onAbort);
+          reject(error);
+        } else if (error !== signal.reason) {
+          onLate(error);
+        }
+      },
+    );
+  });
+}
+
 // The checks both serve() and createFetchHandler() run on an upgrade request:
 // origin (403), the upgrade hook, and the subprotocol.
 // `wait` waits for what the upgrade hook returned (serve() bounds it by the
@@ -1422,6 +1442,7 @@ export type FetchHandlerOptions<T = undefined> = Pick<
   | "onError"
   | "pingInterval"
   | "maxMessageSize"
+  | "handshakeTimeout"
 >;
 
 /**
@@ -1448,11 +1469,21 @@ export type FetchHandlerOptions<T = undefined> = Pick<
  * messages queued before stay readable; then iteration throws a
  * `ProtocolError` with that `closeCode`.
  *
+ * `handshakeTimeout` bounds the hooks (`upgrade`, `onRequest`) as in
+ * {@linkcode serve}: a hook that has not finished in time gets the client
+ * `503 Service Unavailable` and `onError` a `TimeoutError` that names the
+ * hook; what the hook returns later is dropped, what it throws later goes to
+ * `onError`. Unlike {@linkcode serve}'s, the hook's `request.signal` is the
+ * runtime's: it does not abort at the deadline. The runtime reads the
+ * request and writes the answer, so those waits are its own.
+ *
  * @typeParam T The per-connection data the upgrade hook returns.
  * @param options The upgrade checks and limits.
  * @param handler Runs for every open connection.
  * @returns A handler for `Deno.serve`.
- * @throws {RangeError} If `maxMessageSize` is negative.
+ * @throws {RangeError} If `maxMessageSize` is not a non-negative integer,
+ * `pingInterval` is negative, or `handshakeTimeout` is not over 0, or either
+ * is over 2,147,483,647 ms or not finite.
  *
  * @example Serving on Deno.serve
  * ```ts
@@ -1477,27 +1508,57 @@ export function createFetchHandler<T = undefined>(
   handler: WebSocketHandler<T>,
 ): (request: Request, info?: Deno.ServeHandlerInfo) => Promise<Response> {
   const onError = guardOnError(options.onError ?? defaultOnError);
+  // The same rules as serve()'s and the connection's, before any request.
+  checkConnectionLimits(options);
   const maxMessageSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
-  if (!Number.isFinite(maxMessageSize) || maxMessageSize < 0) {
+  const handshakeTimeout = options.handshakeTimeout ?? 5_000;
+  if (!(handshakeTimeout > 0 && handshakeTimeout <= MAX_TIMEOUT)) {
     throw new RangeError(
-      `Cannot create fetch handler: maxMessageSize is ${maxMessageSize}, expected a non-negative number`,
+      `Cannot create fetch handler: handshakeTimeout is ${handshakeTimeout}, expected a number of ms over 0 and at most ${MAX_TIMEOUT}`,
     );
   }
-  // As serve(): a refused upgrade gets its status and onError hears of it;
-  // a hook that throws gets 500 without details, and onError the error.
-  const refuse = (error: unknown, request: Request): Response => {
-    onError(error, request);
-    return error instanceof HandshakeError
-      ? refusalFor(error)
-      : new Response(STATUS_TEXT[500], { status: 500 });
-  };
   return async (request, serveInfo) => {
+    // The hooks' deadline. Their request stays the runtime's: a copy with a
+    // signal of ours would have to follow the runtime's signal, and merely
+    // listening to that one makes Deno.serve print a warning (its legacy
+    // abort after every response).
+    const deadline = new AbortController();
+    const timer = setTimeout(() => deadline.abort(), handshakeTimeout);
+    const untilDeadline = <R>(hook: Hook, value: R | PromiseLike<R>) =>
+      untilAborted(
+        value,
+        deadline.signal,
+        () => hookTimeout(hook, handshakeTimeout),
+        (error) => onError(error, request),
+      );
+    // As serve(): a refused upgrade gets its status and onError hears of
+    // it; a hook that throws gets 500 without details, and one past the
+    // deadline 503; onError gets the error.
+    const refuse = (error: unknown): Response => {
+      onError(error, request);
+      if (error instanceof HandshakeError) return refusalFor(error);
+      const status = deadline.signal.aborted ? 503 : 500;
+      return new Response(STATUS_TEXT[status], { status });
+    };
+    try {
+      return await answer(request, serveInfo, untilDeadline, refuse);
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+
+  async function answer(
+    request: Request,
+    serveInfo: Deno.ServeHandlerInfo | undefined,
+    untilDeadline: <R>(hook: Hook, value: R | PromiseLike<R>) => Promise<R>,
+    refuse: (error: unknown) => Response,
+  ): Promise<Response> {
     if (!isUpgrade(request.headers)) {
       if (options.onRequest === undefined) return upgradeRequired();
       try {
-        return await options.onRequest(request);
+        return await untilDeadline("onRequest", options.onRequest(request));
       } catch (error) {
-        return refuse(error, request);
+        return refuse(error);
       }
     }
     let decision: Response | Decision<T>;
@@ -1518,9 +1579,9 @@ export function createFetchHandler<T = undefined>(
         protocols: info.protocols,
         extensions: [],
         remoteAddr: serveInfo?.remoteAddr as Deno.NetAddr | undefined,
-      });
+      }, (value) => untilDeadline("upgrade hook", value));
     } catch (error) {
-      return refuse(error, request);
+      return refuse(error);
     }
     if (decision instanceof Response) return decision;
     const idle = options.pingInterval ?? 20_000;
@@ -1543,7 +1604,6 @@ export function createFetchHandler<T = undefined>(
           "Cannot upgrade to WebSocket: the runtime refused the upgrade",
           { status: 400, headers: request.headers },
         ),
-        request,
       );
     }
     const protocol = decision.protocol ?? "";
@@ -1567,5 +1627,5 @@ export function createFetchHandler<T = undefined>(
       }
     }, { once: true });
     return response;
-  };
+  }
 }

@@ -1436,13 +1436,105 @@ Deno.test("createFetchHandler() does not close an echo handler that a burst of 1
   assert.equal((await closeClient(client)).code, 1000);
 });
 
-Deno.test("createFetchHandler() refuses a negative maxMessageSize with a RangeError", () => {
-  assert.throws(
-    () => createFetchHandler({ maxMessageSize: -1 }, echo),
-    {
-      name: "RangeError",
-      message:
-        "Cannot create fetch handler: maxMessageSize is -1, expected a non-negative number",
-    },
+Deno.test("createFetchHandler() refuses limits and timeouts serve() refuses, with a RangeError", () => {
+  const cases: [FetchHandlerOptions, RegExp][] = [
+    [
+      { maxMessageSize: -1 },
+      /maxMessageSize is -1, expected a non-negative integer/,
+    ],
+    [
+      { maxMessageSize: 1.5 },
+      /maxMessageSize is 1.5, expected a non-negative integer/,
+    ],
+    [{ pingInterval: -1 }, /pingInterval is -1/],
+    [{ pingInterval: NaN }, /pingInterval is NaN/],
+    [{ pingInterval: 2 ** 31 }, /pingInterval is 2147483648 ms/],
+    [{ handshakeTimeout: 0 }, /handshakeTimeout is 0/],
+    [{ handshakeTimeout: Infinity }, /handshakeTimeout is Infinity/],
+  ];
+  for (const [options, message] of cases) {
+    assert.throws(() => createFetchHandler(options, echo), (error) => {
+      assert.ok(error instanceof RangeError, String(error));
+      assert.match(error.message, message);
+      return true;
+    });
+  }
+});
+
+Deno.test("createFetchHandler() answers 503 for a hook past handshakeTimeout and reports a TimeoutError that names it, and a failure after", async () => {
+  const errors: unknown[] = [];
+  const late = Promise.withResolvers<void>();
+  let answered = false;
+  await using server = fetchServer({
+    handshakeTimeout: 200,
+    onError: (error) => errors.push(error),
+    // onRequest fails once released, after its deadline: reported too. The
+    // upgrade hook answers after its deadline: dropped.
+    onRequest: () => late.promise.then(() => Promise.reject(new Error("late"))),
+    upgrade: () =>
+      late.promise.then(() => {
+        answered = true;
+        return new Response("too late", { status: 401 });
+      }),
+  }, echo);
+  const plain = await deadline(
+    fetch(`http://127.0.0.1:${server.addr.port}/`),
+    "fetch",
   );
+  assert.equal(plain.status, 503);
+  await plain.body?.cancel();
+  const hook = await refusedNode(`ws://127.0.0.1:${server.addr.port}/`);
+  assert.equal(hook.status, 503);
+  assert.equal(errors.length, 2);
+  late.resolve();
+  await deadline(
+    (async () => {
+      while (errors.length < 3 || !answered) {
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    })(),
+    "the late answers",
+  );
+  const [first, second, third] = errors as Error[];
+  assert.equal(first!.name, "TimeoutError");
+  assert.equal(
+    first!.message,
+    "Cannot answer request: onRequest did not finish within handshakeTimeout (200 ms)",
+  );
+  assert.equal(second!.name, "TimeoutError");
+  assert.equal(
+    second!.message,
+    "Cannot upgrade to WebSocket: upgrade hook did not finish within handshakeTimeout (200 ms)",
+  );
+  assert.equal(third!.message, "late");
+  assert.equal(errors.length, 3);
+});
+
+Deno.test("createFetchHandler() does not cut short a hook that finishes in time, nor its connection after the deadline", async () => {
+  let hooked: Request | undefined;
+  let handled: Request | undefined;
+  await using server = fetchServer({
+    handshakeTimeout: 200,
+    upgrade: async (request) => {
+      hooked = request;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      return { data: undefined };
+    },
+  }, async (ws, request) => {
+    handled = request;
+    for await (const message of ws) await ws.send(message);
+  });
+  const client = await connectClient(
+    NODE,
+    `ws://127.0.0.1:${server.addr.port}/path?q=1`,
+  );
+  client.send("after the hook");
+  assert.equal(await client.next(), "after the hook");
+  // Past the deadline: the open connection's request did not abort.
+  await new Promise((resolve) => setTimeout(resolve, 250));
+  client.send("later");
+  assert.equal(await client.next(), "later");
+  assert.equal(hooked, handled);
+  assert.equal(new URL(handled!.url).search, "?q=1");
+  assert.equal((await closeClient(client)).code, 1000);
 });
