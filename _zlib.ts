@@ -331,7 +331,8 @@ export function releaseSlot(): void {
  * of `node:timers` (or a `MessageChannel` message) let timers run but left a
  * ping to another connection on the same server unanswered until the message
  * was done (a median of 40 to 80 ms against a client sending messages that
- * inflate to 48 MiB, 3 ms with this), and a timer set only after the
+ * inflate to 48 MiB, 3 ms with this, the client in another process; one in
+ * the same process waits 3-4 slices), and a timer set only after the
  * slice costs 2 ms of waiting per slice. `cancel()` clears the timer and ends
  * the wait at once, so that a closed context leaves no timer behind.
  */
