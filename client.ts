@@ -162,8 +162,8 @@ export interface ConnectOptions extends ConnectionLimits {
    * `socks5h://...` (the same: host names always go to a SOCKS5 proxy
    * unresolved, so no DNS query leaks around it); `false` to ignore the
    * environment. Absent, the `HTTPS_PROXY` (for `wss:`) or `HTTP_PROXY`
-   * (for `ws:`) environment variable is used (lower-case names too),
-   * unless `NO_PROXY` lists the host. Reading the environment needs
+   * (for `ws:`) environment variable is used (lower-case names too; an
+   * empty value counts as unset), unless `NO_PROXY` lists the host. Reading the environment needs
    * `--allow-env`; without it, no proxy is used.
    *
    * @default {undefined}
@@ -738,8 +738,11 @@ function withoutCredentials(url: URL): string {
 // Proxies
 // ---------------------------------------------------------------------------
 
+// The upper-case name first, then the lower-case one; an empty value counts
+// as unset (as Go and Python read them): `HTTP_PROXY=` does not hide
+// `http_proxy`.
 function readEnv(name: string): string | undefined {
-  return envValue(name) ?? envValue(name.toLowerCase());
+  return envValue(name) || envValue(name.toLowerCase()) || undefined;
 }
 
 // A variable the process may read, or undefined: without --allow-env for it

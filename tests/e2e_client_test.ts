@@ -1117,20 +1117,34 @@ Deno.test("connect() uses HTTP_PROXY for ws: and HTTPS_PROXY for wss:", async ()
   assert.deepEqual(secureProxy.connects, [`127.0.0.1:${secure.addr.port}`]);
 });
 
-Deno.test("connect() uses lower-case http_proxy", async () => {
+Deno.test("connect() uses lower-case http_proxy and no_proxy, also when the upper-case ones are empty", async () => {
   const { server } = echoServer();
   await using _ = server;
   await using proxy = new TestProxy();
+  const url = `ws://127.0.0.1:${server.addr.port}/`;
+  for (const upper of [{}, { HTTP_PROXY: "" }]) {
+    await withProxyEnv({
+      ...upper,
+      http_proxy: `http://127.0.0.1:${proxy.port}`,
+    }, async () => {
+      const ws = await deadline(connect(url, { pingInterval: 0 }), "connect");
+      await closeCleanly(ws);
+    });
+  }
+  assert.deepEqual(proxy.connects, [
+    `127.0.0.1:${server.addr.port}`,
+    `127.0.0.1:${server.addr.port}`,
+  ]);
+  // An empty NO_PROXY does not hide no_proxy either.
   await withProxyEnv({
-    http_proxy: `http://127.0.0.1:${proxy.port}`,
+    HTTP_PROXY: `http://127.0.0.1:${proxy.port}`,
+    NO_PROXY: "",
+    no_proxy: "127.0.0.1",
   }, async () => {
-    const ws = await deadline(
-      connect(`ws://127.0.0.1:${server.addr.port}/`, { pingInterval: 0 }),
-      "connect",
-    );
+    const ws = await deadline(connect(url, { pingInterval: 0 }), "connect");
     await closeCleanly(ws);
   });
-  assert.deepEqual(proxy.connects, [`127.0.0.1:${server.addr.port}`]);
+  assert.equal(proxy.connects.length, 2);
 });
 
 // Without --allow-env, Deno.env.get() asks on a terminal: connect() used to
