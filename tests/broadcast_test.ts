@@ -8,7 +8,11 @@ import type { Socket } from "node:net";
 // @ts-types="npm:@types/ws@8.18.1"
 import NodeWebSocket from "npm:ws@8.23.0";
 import { broadcast, SLOW_CONSUMER_CLOSE_CODE, Topics } from "../broadcast.ts";
-import type { CloseInfo, WebSocketSession } from "../connection.ts";
+import {
+  type CloseInfo,
+  WebSocketConnection,
+  type WebSocketSession,
+} from "../connection.ts";
 import { createKey } from "../handshake.ts";
 import { createFetchHandler, serve, type ServeOptions } from "../server.ts";
 import { deadline, jsonText, patternBytes, WAIT, writeAll } from "./_util.ts";
@@ -533,6 +537,36 @@ Deno.test("Topics works with the sessions of createFetchHandler() on Deno.serve"
   await deadline(first.closed, "edge session close");
   assert.equal(topics.subscriberCount("edge"), 1);
   await closeAll(clients.slice(1));
+});
+
+// ---------------------------------------------------------------------------
+// Any WebSocketConnection
+// ---------------------------------------------------------------------------
+
+Deno.test("broadcast() reaches connections over web streams, and client-side connections mask their own copy", async () => {
+  const a = new TransformStream<Uint8Array, Uint8Array>();
+  const b = new TransformStream<Uint8Array, Uint8Array>();
+  const options = { pingInterval: 0 };
+  const client = new WebSocketConnection(
+    { readable: a.readable, writable: b.writable },
+    { role: "client", ...options },
+  );
+  const server = new WebSocketConnection(
+    { readable: b.readable, writable: a.writable },
+    { role: "server", ...options },
+  );
+  const big = patternBytes(200_000, 5);
+  for (const message of ["hello", big]) {
+    assert.equal(broadcast([server, client], message).sent, 2);
+    for (
+      const [ws, name] of [[client, "client"], [server, "server"]] as const
+    ) {
+      const received = await deadline(ws[Symbol.asyncIterator]().next(), name);
+      assertMessage(received.value!, message, `${name} side`);
+    }
+  }
+  await client.close();
+  assert.equal((await server.closed).code, 1000);
 });
 
 // ---------------------------------------------------------------------------
