@@ -58,6 +58,10 @@ const cancelTask: (handle: unknown) => void =
   immediate.clearImmediate?.bind(globalThis) ??
     ((handle) => clearTimeout(handle as number));
 
+// The frames of enqueueEncoded() that other writers write too: never a
+// spare.
+const shared = new WeakSet<Uint8Array>();
+
 /** A promise that is already resolved, shared. */
 export const RESOLVED: Promise<void> = Promise.resolve();
 
@@ -138,22 +142,39 @@ export class FrameWriter {
     if (mask !== undefined) frame.mask = mask();
     const size = frameSize(payload.length, frame.mask !== undefined);
     if (size <= BATCH_FRAME_LIMIT) {
-      if (
-        this.#batch === undefined ||
-        this.#batchLength + size > this.#batch.length
-      ) {
-        this.#sealBatch();
-        this.#batch = this.#takeBuffer(
-          size <= SMALL_FRAME ? BATCH_SIZE : LARGE_BATCH_SIZE,
-        );
-      }
-      encodeFrameInto(frame, this.#batch, this.#batchLength);
+      encodeFrameInto(frame, this.#batchFor(size), this.#batchLength);
       this.#batchLength += size;
     } else {
       this.#sealBatch();
       const buffer = this.#takeBuffer(size);
       encodeFrameInto(frame, buffer, 0);
       this.#queue.push(buffer.subarray(0, size));
+    }
+    this.#queuedBytes += size;
+    this.start();
+  }
+
+  /**
+   * Queues one frame encoded already (unmasked: a server's), whose bytes
+   * must not change: a broadcast's, shared by the writers of many
+   * connections. A frame that fits a batch is copied into it (it is written
+   * with its neighbours); a larger one is queued as it is when the
+   * transport's own write() takes it, and is never reused as a spare.
+   */
+  enqueueEncoded(frame: Uint8Array): void {
+    const size = frame.length;
+    if (size <= BATCH_FRAME_LIMIT) {
+      this.#batchFor(size).set(frame, this.#batchLength);
+      this.#batchLength += size;
+    } else {
+      this.#sealBatch();
+      if (this.#transport.write !== undefined) {
+        shared.add(frame);
+        this.#queue.push(frame);
+      } else {
+        // A chunk handed to a WritableStream belongs to its reader.
+        this.#queue.push(frame.slice());
+      }
     }
     this.#queuedBytes += size;
     this.start();
@@ -317,6 +338,21 @@ export class FrameWriter {
     return new Uint8Array(Math.max(size, BATCH_SIZE));
   }
 
+  // The batch with room for a frame of `size` bytes (at most
+  // BATCH_FRAME_LIMIT) at #batchLength: a full one is sealed for a new one.
+  #batchFor(size: number): Uint8Array<ArrayBuffer> {
+    if (
+      this.#batch === undefined ||
+      this.#batchLength + size > this.#batch.length
+    ) {
+      this.#sealBatch();
+      this.#batch = this.#takeBuffer(
+        size <= SMALL_FRAME ? BATCH_SIZE : LARGE_BATCH_SIZE,
+      );
+    }
+    return this.#batch;
+  }
+
   #sealBatch(): void {
     if (this.#batch !== undefined && this.#batchLength > 0) {
       this.#queue.push(this.#batch.subarray(0, this.#batchLength));
@@ -449,6 +485,7 @@ export class FrameWriter {
   // A batch buffer written by the transport's own write() can be reused; one
   // handed to a WritableStream belongs to its reader now.
   #recycle(bytes: Uint8Array): void {
+    if (shared.has(bytes)) return;
     if (isSlab(bytes)) {
       giveSlab(bytes);
       return;

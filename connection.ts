@@ -37,6 +37,7 @@
  */
 
 import { concat, copyOf, isOwned, POOL_LIMIT } from "./_alloc.ts";
+import { setFrameQueue } from "./_broadcast.ts";
 import { isLentView, MAX_READ_BUFFER, ReadBuffer } from "./_readbuffer.ts";
 import { messageReadable, messageWritable, sizeOf } from "./_streams.ts";
 import { ConnectionClosedError, ProtocolError } from "./errors.ts";
@@ -790,6 +791,26 @@ export class WebSocketConnection implements WebSocketSession {
     }
     this.#out.enqueue(opcode, payload, false);
     return this.#out.drained();
+  }
+
+  static {
+    // broadcast.ts hands one frame, encoded once, to many connections
+    // (through _broadcast.ts): queued here as send() would queue its own.
+    setFrameQueue((ws, frame, payloadSize, compress) => {
+      if (ws.#state !== OPEN) return "closed";
+      if (
+        ws.#role === "client" || ws.#compressing > 0 ||
+        (compress && ws.#deflate?.shouldCompress(payloadSize) === true)
+      ) {
+        return "send";
+      }
+      const queued = ws.#out.queuedBytes;
+      if (queued > 0 && queued + frame.length > ws.#maxBufferedAmount) {
+        return "full";
+      }
+      ws.#out.enqueueEncoded(frame);
+      return "queued";
+    });
   }
 
   /**

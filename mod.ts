@@ -12,6 +12,8 @@
  *   time, limits, timeouts and graceful shutdown;
  *   {@linkcode createFetchHandler} runs the same handler on `Deno.serve` for
  *   edge platforms.
+ * - {@linkcode broadcast} and {@linkcode Topics} (pub-sub) send one message
+ *   to many connections, encoded once, skipping or dropping slow consumers.
  * - Every connection gives its messages as an async iterator and as web
  *   streams, `send()` with backpressure, `ping()` with the round-trip time,
  *   and `close()` with the close handshake.
@@ -43,6 +45,7 @@
  * @module
  */
 
+export * from "./broadcast.ts";
 export * from "./client.ts";
 export * from "./connection.ts";
 export * from "./deflate.ts";
