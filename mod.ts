@@ -12,6 +12,8 @@
  *   time, limits, timeouts and graceful shutdown;
  *   {@linkcode createFetchHandler} runs the same handler on `Deno.serve` for
  *   edge platforms.
+ * - {@linkcode reconnecting} gives one client connection after another,
+ *   with exponential backoff and full jitter between them.
  * - Every connection gives its messages as an async iterator and as web
  *   streams, `send()` with backpressure, `ping()` with the round-trip time,
  *   and `close()` with the close handshake.
@@ -49,4 +51,5 @@ export * from "./deflate.ts";
 export * from "./errors.ts";
 export * from "./frame.ts";
 export * from "./handshake.ts";
+export * from "./reconnect.ts";
 export * from "./server.ts";
