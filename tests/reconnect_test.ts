@@ -413,6 +413,23 @@ Deno.test("reconnecting() retries a handshake timeout", async () => {
   assert.equal(error.name, "TimeoutError");
 });
 
+Deno.test("reconnecting() retries a failed DNS lookup", async () => {
+  // RFC 6761 §6.4: .invalid never resolves. A resolver that does not answer
+  // in time gives a TimeoutError, retried too.
+  const { retries, error } = await drive(
+    "ws://reconnect-test.invalid/",
+    { initialDelay: 1, maxRetries: 1, handshakeTimeout: 2_000, proxy: false },
+    () => true,
+  );
+  assert.equal(retries.length, 1);
+  assert.ok(error instanceof Error);
+  assert.ok(
+    /^failed to lookup address information/.test(error.message) ||
+      error.name === "TimeoutError",
+    String(error),
+  );
+});
+
 Deno.test("reconnecting() throws a wrong Sec-WebSocket-Accept at once", async () => {
   await using server = rawServer(async (conn) => {
     await readRequestHead(conn);
