@@ -14,6 +14,8 @@
  *   edge platforms.
  * - {@linkcode broadcast} and {@linkcode Topics} (pub-sub) send one message
  *   to many connections, encoded once, skipping or dropping slow consumers.
+ * - {@linkcode reconnecting} gives one client connection after another,
+ *   with exponential backoff and full jitter between them.
  * - Every connection gives its messages as an async iterator and as web
  *   streams, `send()` with backpressure, `ping()` with the round-trip time,
  *   and `close()` with the close handshake.
@@ -52,4 +54,5 @@ export * from "./deflate.ts";
 export * from "./errors.ts";
 export * from "./frame.ts";
 export * from "./handshake.ts";
+export * from "./reconnect.ts";
 export * from "./server.ts";
