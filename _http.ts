@@ -250,9 +250,13 @@ async function scanHead(
     if (value.length === 0) {
       const result = await readChunk(reader, signal);
       if (result.done) {
+        // The cause tells a peer that went away from one that sent bytes
+        // that are not HTTP (reconnecting() retries the first only).
+        const eof = new Error("The connection ended before the head did");
+        eof.name = "UnexpectedEof";
         throw new HandshakeError(
           `Cannot read HTTP head: connection closed after ${size} bytes`,
-          { status: 400 },
+          { status: 400, cause: eof },
         );
       }
       value = result.value;

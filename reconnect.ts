@@ -406,7 +406,8 @@ function isTransient(error: unknown): boolean {
     // that closed the connection before answering is retried, not one that
     // sent bytes that are not HTTP (a bare CR, a head too large).
     if (error.headers === undefined) {
-      return /: connection closed after \d+ bytes$/.test(error.message);
+      return error.cause instanceof Error &&
+        error.cause.name === "UnexpectedEof";
     }
     return isTransientStatus(error.status);
   }
