@@ -163,8 +163,9 @@ export interface ConnectOptions extends ConnectionLimits {
    * unresolved, so no DNS query leaks around it); `false` to ignore the
    * environment. Absent, the `HTTPS_PROXY` (for `wss:`) or `HTTP_PROXY`
    * (for `ws:`) environment variable is used (lower-case names too; an
-   * empty value counts as unset), unless `NO_PROXY` lists the host. Reading the environment needs
-   * `--allow-env`; without it, no proxy is used.
+   * empty value counts as unset), unless `NO_PROXY` lists the host.
+   * Reading the environment needs `--allow-env`; without it, no proxy is
+   * used.
    *
    * @default {undefined}
    */
