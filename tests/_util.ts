@@ -1,6 +1,7 @@
 // Copyright 2026 the @rfc6455/websocket authors. MIT license.
 // Helpers shared by the test files.
 
+import assert from "node:assert/strict";
 import { echoHandler } from "../examples/echo_handler.ts";
 import {
   serve,
@@ -138,4 +139,25 @@ export function captureConsoleError(): Disposable & { printed: unknown[][] } {
       console.error = original;
     },
   };
+}
+
+/**
+ * Asserts that a received message is `expected`: text equal to it, or
+ * binary with the same bytes (the first differing byte named).
+ */
+export function assertMessage(
+  actual: unknown,
+  expected: string | Uint8Array,
+  what: string,
+): void {
+  if (typeof expected === "string") {
+    assert.equal(typeof actual, "string", `${what}: expected text`);
+    assert.ok(actual === expected, `${what}: text differs`);
+    return;
+  }
+  assert.ok(actual instanceof Uint8Array, `${what}: expected binary`);
+  assert.equal(actual.length, expected.length, `${what}: length`);
+  for (let i = 0; i < expected.length; i++) {
+    if (actual[i] !== expected[i]) assert.fail(`${what}: differs at byte ${i}`);
+  }
 }

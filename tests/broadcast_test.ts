@@ -15,7 +15,14 @@ import {
 } from "../connection.ts";
 import { createKey } from "../handshake.ts";
 import { createFetchHandler, serve, type ServeOptions } from "../server.ts";
-import { deadline, jsonText, patternBytes, WAIT, writeAll } from "./_util.ts";
+import {
+  assertMessage,
+  deadline,
+  jsonText,
+  patternBytes,
+  WAIT,
+  writeAll,
+} from "./_util.ts";
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -183,19 +190,6 @@ function startServer(options: ServeOptions = {}): {
     await ws.closed;
   });
   return { server, url: `ws://127.0.0.1:${server.addr.port}/`, sessions };
-}
-
-function assertMessage(actual: Message, expected: Message, what: string): void {
-  if (typeof expected === "string") {
-    assert.equal(typeof actual, "string", `${what}: expected text`);
-    assert.ok(actual === expected, `${what}: text differs`);
-    return;
-  }
-  assert.ok(actual instanceof Uint8Array, `${what}: expected binary`);
-  assert.equal(actual.length, expected.length, `${what}: length`);
-  for (let i = 0; i < expected.length; i++) {
-    if (actual[i] !== expected[i]) assert.fail(`${what}: differs at byte ${i}`);
-  }
 }
 
 async function closeAll(clients: Client[]): Promise<void> {

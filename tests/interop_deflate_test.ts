@@ -17,7 +17,7 @@ import {
   PythonPeer,
   pythonWebsockets,
 } from "./_python.ts";
-import { deadline, jsonText, patternBytes } from "./_util.ts";
+import { assertMessage, deadline, jsonText, patternBytes } from "./_util.ts";
 import { echoHandler as echo } from "../examples/echo_handler.ts";
 
 // ---------------------------------------------------------------------------
@@ -39,23 +39,6 @@ const MESSAGES: (string | Uint8Array<ArrayBuffer>)[] = [
   "",
   BIG_JSON,
 ];
-
-function assertMessage(
-  actual: unknown,
-  expected: string | Uint8Array,
-  what: string,
-): void {
-  if (typeof expected === "string") {
-    assert.equal(typeof actual, "string", `${what}: expected text`);
-    assert.ok(actual === expected, `${what}: text differs`);
-    return;
-  }
-  assert.ok(actual instanceof Uint8Array, `${what}: expected binary`);
-  assert.equal(actual.length, expected.length, `${what}: length`);
-  for (let i = 0; i < expected.length; i++) {
-    if (actual[i] !== expected[i]) assert.fail(`${what}: differs at ${i}`);
-  }
-}
 
 /** Sends every message through `ws` and checks the echoes, in order. */
 async function assertEchoes(
