@@ -1524,10 +1524,22 @@ export function createFetchHandler<T = undefined>(
     // abort after every response).
     const deadline = new AbortController();
     const timer = setTimeout(() => deadline.abort(), handshakeTimeout);
+    try {
+      return await answer(request, serveInfo, deadline.signal);
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+
+  async function answer(
+    request: Request,
+    serveInfo: Deno.ServeHandlerInfo | undefined,
+    deadline: AbortSignal,
+  ): Promise<Response> {
     const untilDeadline = <R>(hook: Hook, value: R | PromiseLike<R>) =>
       untilAborted(
         value,
-        deadline.signal,
+        deadline,
         () => hookTimeout(hook, handshakeTimeout),
         (error) => onError(error, request),
       );
@@ -1537,22 +1549,9 @@ export function createFetchHandler<T = undefined>(
     const refuse = (error: unknown): Response => {
       onError(error, request);
       if (error instanceof HandshakeError) return refusalFor(error);
-      const status = deadline.signal.aborted ? 503 : 500;
+      const status = deadline.aborted ? 503 : 500;
       return new Response(STATUS_TEXT[status], { status });
     };
-    try {
-      return await answer(request, serveInfo, untilDeadline, refuse);
-    } finally {
-      clearTimeout(timer);
-    }
-  };
-
-  async function answer(
-    request: Request,
-    serveInfo: Deno.ServeHandlerInfo | undefined,
-    untilDeadline: <R>(hook: Hook, value: R | PromiseLike<R>) => Promise<R>,
-    refuse: (error: unknown) => Response,
-  ): Promise<Response> {
     if (!isUpgrade(request.headers)) {
       if (options.onRequest === undefined) return upgradeRequired();
       try {
